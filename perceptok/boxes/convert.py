@@ -1,0 +1,43 @@
+"""Conversion of box text between conventions (e.g. AURORA ⇄ PaliGemma)."""
+
+from __future__ import annotations
+
+import torch
+
+from perceptok.boxes.tokenizer import BoxTokenizer
+
+
+def _tokenizer(spec: str | BoxTokenizer) -> BoxTokenizer:
+    return spec if isinstance(spec, BoxTokenizer) else BoxTokenizer.from_preset(spec)
+
+
+def convert(
+    text: str,
+    src: str | BoxTokenizer,
+    dst: str | BoxTokenizer,
+    canvas_size: tuple[int, int] | None = None,
+    strict: bool = True,
+) -> str:
+    """Rewrite box text from ``src``'s convention into ``dst``'s; labels are kept.
+
+    ``src`` and ``dst`` are preset names or tokenizers. Boxes are decoded onto the
+    ``canvas_size=(H, W)`` image (the unit square if ``None``) and encoded again, so each
+    coordinate moves by at most half a ``src`` bin plus half a ``dst`` bin. Boxes that become
+    empty in a coarser ``dst`` grid are widened to one bin rather than dropped, so counts
+    are preserved.
+    """
+    src_tok, dst_tok = _tokenizer(src), _tokenizer(dst)
+    parsed = src_tok.parse(text, strict=strict)
+    boxes = src_tok.decode(parsed.ids, canvas_size=canvas_size)  # (N, 4) xyxy
+    ids = dst_tok.encode(_widen(boxes, canvas_size), canvas_size=canvas_size, clip=True).ids
+    return dst_tok.to_text(ids, labels=parsed.labels)
+
+
+def _widen(boxes: torch.Tensor, canvas_size: tuple[int, int] | None) -> torch.Tensor:
+    """Give zero-area ``(N, 4)`` xyxy boxes (a one-cell Kosmos-2 box decodes to a point) a tiny extent."""
+    h, w = canvas_size if canvas_size is not None else (1.0, 1.0)
+    eps = 1e-6 * torch.tensor([w, h], dtype=torch.float64)
+    boxes = boxes.double()
+    lo = torch.minimum(boxes[:, :2], boxes[:, 2:] - eps).clamp(min=0)
+    hi = torch.maximum(boxes[:, 2:], lo + eps)
+    return torch.cat([lo, hi], dim=1)

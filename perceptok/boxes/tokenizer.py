@@ -1,0 +1,88 @@
+"""Bounding boxes ⇄ coordinate tokens, in the conventions of AURORA, PaliGemma, Florence-2,
+Kosmos-2 and Qwen2-VL (``REFERENCE.md``; AURORA paper §3, "box tokens").
+
+Axis legend: ``B`` images, ``N`` boxes per image, ``T`` tokens per box (4, or 2 grid cells).
+Image sizes are ``canvas_size=(H, W)``, torchvision's convention.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torchvision import tv_tensors
+from torchvision.ops import box_convert
+
+from perceptok.coordinates.config import PRESETS, CoordinateConfig
+from perceptok.coordinates.tokenizer import CanvasSize, CoordinateTokenizer
+from perceptok.coordinates.validate import as_float_tensor, check_finite, check_range, normalise
+from perceptok.registry import register_preset, register_tokenizer
+
+BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+
+
+@dataclasses.dataclass(frozen=True)
+class BoxTokenizerConfig(CoordinateConfig):
+    """Config of ``BoxTokenizer``; the fields are those of ``CoordinateConfig``."""
+
+
+def _check_format(format: str) -> str:
+    if format not in BOX_FORMATS:
+        raise ValueError(f"box format must be one of {BOX_FORMATS}, got {format!r}")
+    return format
+
+
+@register_tokenizer("boxes")
+class BoxTokenizer(CoordinateTokenizer):
+    """Boxes ⇄ coordinate tokens.
+
+    >>> tok = BoxTokenizer.from_preset("aurora")
+    >>> tok.to_text(tok.encode([[0, 0, 168, 336]], canvas_size=(336, 336)))
+    '(<PIXEL_0>,<PIXEL_0>,<PIXEL_168>,<PIXEL_335>)'
+    """
+
+    config_class = BoxTokenizerConfig
+    points_per_item = 2
+    item_kind = "box"
+    input_width = 4
+
+    def _to_points(self, boxes: Any, canvas_size: CanvasSize | None, clip: bool, format: str = "xyxy") -> torch.Tensor:
+        if isinstance(boxes, tv_tensors.BoundingBoxes):
+            format = boxes.format.name.lower()
+            if format not in BOX_FORMATS:
+                raise ValueError(f"BoundingBoxes in format {boxes.format.name} are not supported; use one of {BOX_FORMATS}")
+            if canvas_size is not None and tuple(canvas_size) != tuple(boxes.canvas_size):
+                raise ValueError(f"canvas_size {tuple(canvas_size)} disagrees with the BoundingBoxes' {tuple(boxes.canvas_size)}")
+            canvas_size = tuple(boxes.canvas_size)
+            boxes = boxes.as_subclass(torch.Tensor)
+        t = as_float_tensor(boxes, 4, "box")
+        check_finite(t, "box")
+        t = box_convert(t, _check_format(format), "xyxy") if format != "xyxy" else t
+        xy = normalise(t.view(-1, 2, 2), canvas_size, "box")  # (N, 2 corners, x y)
+        self._check_extent(xy, t, "inverted or empty")
+        xy = check_range(xy, clip, canvas_size, "box")
+        if clip:
+            self._check_extent(xy, t, "outside the image, so clipping leaves it empty")
+        return xy
+
+    @staticmethod
+    def _check_extent(xy: torch.Tensor, raw: torch.Tensor, why: str) -> None:
+        size = xy[:, 1] - xy[:, 0]  # (N, 2): width, height
+        bad = (size <= 0).any(-1)
+        if bad.any():
+            i = int(bad.nonzero()[0])
+            raise ValueError(
+                f"box {i} {raw[i].tolist()} (as x1 y1 x2 y2) is {why}: boxes need x2 > x1 and "
+                "y2 > y1; check the box format (xyxy / xywh / cxcywh) and drop empty boxes"
+            )
+
+    def _items_from_points(self, points: torch.Tensor, format: str = "xyxy") -> torch.Tensor:
+        """Decoded corners ``(N, 2, 2)`` → ``(N, 4)`` boxes in ``format`` (decode's keyword)."""
+        xyxy = points.flatten(1)
+        return (box_convert(xyxy, "xyxy", _check_format(format)) if format != "xyxy" else xyxy).float()
+
+
+register_preset("boxes", lambda: BoxTokenizer.from_preset("aurora"))
+for _name in PRESETS:
+    register_preset(f"boxes:{_name}", lambda _name=_name: BoxTokenizer.from_preset(_name))

@@ -1,0 +1,160 @@
+"""Files of a saved tokenizer: ``config.json``, ``model.safetensors`` and the ``README.md`` card.
+
+Writes are atomic (a temporary file in the same folder, then ``os.replace``), so a crash never
+leaves a half-written checkpoint. Reads are strict and every failure names the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from perceptok.errors import CheckpointError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+CHECKPOINT_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
+
+# "owner/name" as the Hub spells repository ids.
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` and move the result onto ``path`` only once it is complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path: Path, text: str) -> None:
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+    atomic_write(path, write)
+
+
+def save_checkpoint(
+    folder: Path, config: dict[str, Any], tensors: dict[str, torch.Tensor], card: str
+) -> None:
+    """Write a checkpoint folder; a stale ``model.safetensors`` is removed when there are no tensors."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    weights = folder / WEIGHTS_NAME
+    if tensors:
+        contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        atomic_write(weights, lambda tmp: save_file(contiguous, tmp, metadata={"format": "pt"}))
+    elif weights.exists():
+        weights.unlink()
+    write_text(folder / CARD_NAME, card)
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path} not found: a perceptok checkpoint folder holds {CONFIG_NAME} "
+            "(written by save_pretrained)"
+        )
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err}); re-save the tokenizer") from err
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, found {type(config).__name__}")
+    return config
+
+
+def read_weights(folder: Path) -> dict[str, torch.Tensor] | None:
+    """The tensors of ``model.safetensors``, or ``None`` where the folder has none."""
+    path = folder / WEIGHTS_NAME
+    if not path.exists():
+        return None
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from err
+
+
+def check_tensors(
+    expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str
+) -> None:
+    """Refuse missing or extra tensors and tensors whose shape differs from ``expected``."""
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    wrong = [
+        f"{k}: expected {tuple(expected[k].shape)}, found {tuple(found[k].shape)}"
+        for k in sorted(set(expected) & set(found))
+        if expected[k].shape != found[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {missing}")
+    if extra:
+        problems.append(f"unexpected tensors {extra}")
+    if wrong:
+        problems.append("wrong shapes (" + "; ".join(wrong) + ")")
+    if problems:
+        raise CheckpointError(
+            f"{source} does not match the tokenizer its config.json describes: "
+            + ", ".join(problems)
+            + ". The weights come from another config; save them again with save_pretrained."
+        )
+
+
+def resolve_folder(
+    name_or_path: str | os.PathLike,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    token: str | bool | None = None,
+) -> Path:
+    """A local folder holding the checkpoint: the path itself, or a Hub snapshot in the cache.
+
+    Hub downloads go through ``huggingface_hub.snapshot_download``, so ``HF_HUB_OFFLINE=1``
+    serves them from the local cache without touching the network.
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{path} is a file; pass the folder that holds {CONFIG_NAME}")
+    name = str(name_or_path)
+    if not _REPO_ID.match(name):
+        raise CheckpointError(
+            f"{name!r} is neither an existing folder nor a Hub repository id like 'owner/name'"
+        )
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(
+            name,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            allow_patterns=list(CHECKPOINT_FILES),
+            library_name="perceptok",
+        )
+    except LocalEntryNotFoundError as err:
+        raise CheckpointError(
+            f"{name!r} (revision {revision or 'main'}) is not in the local Hugging Face cache and "
+            "the Hub cannot be reached (HF_HUB_OFFLINE set or no network); download it once "
+            "with network access or pass a local folder"
+        ) from err
+    except HfHubHTTPError as err:
+        raise CheckpointError(f"could not fetch {name!r} from the Hub: {err}") from err
+    return Path(folder)

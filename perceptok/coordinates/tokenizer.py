@@ -1,0 +1,234 @@
+"""Shared machinery of the coordinate tokenizers (boxes and points).
+
+Axis legend: ``B`` images in a batch, ``N`` items (boxes or points) per image, ``T`` tokens per
+item, ``P`` points per item. A single image's items are ``(N, ...)``; a batch is a list of those
+or one ``(B, N, ...)`` tensor, and its ids are padded with ``PAD_ID`` up to the largest ``N``.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from perceptok.base import PerceptionTokenizer, TokenizerOutput
+from perceptok.coordinates.config import PRESETS, CoordinateConfig, token_format_parts
+from perceptok.coordinates.grammar import LAYOUTS, ItemGrammar
+from perceptok.coordinates.quantize import ids_to_points, points_to_ids
+
+PAD_ID = -1  # fills the rows of images with fewer items than the largest in a batch
+
+CanvasSize = tuple[int, int]
+
+
+@dataclasses.dataclass
+class CoordinateEncoding(TokenizerOutput):
+    """Encoded boxes or points.
+
+    Attributes:
+        ids: ``(N, T)`` for one image, ``(B, N, T)`` for a batch (padded with ``PAD_ID``); long.
+        counts: items per image, ``()`` or ``(B,)``; counting questions read it.
+        labels: one optional label per item (``list``), or one such list per image in a batch.
+    """
+
+    counts: torch.Tensor
+    labels: list[Any] | None = None
+
+
+def _is_tensor_like(x: Any) -> bool:
+    return isinstance(x, (torch.Tensor, np.ndarray))
+
+
+class CoordinateTokenizer(PerceptionTokenizer):
+    """Base of ``BoxTokenizer`` and ``PointTokenizer``: quantisation, text, batching."""
+
+    points_per_item: ClassVar[int]
+    item_kind: ClassVar[str]  # "box" or "point"
+    input_width: ClassVar[int]  # numbers per input item: 4 for boxes, 2 for points
+
+    def __init__(self, config: CoordinateConfig | None = None):
+        super().__init__(config if config is not None else self.config_class())
+        cfg: CoordinateConfig = self.config  # type: ignore[assignment]
+        self._vocab = [cfg.token_format.format(i) for i in range(cfg.num_tokens)]
+        prefix, suffix = token_format_parts(cfg.token_format)
+        self.grammar = ItemGrammar(LAYOUTS[cfg.layout], prefix, suffix, cfg.token_format, cfg.num_tokens,
+                                   self.points_per_item, cfg.tokens_per_point, self.item_kind)
+        # Far corners: the second point of a box (the grid quantiser rounds them differently).
+        self._far = torch.arange(self.points_per_item) == 1
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any):
+        """A tokenizer following one system's convention: one of ``PRESETS``."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(cls.config_class(preset=name, **{**PRESETS[name], **overrides}))
+
+    @property
+    def vocab(self) -> list[str]:
+        return self._vocab
+
+    @property
+    def tokens_per_item(self) -> int:
+        return self.grammar.arity
+
+    # --- input handling (subclasses turn raw items into normalised points) -------------------
+
+    @abc.abstractmethod
+    def _to_points(self, items: Any, canvas_size: CanvasSize | None, clip: bool, **kwargs: Any) -> torch.Tensor:
+        """One image's items → ``(N, P, 2)`` normalised x, y in [0, 1], validated (float64)."""
+
+    def _is_batch(self, x: Any) -> bool:
+        if _is_tensor_like(x):
+            return x.ndim == 3
+        if isinstance(x, Sequence) and len(x) > 0:
+            first = x[0]
+            return _is_tensor_like(first) or (
+                isinstance(first, Sequence) and (len(first) == 0 or isinstance(first[0], Sequence))
+            )
+        return False
+
+    # --- encode / decode ---------------------------------------------------------------------
+
+    def encode(
+        self,
+        x: Any,
+        *,
+        canvas_size: CanvasSize | Sequence[CanvasSize] | None = None,
+        labels: Sequence[Any] | None = None,
+        clip: bool = False,
+        **kwargs: Any,
+    ) -> CoordinateEncoding:
+        """Items → ids.
+
+        Args:
+            x: one image's items ``(N, input_width)``, or a batch (a list of those or a
+                ``(B, N, input_width)`` tensor). Torch tensors, numpy arrays, nested lists.
+            canvas_size: ``(H, W)`` of the image for absolute pixel coordinates (one for all
+                images, or one per image); ``None`` for coordinates normalised to [0, 1].
+            labels: one optional label per item (per image in a batch).
+            clip: clip coordinates outside the image onto its border instead of raising.
+        """
+        if not self._is_batch(x):
+            points = self._to_points(x, canvas_size, clip, **kwargs)  # (N, P, 2)
+            ids = points_to_ids(points, self.config, self._far)  # (N, T)
+            if labels is not None:
+                labels = self._check_labels(labels, len(ids))
+            return CoordinateEncoding(ids=ids, counts=torch.tensor(len(ids)), labels=labels)
+        images = list(x)
+        sizes = self._batch_canvas_sizes(canvas_size, len(images))
+        points = [self._to_points(item, size, clip, **kwargs) for item, size in zip(images, sizes)]
+        counts = torch.tensor([len(p) for p in points])
+        flat = points_to_ids(torch.cat(points) if points else torch.zeros(0, self.points_per_item, 2),
+                             self.config, self._far)  # (sum N, T)
+        ids = torch.full((len(points), int(counts.max(initial=0)), self.tokens_per_item), PAD_ID)
+        ids[torch.arange(ids.shape[1]) < counts[:, None]] = flat
+        if labels is not None:
+            if len(labels) != len(points):
+                raise ValueError(f"got labels for {len(labels)} images but {len(points)} images")
+            labels = [self._check_labels(lab, int(n)) for lab, n in zip(labels, counts)]
+        return CoordinateEncoding(ids=ids, counts=counts, labels=labels)
+
+    def _check_labels(self, labels: Sequence[Any], n: int) -> list[str | None]:
+        if isinstance(labels, str) or len(labels) != n:
+            raise ValueError(f"expected a list of {n} labels (one per {self.item_kind}), got {labels!r}")
+        return [None if lab is None else self.grammar.check_label(str(lab)) for lab in labels]
+
+    @staticmethod
+    def _batch_canvas_sizes(canvas_size: Any, n: int) -> list[CanvasSize | None]:
+        if canvas_size is None:
+            return [None] * n
+        if len(canvas_size) == 2 and all(isinstance(v, (int, float, np.integer)) for v in canvas_size):
+            return [tuple(canvas_size)] * n  # type: ignore[list-item]
+        if len(canvas_size) != n:
+            raise ValueError(f"got {len(canvas_size)} canvas sizes for {n} images; pass one (H, W) or one per image")
+        return list(canvas_size)
+
+    def _ids_tensor(self, ids: torch.Tensor | TokenizerOutput) -> torch.Tensor:
+        if isinstance(ids, TokenizerOutput):
+            ids = ids.ids
+        ids = torch.as_tensor(ids)
+        if ids.dtype.is_floating_point or ids.ndim not in (2, 3) or ids.shape[-1] != self.tokens_per_item:
+            raise ValueError(
+                f"expected integer ids of shape (N, {self.tokens_per_item}) or "
+                f"(B, N, {self.tokens_per_item}), got {ids.dtype} {tuple(ids.shape)}"
+            )
+        real = ids[ids != PAD_ID]
+        if real.numel() and (real.min() < 0 or real.max() >= self.config.num_tokens):
+            raise ValueError(f"ids must lie in 0..{self.config.num_tokens - 1} (or be PAD_ID={PAD_ID})")
+        return ids.long()
+
+    def _points_from_ids(self, ids: torch.Tensor, canvas_size: CanvasSize | None) -> torch.Tensor:
+        """``(N, T)`` ids → ``(N, P, 2)`` x, y in pixels of ``canvas_size`` or normalised."""
+        points = ids_to_points(ids, self.config)
+        if canvas_size is not None:
+            h, w = canvas_size
+            points = points * torch.tensor([w, h], dtype=points.dtype)
+        return points
+
+    @abc.abstractmethod
+    def _items_from_points(self, points: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """``(N, P, 2)`` decoded x, y → the ``(N, input_width)`` items that ``decode`` returns."""
+
+    def decode(
+        self,
+        ids: Any,
+        *,
+        canvas_size: CanvasSize | Sequence[CanvasSize] | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """Ids → items (float32), in pixels of ``canvas_size`` or normalised to [0, 1].
+
+        ``(N, T)`` ids give an ``(N, input_width)`` tensor; ``(B, N, T)`` ids give a list of
+        ``(N_b, input_width)`` tensors, padding rows dropped. ``canvas_size`` is one ``(H, W)``
+        or one per image.
+        """
+        ids = self._ids_tensor(ids)
+        if ids.ndim == 2:
+            return self._items_from_points(self._points_from_ids(ids, canvas_size), **kwargs)
+        sizes = self._batch_canvas_sizes(canvas_size, len(ids))
+        return [
+            self._items_from_points(self._points_from_ids(rows[(rows != PAD_ID).all(-1)], size), **kwargs)
+            for rows, size in zip(ids, sizes)
+        ]
+
+    # --- text --------------------------------------------------------------------------------
+
+    def to_text(self, ids: torch.Tensor | TokenizerOutput, labels: Sequence[Any] | None = None) -> str | list[str]:
+        """Token text of one image's items (a string) or of a batch (a list of strings).
+
+        Labels come from ``labels`` or, when ``ids`` is an encoding, from its labels.
+        """
+        if labels is None and isinstance(ids, CoordinateEncoding):
+            labels = ids.labels
+        ids = self._ids_tensor(ids)
+        if ids.ndim == 2:
+            return self.grammar.render(ids.tolist(), None if labels is None else list(labels))
+        texts = []
+        for b, rows in enumerate(ids):
+            keep = (rows != PAD_ID).all(-1)
+            lab = None if labels is None else list(labels[b])
+            texts.append(self.grammar.render(rows[keep].tolist(), lab))
+        return texts
+
+    def parse(self, text: str | Sequence[str], strict: bool = True) -> CoordinateEncoding:
+        """Token text → ids, counts and labels (one string, or a list of strings as a batch)."""
+        if isinstance(text, str):
+            items, labels = self.grammar.parse(text, strict)
+            ids = torch.tensor(items, dtype=torch.long).view(len(items), self.tokens_per_item)
+            return CoordinateEncoding(ids=ids, counts=torch.tensor(len(items)),
+                                      labels=labels if any(lab is not None for lab in labels) else None)
+        singles = [self.parse(t, strict) for t in text]
+        counts = torch.stack([s.counts for s in singles]) if singles else torch.zeros(0, dtype=torch.long)
+        ids = torch.full((len(singles), int(counts.max(initial=0)), self.tokens_per_item), PAD_ID)
+        for b, s in enumerate(singles):
+            ids[b, : len(s.ids)] = s.ids
+        has_labels = any(s.labels is not None for s in singles)
+        labels = [s.labels or [None] * int(s.counts) for s in singles] if has_labels else None
+        return CoordinateEncoding(ids=ids, counts=counts, labels=labels)
+
+    def from_text(self, text: str | Sequence[str], strict: bool = True) -> torch.Tensor:
+        return self.parse(text, strict).ids

@@ -1,0 +1,5 @@
+"""Point and keypoint perception tokens."""
+
+from perceptok.points.tokenizer import PointTokenizer, PointTokenizerConfig
+
+__all__ = ["PointTokenizer", "PointTokenizerConfig"]

@@ -1,0 +1,52 @@
+"""Points and keypoints ⇄ coordinate tokens, with the box presets' quantisation (marked points
+of the relative-depth tasks, AURORA paper §3).
+
+Axis legend: ``B`` images, ``N`` points per image (a keypoint set is one image's points),
+``T`` tokens per point (2, or 1 grid cell).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from perceptok.coordinates.config import PRESETS, CoordinateConfig
+from perceptok.coordinates.tokenizer import CanvasSize, CoordinateTokenizer
+from perceptok.coordinates.validate import as_float_tensor, check_finite, check_range, normalise
+from perceptok.registry import register_preset, register_tokenizer
+
+
+@dataclasses.dataclass(frozen=True)
+class PointTokenizerConfig(CoordinateConfig):
+    """Config of ``PointTokenizer``; the fields are those of ``CoordinateConfig``."""
+
+
+@register_tokenizer("points")
+class PointTokenizer(CoordinateTokenizer):
+    """Points ``(N, 2)`` as x, y ⇄ coordinate tokens.
+
+    >>> tok = PointTokenizer.from_preset("aurora")
+    >>> tok.to_text(tok.encode([[168, 84]], canvas_size=(336, 336)))
+    '(<PIXEL_168>,<PIXEL_84>)'
+    """
+
+    config_class = PointTokenizerConfig
+    points_per_item = 1
+    item_kind = "point"
+    input_width = 2
+
+    def _to_points(self, points: Any, canvas_size: CanvasSize | None, clip: bool) -> torch.Tensor:
+        t = as_float_tensor(points, 2, "point")
+        check_finite(t, "point")
+        xy = normalise(t.view(-1, 1, 2), canvas_size, "point")  # (N, 1, 2)
+        return check_range(xy, clip, canvas_size, "point")
+
+    def _items_from_points(self, points: torch.Tensor) -> torch.Tensor:
+        return points.flatten(1).float()  # (N, 1, 2) -> (N, 2)
+
+
+register_preset("points", lambda: PointTokenizer.from_preset("aurora"))
+for _name in PRESETS:
+    register_preset(f"points:{_name}", lambda _name=_name: PointTokenizer.from_preset(_name))
