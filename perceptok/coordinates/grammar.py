@@ -48,10 +48,8 @@ LAYOUTS: dict[str, Layout] = {
 }
 
 
-def _lit(text: str, lenient: bool) -> str:
-    """A regex for literal ``text``; lenient regexes accept white space around its parts."""
-    if not lenient:
-        return re.escape(text)
+def _lit(text: str) -> str:
+    """A regex for literal ``text`` that accepts white space around it."""
     stripped = text.strip()
     return r"\s*" + re.escape(stripped) + r"\s*" if stripped else r"\s*"
 
@@ -79,29 +77,58 @@ class ItemGrammar:
         self.arity = points_per_item * tokens_per_point
         self.kind = kind
         self._prefix, self._suffix = token_prefix, token_suffix
-        self._strict = re.compile(self._item_pattern(lenient=False))
-        self._lenient = re.compile(self._item_pattern(lenient=True))
+        self._pieces = self._item_pieces()
+        chars = "[^" + re.escape(layout.label_forbidden) + "]+"
+        self._label = re.compile(re.escape(layout.label_open) + f"({chars})" + re.escape(layout.label_close))
+        self._lenient = re.compile(self._lenient_pattern())
         sep = layout.separator
-        self._sep = re.compile(_lit(sep, lenient=True) if sep.strip() else r"\s*")
+        self._sep = re.compile(_lit(sep) if sep.strip() else r"\s*")
         self.example = self.render([[0] * (self.arity - 1) + [num_tokens - 1]], None)
 
-    def _item_pattern(self, lenient: bool) -> str:
+    def _lenient_pattern(self) -> str:
+        """One regex for a whole item that tolerates white space around every literal part."""
         L = self.layout
         # Each coordinate token is its own named group c0..c{arity-1}.
         tokens = [re.escape(self._prefix) + rf"(?P<c{i}>\d+)" + re.escape(self._suffix) for i in range(self.arity)]
         k = self.tokens_per_point
         points = [
-            _lit(L.point_open, lenient)
-            + _lit(L.coord_sep, lenient).join(tokens[p * k : (p + 1) * k])
-            + _lit(L.point_close, lenient)
+            _lit(L.point_open)
+            + _lit(L.coord_sep).join(tokens[p * k : (p + 1) * k])
+            + _lit(L.point_close)
             for p in range(self.points_per_item)
         ]
-        item = _lit(L.item_open, lenient) + _lit(L.point_sep, lenient).join(points) + _lit(L.item_close, lenient)
+        item = _lit(L.item_open) + _lit(L.point_sep).join(points) + _lit(L.item_close)
         chars = "[^" + re.escape(L.label_forbidden) + "]"
         if L.label_before:
-            label = f"(?:{_lit(L.label_open, lenient)}(?P<label>{chars}+?){_lit(L.label_close, lenient)})?"
+            label = f"(?:{_lit(L.label_open)}(?P<label>{chars}+?){_lit(L.label_close)})?"
             return label + item
-        return item + f"(?:{_lit(L.label_open, lenient)}(?P<label>{chars}+))?"
+        return item + f"(?:{_lit(L.label_open)}(?P<label>{chars}+))?"
+
+    def _item_pieces(self) -> list[tuple[re.Pattern[str], str, bool]]:
+        """The strict grammar of one unlabelled item as (regex, what it expects) steps, so that a
+        parse error names the exact character and the piece expected there."""
+        L = self.layout
+        token = (re.compile(re.escape(self._prefix) + r"\d+" + re.escape(self._suffix)),
+                 f"a coordinate token like {self.token_format.format(0)!r}", True)
+        literals = [L.item_open]
+        pieces: list[tuple[re.Pattern[str], str, bool]] = []
+
+        def flush() -> None:
+            text = "".join(literals)
+            if text:
+                pieces.append((re.compile(re.escape(text)), repr(text), False))
+            literals.clear()
+
+        for p in range(self.points_per_item):
+            literals.append((L.point_sep if p else "") + L.point_open)
+            for c in range(self.tokens_per_point):
+                literals.append(L.coord_sep if c else "")
+                flush()
+                pieces.append(token)
+            literals.append(L.point_close)
+        literals.append(L.item_close)
+        flush()
+        return pieces
 
     # --- rendering ----------------------------------------------------------------------------
 
@@ -133,22 +160,38 @@ class ItemGrammar:
 
     # --- parsing ------------------------------------------------------------------------------
 
-    def _ids(self, text: str, match: re.Match[str], strict: bool) -> list[int] | None:
-        """The coordinate ids of a matched item; out-of-vocabulary ids fail strictly or drop the item."""
+    def _lenient_ids(self, match: re.Match[str]) -> list[int] | None:
+        """The coordinate ids of a leniently matched item, or ``None`` if one is out of range."""
+        ids = [int(match.group(f"c{i}")) for i in range(self.arity)]
+        return ids if max(ids) < self.num_tokens else None
+
+    def _parse_item(self, text: str, pos: int, items: list[list[int]], labels: list[str | None]) -> int:
+        """Strictly parse one item at ``pos``; append it and return the position after it."""
+        label = None
+        if self.layout.label_before and (m := self._label.match(text, pos)):
+            label, pos = m.group(1).strip(), m.end()
         ids = []
-        for i in range(self.arity):
-            digits = match.group(f"c{i}")
-            q = int(digits)
-            if q >= self.num_tokens or (strict and self.token_format.format(q) != self._prefix + digits + self._suffix):
-                if strict:
-                    raise TokenParseError(
-                        text, match.start(f"c{i}") - len(self._prefix),
-                        f"a coordinate token from {self.token_format.format(0)!r} to "
-                        f"{self.token_format.format(self.num_tokens - 1)!r}",
-                    )
-                return None
-            ids.append(q)
-        return ids
+        for regex, expected, is_token in self._pieces:
+            m = regex.match(text, pos)
+            if m is None:
+                raise TokenParseError(text, pos, expected if ids else f"a {self.kind} like {self.example!r}")
+            if is_token:
+                ids.append(self._token_id(text, m))
+            pos = m.end()
+        if not self.layout.label_before and (m := self._label.match(text, pos)):
+            label, pos = m.group(1).strip(), m.end()
+        items.append(ids)
+        labels.append(label)
+        return pos
+
+    def _token_id(self, text: str, match: re.Match[str]) -> int:
+        token = match.group(0)
+        q = int(token[len(self._prefix) : len(token) - len(self._suffix)])
+        if q >= self.num_tokens or self.token_format.format(q) != token:
+            raise TokenParseError(
+                text, match.start(), f"a coordinate token from {self.token_format.format(0)!r} to "
+                f"{self.token_format.format(self.num_tokens - 1)!r}")
+        return q
 
     def parse(self, text: str, strict: bool = True) -> tuple[list[list[int]], list[str | None]]:
         """Items and labels of ``text``.
@@ -159,30 +202,22 @@ class ItemGrammar:
         """
         items: list[list[int]] = []
         labels: list[str | None] = []
-
-        def keep(match: re.Match[str]) -> None:
-            ids = self._ids(text, match, strict)
-            if ids is not None:
-                items.append(ids)
-                label = match.group("label")
-                labels.append(label.strip() if label is not None else None)
-
         if not strict:
             for match in self._lenient.finditer(text):
-                keep(match)
+                ids = self._lenient_ids(match)
+                if ids is not None:
+                    items.append(ids)
+                    label = match.group("label")
+                    labels.append(label.strip() if label is not None else None)
             return items, labels
         end = len(text.rstrip())
         pos = len(text) - len(text.lstrip())
         while pos < end:
-            match = self._strict.match(text, pos)
-            if match is None:
-                raise TokenParseError(text, pos, f"a {self.kind} like {self.example!r}")
-            keep(match)
-            pos = match.end()
+            pos = self._parse_item(text, pos, items, labels)
             if pos >= end:
                 break
             sep = self._sep.match(text, pos)
-            if self.layout.separator.strip() and sep.end() == pos:
+            if sep is None or (self.layout.separator.strip() and sep.end() == pos):
                 raise TokenParseError(text, pos, f"{self.layout.separator!r} or the end of the text")
             pos = sep.end()
         return items, labels

@@ -1,0 +1,94 @@
+"""``perceptok encode boxes|points`` and ``perceptok decode boxes|points``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from perceptok.coordinates.config import PRESETS
+from perceptok.coordinates.tokenizer import CoordinateTokenizer
+from perceptok.loading import load
+
+
+def _tokenizer(args: argparse.Namespace) -> CoordinateTokenizer:
+    name = args.tokenizer or f"{args.modality}:{args.preset}"
+    tok = load(name)
+    if not isinstance(tok, CoordinateTokenizer) or tok.tokenizer_type != args.modality:
+        raise ValueError(f"{name!r} is a {tok.tokenizer_type!r} tokenizer, not a {args.modality!r} one")
+    return tok
+
+
+def _coco_boxes(path: Path, image: str) -> tuple[list[list[float]], list[str], tuple[int, int]]:
+    """The boxes (xywh pixels), category names and (H, W) of one image of a COCO file."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    matches = [im for im in data["images"] if im["file_name"] == image or str(im["id"]) == image]
+    if not matches:
+        raise ValueError(f"no image {image!r} in {path} (give a file_name or an id)")
+    im = matches[0]
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    anns = [a for a in data["annotations"] if a["image_id"] == im["id"]]
+    return [a["bbox"] for a in anns], [names[a["category_id"]] for a in anns], (im["height"], im["width"])
+
+
+def _encode(args: argparse.Namespace) -> None:
+    tok = _tokenizer(args)
+    labels: Any = args.labels
+    canvas = tuple(args.canvas_size) if args.canvas_size else None
+    fmt = args.format
+    if args.coco:
+        items, coco_labels, canvas = _coco_boxes(Path(args.coco), args.image)
+        labels = labels or coco_labels
+        fmt = "xywh"
+    elif args.items is not None:
+        try:
+            items = json.loads(args.items)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"ITEMS must be a JSON list like [[x1, y1, x2, y2], ...]: {err}") from err
+    else:
+        raise ValueError("give ITEMS as JSON, or --coco FILE --image NAME")
+    kwargs = {"format": fmt} if args.modality == "boxes" else {}
+    enc = tok.encode(items, canvas_size=canvas, labels=labels, clip=args.clip, **kwargs)
+    print(tok.to_text(enc))
+
+
+def _decode(args: argparse.Namespace) -> None:
+    tok = _tokenizer(args)
+    parsed = tok.parse(args.text, strict=not args.lenient)
+    canvas = tuple(args.canvas_size) if args.canvas_size else None
+    kwargs = {"format": args.format} if args.modality == "boxes" else {}
+    items = tok.decode(parsed.ids, canvas_size=canvas, **kwargs)
+    out = {args.modality: [[round(v, 4) for v in row] for row in items.tolist()],
+           "labels": parsed.labels, "count": int(parsed.counts)}
+    print(json.dumps(out))
+
+
+def _common(p: argparse.ArgumentParser, modality: str) -> None:
+    p.add_argument("--preset", default="aurora", choices=sorted(PRESETS), help="token convention (default: aurora)")
+    p.add_argument("--tokenizer", help="a saved tokenizer folder or Hub id instead of --preset")
+    p.add_argument("--canvas-size", nargs=2, type=int, metavar=("H", "W"),
+                   help="image size for pixel coordinates; omit for coordinates in [0, 1]")
+    if modality == "boxes":
+        p.add_argument("--format", default="xyxy", choices=["xyxy", "xywh", "cxcywh"], help="box format")
+    p.set_defaults(modality=modality)
+
+
+def add_commands(encode: argparse._SubParsersAction, decode: argparse._SubParsersAction) -> None:
+    for modality, example in (("boxes", "[[x1, y1, x2, y2], ...]"), ("points", "[[x, y], ...]")):
+        e = encode.add_parser(modality, help=f"{modality} → token text")
+        e.add_argument("items", nargs="?", metavar="ITEMS", help=f"JSON list {example}")
+        e.add_argument("--labels", nargs="+", help="one label per item")
+        e.add_argument("--clip", action="store_true", help="clip items that leave the image")
+        if modality == "boxes":
+            e.add_argument("--coco", help="read the boxes of one image from a COCO instances file")
+            e.add_argument("--image", help="with --coco: the image's file_name or id")
+        else:
+            e.set_defaults(coco=None)
+        _common(e, modality)
+        e.set_defaults(run=_encode)
+        d = decode.add_parser(modality, help=f"token text → {modality} as JSON")
+        d.add_argument("text", metavar="TEXT", help="token text")
+        d.add_argument("--lenient", action="store_true", help="skip malformed parts instead of failing")
+        _common(d, modality)
+        d.set_defaults(run=_decode)
