@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+import torch
+from torchvision.ops import box_convert
 
 from perceptok.coordinates.config import PRESETS
 from perceptok.coordinates.tokenizer import CoordinateTokenizer
@@ -36,7 +40,7 @@ def _encode(args: argparse.Namespace) -> None:
     tok = _tokenizer(args)
     labels: Any = args.labels
     canvas = tuple(args.canvas_size) if args.canvas_size else None
-    fmt = args.format
+    fmt = getattr(args, "format", "xyxy")
     if args.coco:
         items, coco_labels, canvas = _coco_boxes(Path(args.coco), args.image)
         labels = labels or coco_labels
@@ -50,7 +54,24 @@ def _encode(args: argparse.Namespace) -> None:
         raise ValueError("give ITEMS as JSON, or --coco FILE --image NAME")
     kwargs = {"format": fmt} if args.modality == "boxes" else {}
     enc = tok.encode(items, canvas_size=canvas, labels=labels, clip=args.clip, **kwargs)
-    print(tok.to_text(enc))
+    text = tok.to_text(enc)
+    print(text)
+    if args.preview:
+        _preview(args, tok, items, fmt, canvas, text)
+
+
+def _preview(args: argparse.Namespace, tok: CoordinateTokenizer, items: Any, fmt: str,
+             canvas: tuple[int, int] | None, text: str) -> None:
+    """Draw the input boxes and the boxes decoded back from ``text`` on the COCO image."""
+    if not args.coco:
+        raise ValueError("--preview needs --coco and --image, to know which picture to draw on")
+    from perceptok.viz import draw_box_preview
+
+    image_path = Path(args.images or Path(args.coco).parent / "images") / args.image
+    parsed = tok.parse(text)
+    truth = box_convert(torch.as_tensor(items, dtype=torch.float64).view(-1, 4), fmt, "xyxy")
+    out = draw_box_preview(image_path, truth, tok.decode(parsed.ids, canvas_size=canvas), parsed.labels, args.preview)
+    print(f"preview written to {out}", file=sys.stderr)
 
 
 def _decode(args: argparse.Namespace) -> None:
@@ -83,8 +104,10 @@ def add_commands(encode: argparse._SubParsersAction, decode: argparse._SubParser
         if modality == "boxes":
             e.add_argument("--coco", help="read the boxes of one image from a COCO instances file")
             e.add_argument("--image", help="with --coco: the image's file_name or id")
+            e.add_argument("--images", help="with --preview: folder of the COCO images (default: images/ beside the file)")
+            e.add_argument("--preview", metavar="OUT.png", help="with --coco: draw input (green) and decoded (red) boxes")
         else:
-            e.set_defaults(coco=None)
+            e.set_defaults(coco=None, preview=None)
         _common(e, modality)
         e.set_defaults(run=_encode)
         d = decode.add_parser(modality, help=f"token text → {modality} as JSON")

@@ -187,10 +187,12 @@ class ItemGrammar:
     def _token_id(self, text: str, match: re.Match[str]) -> int:
         token = match.group(0)
         q = int(token[len(self._prefix) : len(token) - len(self._suffix)])
-        if q >= self.num_tokens or self.token_format.format(q) != token:
+        if q >= self.num_tokens:
             raise TokenParseError(
                 text, match.start(), f"a coordinate token from {self.token_format.format(0)!r} to "
                 f"{self.token_format.format(self.num_tokens - 1)!r}")
+        if self.token_format.format(q) != token:
+            raise TokenParseError(text, match.start(), f"the token spelled {self.token_format.format(q)!r}")
         return q
 
     def parse(self, text: str, strict: bool = True) -> tuple[list[list[int]], list[str | None]]:

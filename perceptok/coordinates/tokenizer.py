@@ -124,7 +124,7 @@ class CoordinateTokenizer(PerceptionTokenizer):
         counts = torch.tensor([len(p) for p in points])
         flat = points_to_ids(torch.cat(points) if points else torch.zeros(0, self.points_per_item, 2),
                              self.config, self._far)  # (sum N, T)
-        ids = torch.full((len(points), int(counts.max(initial=0)), self.tokens_per_item), PAD_ID)
+        ids = torch.full((len(points), max(counts.tolist(), default=0), self.tokens_per_item), PAD_ID)
         ids[torch.arange(ids.shape[1]) < counts[:, None]] = flat
         if labels is not None:
             if len(labels) != len(points):
@@ -223,7 +223,7 @@ class CoordinateTokenizer(PerceptionTokenizer):
                                       labels=labels if any(lab is not None for lab in labels) else None)
         singles = [self.parse(t, strict) for t in text]
         counts = torch.stack([s.counts for s in singles]) if singles else torch.zeros(0, dtype=torch.long)
-        ids = torch.full((len(singles), int(counts.max(initial=0)), self.tokens_per_item), PAD_ID)
+        ids = torch.full((len(singles), max(counts.tolist(), default=0), self.tokens_per_item), PAD_ID)
         for b, s in enumerate(singles):
             ids[b, : len(s.ids)] = s.ids
         has_labels = any(s.labels is not None for s in singles)

@@ -1,0 +1,88 @@
+"""The ``perceptok`` command line: real work in-process, and user mistakes as one line + exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from perceptok.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_list(capsys):
+    code, out, _ = run(capsys, "list", "--json")
+    listed = json.loads(out)
+    assert code == 0 and {"boxes", "points"} <= set(listed["tokenizers"]) and "boxes:paligemma" in listed["presets"]
+
+
+def test_encode_decode_boxes_round_trip(capsys):
+    code, text, _ = run(capsys, "encode", "boxes", "[[81.7, 37.9, 250.3, 199.6]]", "--canvas-size", "240", "320",
+                        "--labels", "cat", "--preset", "paligemma")
+    assert code == 0 and text.strip() == "<loc0162><loc0261><loc0851><loc0800> cat"
+    code, out, _ = run(capsys, "decode", "boxes", text.strip(), "--canvas-size", "240", "320", "--preset", "paligemma")
+    decoded = json.loads(out)
+    assert decoded["count"] == 1 and decoded["labels"] == ["cat"]
+    assert decoded["boxes"][0] == pytest.approx([81.7, 37.9, 250.3, 199.6], abs=0.5 * 320 / 1023 + 1e-3)
+
+
+def test_encode_points_and_lenient_decode(capsys):
+    code, text, _ = run(capsys, "encode", "points", "[[10, 20]]", "--canvas-size", "240", "320")
+    assert code == 0 and text.strip() == "(<PIXEL_10>,<PIXEL_28>)"
+    code, out, _ = run(capsys, "decode", "points", "I think (<PIXEL_10>,<PIXEL_28>) is it", "--lenient")
+    assert code == 0 and json.loads(out)["count"] == 1
+
+
+def test_encode_real_coco_boxes(capsys, shared_data):
+    coco = shared_data / "boxes" / "voc100" / "instances.json"
+    code, out, _ = run(capsys, "encode", "boxes", "--coco", str(coco), "--image", "2007_000032.jpg")
+    assert code == 0 and out.count("(<PIXEL_") == 4 and "aeroplane" in out and "person" in out
+
+
+def test_info_of_saved_folder(capsys, tmp_path):
+    from perceptok import load
+    load("points:florence2").save_pretrained(tmp_path)
+    code, out, _ = run(capsys, "info", str(tmp_path))
+    info = json.loads(out)
+    assert code == 0 and info["tokenizer_type"] == "points" and info["vocab_size"] == 1000
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["encode", "boxes", "[[10, 10, 5, 20]]", "--canvas-size", "100", "100"], "inverted"),
+    (["encode", "boxes", "not json"], "JSON list"),
+    (["decode", "boxes", "(<PIXEL_1>,<PIXEL_2>"], "character 20"),
+    (["info", "no/such-repo-anywhere"], "not in the local Hugging Face cache"),
+    (["info", "./missing-folder"], "neither an existing folder"),
+])
+def test_user_mistakes_are_one_line_and_exit_2(capsys, argv, message, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and err.startswith("perceptok: error:") and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_installed_entry_point_prints_no_traceback():
+    out = subprocess.run([sys.executable, "-m", "perceptok.cli.main", "encode", "boxes", "[[1, 2, 3]]"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "shape (N, 4)" in out.stderr
+
+
+def test_preview_draws_boxes_on_the_real_image(capsys, shared_data, tmp_path):
+    from PIL import Image
+
+    coco = shared_data / "boxes" / "voc100" / "instances.json"
+    out = tmp_path / "preview.png"
+    code, _, err = run(capsys, "encode", "boxes", "--coco", str(coco), "--image", "2007_000032.jpg",
+                       "--preset", "kosmos2", "--preview", str(out))
+    assert code == 0 and "preview written" in err
+    original = Image.open(shared_data / "boxes" / "voc100" / "images" / "2007_000032.jpg")
+    drawn = Image.open(out)
+    assert drawn.size == original.size
+    assert drawn.convert("RGB").tobytes() != original.convert("RGB").tobytes()

@@ -1,0 +1,100 @@
+"""Hub I/O: push_to_hub with HfApi patched (no network here), and Hub ids loaded from a
+pre-seeded local cache with HF_HUB_OFFLINE=1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi
+from safetensors.torch import load_file
+
+import perceptok
+from perceptok.cli import main
+
+TESTS = Path(__file__).resolve().parent
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """Patch HfApi so that uploads are recorded (with the files' contents) instead of sent."""
+    calls: dict = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        calls["create_repo"] = {"repo_id": repo_id, **kwargs}
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        files = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
+        calls["upload_folder"] = {"repo_id": repo_id, "files": files, **kwargs}
+        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/{COMMIT}"})()
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return calls
+
+
+def test_push_to_hub_uploads_config_and_card(fake_hub):
+    tok = perceptok.BoxTokenizer.from_preset("paligemma")
+    info = tok.push_to_hub("acme/boxes-paligemma", private=True, revision="dev", commit_message="first")
+    assert info.commit_url.endswith(COMMIT)
+    assert fake_hub["create_repo"]["repo_id"] == "acme/boxes-paligemma"
+    assert fake_hub["create_repo"]["private"] is True and fake_hub["create_repo"]["exist_ok"] is True
+    up = fake_hub["upload_folder"]
+    assert up["repo_id"] == "acme/boxes-paligemma" and up["revision"] == "dev" and up["commit_message"] == "first"
+    assert set(up["files"]) == {"config.json", "README.md"}
+    config = json.loads(up["files"]["config.json"])
+    assert config["tokenizer_type"] == "boxes" and config["bins"] == 1024 and config["order"] == "yx"
+    assert b"library_name: perceptok" in up["files"]["README.md"]
+
+
+def test_push_uploads_weights_of_weighted_tokenizers(fake_hub, tmp_path):
+    sys.path.insert(0, str(TESTS))
+    from toy_modality import ScalarCodebookTokenizer
+
+    if "scalar_codebook" not in perceptok.list_tokenizers():
+        perceptok.register_tokenizer("scalar_codebook")(ScalarCodebookTokenizer)
+    ScalarCodebookTokenizer().push_to_hub("acme/toy")
+    files = fake_hub["upload_folder"]["files"]
+    assert set(files) == {"config.json", "README.md", "model.safetensors"}
+    (tmp_path / "w.safetensors").write_bytes(files["model.safetensors"])
+    assert load_file(str(tmp_path / "w.safetensors"))["codebook"].shape == (8,)
+
+
+def test_cli_push(fake_hub, tmp_path, capsys):
+    perceptok.load("boxes:kosmos2").save_pretrained(tmp_path)
+    assert main(["push", str(tmp_path), "acme/kosmos", "--private", "--message", "hello"]) == 0
+    assert "acme/kosmos" in capsys.readouterr().out
+    assert fake_hub["upload_folder"]["commit_message"] == "hello"
+    assert json.loads(fake_hub["upload_folder"]["files"]["config.json"])["bins"] == 32
+
+
+def seed_cache(cache: Path, repo_id: str, tok: perceptok.PerceptionTokenizer, refs: tuple[str, ...] = ("main",)) -> None:
+    """Lay out a Hub cache entry as huggingface_hub writes it: refs/<ref> → snapshots/<commit>/."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    tok.save_pretrained(repo / "snapshots" / COMMIT)
+    (repo / "refs").mkdir(parents=True)
+    for ref in refs:
+        (repo / "refs" / ref).write_text(COMMIT)
+
+
+def test_from_pretrained_hub_id_offline_from_cache(tmp_path):
+    seed_cache(tmp_path, "acme/boxes-florence", perceptok.load("boxes:florence2"), refs=("main", "v1"))
+    script = (
+        "import perceptok\n"
+        "print(perceptok.AutoPerceptionTokenizer.from_pretrained('acme/boxes-florence').config.preset)\n"
+        "print(perceptok.BoxTokenizer.from_pretrained('acme/boxes-florence', revision='v1').config.preset)\n"
+        f"print(perceptok.load('acme/boxes-florence', revision='{COMMIT}').config.bins)\n"
+        "try:\n    perceptok.load('acme/not-cached')\nexcept perceptok.CheckpointError as e:\n    print('ERR', e)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[:3] == ["florence2", "florence2", "1000"]
+    assert lines[3].startswith("ERR") and "not in the local Hugging Face cache" in lines[3]
