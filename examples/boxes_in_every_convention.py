@@ -1,0 +1,42 @@
+"""Tokenize the real boxes of one COCO-format image in every preset, check the round trip, and
+draw the decoded boxes of the coarsest convention (Kosmos-2's 32×32 grid) on the image.
+
+    .venv/bin/python examples/boxes_in_every_convention.py ../shared/data/boxes/voc100/instances.json 2007_000032.jpg
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torchvision.ops import box_convert
+
+from perceptok import BoxTokenizer
+from perceptok.coordinates import PRESETS
+from perceptok.viz import draw_box_preview
+
+
+def main(coco_path: str, file_name: str) -> None:
+    coco = json.loads(Path(coco_path).read_text())
+    image = next(im for im in coco["images"] if im["file_name"] == file_name)
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    anns = [a for a in coco["annotations"] if a["image_id"] == image["id"]]
+    canvas = (image["height"], image["width"])
+    boxes = box_convert(torch.tensor([a["bbox"] for a in anns], dtype=torch.float64), "xywh", "xyxy")
+    labels = [names[a["category_id"]] for a in anns]
+    for preset in PRESETS:
+        tok = BoxTokenizer.from_preset(preset)
+        text = tok.to_text(tok.encode(boxes, canvas_size=canvas, labels=labels))
+        back = tok.decode(tok.parse(text).ids, canvas_size=canvas)
+        err = (back - boxes).abs().max().item()
+        print(f"{preset:10s} max error {err:5.2f} px  {text[:90]}…")
+        if preset == "kosmos2":
+            out = draw_box_preview(Path(coco_path).parent / "images" / file_name, boxes, back, labels,
+                                   f"{Path(file_name).stem}_kosmos2.png")
+            print(f"drew {out}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
