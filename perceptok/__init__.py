@@ -8,6 +8,7 @@ from perceptok._version import __version__
 from perceptok.base import AutoPerceptionTokenizer, PerceptionTokenizer, TokenizerOutput
 from perceptok.boxes import BoxTokenizer, BoxTokenizerConfig
 from perceptok.coordinates import PAD_ID, CoordinateConfig, CoordinateEncoding
+from perceptok.depth import DepthEncoding, DepthTokenizer, DepthTokenizerConfig, PooledDepthTokenizer
 from perceptok.errors import CheckpointError, PerceptokError, TokenParseError
 from perceptok.loading import load
 from perceptok.points import PointTokenizer, PointTokenizerConfig
@@ -21,10 +22,14 @@ __all__ = [
     "CheckpointError",
     "CoordinateConfig",
     "CoordinateEncoding",
+    "DepthEncoding",
+    "DepthTokenizer",
+    "DepthTokenizerConfig",
     "PerceptionTokenizer",
     "PerceptokError",
     "PointTokenizer",
     "PointTokenizerConfig",
+    "PooledDepthTokenizer",
     "TokenParseError",
     "TokenizerOutput",
     "__version__",

@@ -11,6 +11,14 @@ from perceptok.errors import CheckpointError
 C = TypeVar("C", bound="TokenizerConfig")
 
 
+def _lists(value: Any) -> Any:
+    return [_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, (tuple, list)) else value
+
+
 @dataclasses.dataclass(frozen=True)
 class TokenizerConfig:
     """Base of every tokenizer config.
@@ -20,11 +28,8 @@ class TokenizerConfig:
     """
 
     def to_dict(self) -> dict[str, Any]:
-        """The config fields as JSON-ready values."""
-        return {
-            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
-            for f in dataclasses.fields(self)
-        }
+        """The config fields as JSON-ready values (tuples become lists)."""
+        return {f.name: _lists(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls: type[C], values: dict[str, Any], source: str = "config") -> C:
@@ -41,7 +46,7 @@ class TokenizerConfig:
         kwargs = {}
         for key, value in values.items():
             is_tuple = typing.get_origin(hints[key]) is tuple
-            kwargs[key] = tuple(value) if is_tuple and isinstance(value, list) else value
+            kwargs[key] = _tuples(value) if is_tuple else value
         try:
             return cls(**kwargs)
         except (TypeError, ValueError) as err:

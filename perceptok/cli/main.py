@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from perceptok.cli import coords, hub
+from perceptok.cli import coords, depth, hub
 from perceptok.errors import PerceptokError
 
 EXIT_USAGE = 2
@@ -22,6 +22,14 @@ def build_parser() -> argparse.ArgumentParser:
     decode = sub.add_parser("decode", help="token text → structure (JSON)").add_subparsers(
         dest="modality", required=True, metavar="MODALITY")
     coords.add_commands(encode, decode)
+    depth.add_encode(encode)
+    depth.add_decode(decode)
+    train = sub.add_parser("train", help="train a tokenizer").add_subparsers(
+        dest="modality", required=True, metavar="MODALITY")
+    depth.add_train(train)
+    evaluate = sub.add_parser("eval", help="evaluate a tokenizer").add_subparsers(
+        dest="modality", required=True, metavar="MODALITY")
+    depth.add_eval(evaluate)
     hub.add_info(sub)
     hub.add_push(sub)
     return parser

@@ -1,0 +1,170 @@
+"""``perceptok train depth``, ``perceptok eval depth``, ``perceptok encode depth`` and
+``perceptok decode depth``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from perceptok.depth.config import PRESETS
+
+
+def _train(args: argparse.Namespace) -> None:
+    from perceptok.depth.train import TrainConfig, train_depth
+
+    torch.set_num_threads(args.threads) if args.threads else None
+    overrides = {"codebook_size": args.codebook_size} if args.codebook_size else {}
+    tok_cfg = dataclasses.replace(PRESETS[args.preset], **overrides)
+    recipe = args.recipe or ("aurora" if args.preset == "aurora" else "perceptok")
+    cfg = TrainConfig(out=args.out, data=args.data, recipe=recipe, steps=args.steps, minutes=args.minutes,
+                      batch_size=args.batch_size or (8 if recipe == "aurora" else 32),
+                      lr=args.lr or (3e-4 if recipe == "aurora" else 1e-3), eval_every=args.eval_every,
+                      seed=args.seed, val_scenes=args.val_scenes, resume=not args.no_resume)
+    metrics = train_depth(tok_cfg, cfg)
+    print(json.dumps(metrics))
+
+
+def add_train(train: argparse._SubParsersAction) -> None:
+    p = train.add_parser("depth", help="train a VQ-VAE depth tokenizer")
+    p.add_argument("--data", action="append", required=True,
+                   help="synthetic:N (procedural scenes) or a manifest.jsonl; repeat to mix")
+    p.add_argument("--out", required=True, help="output folder (tokenizer/, checkpoint.pt, log.jsonl)")
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="architecture preset")
+    p.add_argument("--recipe", choices=["perceptok", "aurora"], help="default: aurora for the aurora preset")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--minutes", type=float, help="stop after this much wall time")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--codebook-size", type=int)
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-scenes", type=int, default=64, help="held-out synthetic scenes for validation")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint.pt")
+    p.set_defaults(run=_train)
+
+
+def _load_maps(args: argparse.Namespace) -> list:
+    from perceptok.io import read_manifest
+
+    maps = [entry.load() for entry in read_manifest(args.manifest)]
+    if args.degrade == "lidar":
+        from perceptok.depth.evaluate import lidar_like
+
+        maps = [lidar_like(m, seed=i) for i, m in enumerate(maps)]
+    return maps
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from perceptok.depth.evaluate import evaluate_depth
+    from perceptok.depth.tokenizer import GridDepthTokenizer
+    from perceptok.loading import load
+
+    torch.set_num_threads(args.threads) if args.threads else None
+    tok = load(args.tokenizer)
+    if not isinstance(tok, GridDepthTokenizer):
+        raise ValueError(f"{args.tokenizer!r} is a {tok.tokenizer_type!r} tokenizer, not a depth tokenizer")
+    maps = _load_maps(args)
+    result = evaluate_depth(tok, maps, seed=args.seed)
+    result["tokenizer"] = args.tokenizer
+    if args.baseline:
+        result["baselines"] = {name: evaluate_depth(load(f"depth:{name}"), maps, seed=args.seed) for name in args.baseline}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:18s} {value}")
+
+
+def add_eval(evaluate: argparse._SubParsersAction) -> None:
+    p = evaluate.add_parser("depth", help="reconstruction quality and speed of a depth tokenizer")
+    p.add_argument("--tokenizer", default="depth", help="preset name, folder or Hub id (default: the shipped one)")
+    p.add_argument("--manifest", required=True, help="manifest.jsonl of depth maps")
+    p.add_argument("--baseline", action="append", choices=["pooled"], help="also score a baseline in the same run")
+    p.add_argument("--degrade", choices=["lidar"], help="score sparse, LiDAR-like versions of the maps")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.set_defaults(run=_eval)
+
+
+def _read_input(args: argparse.Namespace):
+    from perceptok.io import read_depth, read_manifest
+
+    if args.manifest:
+        entries = [e for e in read_manifest(args.manifest) if e.id == args.input]
+        if not entries:
+            raise ValueError(f"no entry with id {args.input!r} in {args.manifest}")
+        return entries[0].load()
+    return read_depth(args.input, encoding=args.encoding, scale=args.scale, kind=args.kind,
+                      invalid=tuple(args.invalid))
+
+
+def _encode(args: argparse.Namespace) -> None:
+    from perceptok.depth.normalize import robust_range, to_inverse, valid_mask
+    from perceptok.depth.tokenizer import GridDepthTokenizer
+    from perceptok.loading import load
+
+    tok = load(args.tokenizer)
+    if not isinstance(tok, GridDepthTokenizer):
+        raise ValueError(f"{args.tokenizer!r} is not a depth tokenizer")
+    depth = _read_input(args)
+    enc = tok.encode(depth)
+    print(tok.to_text(enc.ids))
+    if args.preview:
+        from perceptok.viz_depth import depth_preview
+
+        ok = valid_mask(depth.values, depth.kind, depth.valid)
+        inv = to_inverse(torch.where(ok, depth.values, torch.ones_like(depth.values)), depth.kind)
+        low, high = float(enc.stats.low[0]), float(enc.stats.high[0])
+        true_rel = ((inv - low) / (high - low)).clamp(0, 1)
+        pred_rel = tok.decode(enc.ids, size=enc.stats.sizes[0])  # relative inverse depth at the input's size
+        out = depth_preview(true_rel, pred_rel, ok, enc.stats.grids[0], args.preview)
+        print(f"preview written to {out}", file=sys.stderr)
+
+
+def add_encode(encode: argparse._SubParsersAction) -> None:
+    p = encode.add_parser("depth", help="depth map → token text (and --preview)")
+    p.add_argument("input", metavar="IN", help="a depth file, or an entry id with --manifest")
+    p.add_argument("--manifest", help="read IN as an entry of this manifest.jsonl")
+    p.add_argument("--tokenizer", default="depth", help="preset name, folder or Hub id (default: the shipped one)")
+    p.add_argument("--encoding", choices=["uint8", "uint16", "sun3d_bitshift", "kinect_raw_disparity", "float"],
+                   help="how to read IN (default: from the file)")
+    p.add_argument("--scale", type=float, help="raw value × scale = metres (metric) or pixels (disparity)")
+    p.add_argument("--kind", default="metric", choices=["metric", "disparity", "relative_inverse"])
+    p.add_argument("--invalid", type=float, nargs="*", default=[0], help="raw values meaning no measurement")
+    p.add_argument("--preview", metavar="OUT.png", help="write input | reconstruction + token grid | error")
+    p.set_defaults(run=_encode)
+
+
+def _decode(args: argparse.Namespace) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from perceptok.checkpoint import atomic_write
+    from perceptok.loading import load
+
+    tok = load(args.tokenizer)
+    ids = tok.from_text(args.text, strict=not args.lenient)
+    rel = tok.decode(ids, size=tuple(args.size) if args.size else None)
+    if args.out.endswith(".npy"):
+        atomic_write(Path(args.out), lambda tmp: np.save(open(tmp, "wb"), rel.numpy()))
+    else:
+        image = Image.fromarray((rel.numpy() * 65535).round().astype(np.uint16))
+        atomic_write(Path(args.out), lambda tmp: image.save(tmp, format="PNG"))
+    print(f"relative inverse depth {tuple(rel.shape)} written to {args.out}")
+
+
+def add_decode(decode: argparse._SubParsersAction) -> None:
+    p = decode.add_parser("depth", help="token text → relative inverse depth (.npy or 16-bit .png)")
+    p.add_argument("text", metavar="TEXT")
+    p.add_argument("--out", required=True, metavar="OUT", help=".npy (float) or .png (16-bit, 65535 = nearest)")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"))
+    p.add_argument("--tokenizer", default="depth")
+    p.add_argument("--lenient", action="store_true")
+    p.set_defaults(run=_decode)

@@ -1,0 +1,87 @@
+"""Config and presets of the VQ-VAE depth tokenizer."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from perceptok.config import TokenizerConfig
+
+QUANTIZERS = ("vq", "fsq")
+ARCHITECTURES = ("perceptok", "aurora")
+
+
+def choose_grid(grids: tuple[tuple[int, int], ...], height: int, width: int) -> tuple[int, int]:
+    """The grid whose cells are closest to square for a ``height × width`` map."""
+    return min(grids, key=lambda g: abs(math.log((width / g[1]) / (height / g[0]))))
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthTokenizerConfig(TokenizerConfig):
+    # Name of the preset this config came from ("custom" for a hand-made one).
+    preset: str = "default"
+    # Token grids (rows, cols) the tokenizer may use, all with the same number of tokens. A map
+    # takes the grid whose cells are closest to square, so a wide frame gets a 5×20 grid instead
+    # of being squashed into 10×10 (the original's choice). The first grid is the square default.
+    grids: tuple[tuple[int, int], ...] = ((10, 10), (5, 20), (20, 5), (4, 25), (25, 4))
+    # Side in pixels of one token's cell at the network input: the input size is grid × cell_size
+    # (160×160 for 10×10). A power of two.
+    cell_size: int = 16
+    # Number of codes; ids are 0..codebook_size-1 and tokens <{prefix}_0>..<{prefix}_{K-1}>.
+    codebook_size: int = 128
+    # "vq": vector-quantize-pytorch VectorQuantize (k-means init, EMA, dead-code replacement);
+    # "fsq": its FSQ with fsq_levels (no codebook to collapse).
+    quantizer: str = "vq"
+    # FSQ levels per dimension; their product must equal codebook_size.
+    fsq_levels: tuple[int, ...] = (8, 4, 4)
+    # Dimension of a code vector.
+    code_dim: int = 64
+    # "perceptok": our encoder/decoder (validity-mask input, level + detail decoder);
+    # "aurora": the original's (REFERENCE.md), kept as the baseline to beat.
+    architecture: str = "perceptok"
+    # Channels of the network at token resolution.
+    width: int = 128
+    # Tokens are <{prefix}_START>, <{prefix}_0>.., <{prefix}_END>.
+    token_prefix: str = "DEPTH"
+
+    def __post_init__(self) -> None:
+        if not self.grids or any(len(g) != 2 or min(g) < 1 for g in self.grids):
+            raise ValueError(f"grids must be a non-empty list of (rows, cols), got {self.grids!r}")
+        if len({g[0] * g[1] for g in self.grids}) != 1:
+            raise ValueError(f"every grid must hold the same number of tokens, got {self.grids!r}")
+        if self.cell_size < 2 or self.cell_size & (self.cell_size - 1):
+            raise ValueError(f"cell_size must be a power of two ≥ 2, got {self.cell_size}")
+        if self.codebook_size < 2:
+            raise ValueError(f"codebook_size must be ≥ 2, got {self.codebook_size}")
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
+        if self.quantizer == "fsq" and math.prod(self.fsq_levels) != self.codebook_size:
+            raise ValueError(f"fsq_levels {self.fsq_levels} give {math.prod(self.fsq_levels)} codes, "
+                             f"not codebook_size={self.codebook_size}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.architecture == "aurora" and (self.cell_size != 32 or len(self.grids) != 1):
+            raise ValueError("the aurora architecture downsamples ×32 into one square grid: cell_size=32, one grid")
+        if not self.token_prefix.isidentifier():
+            raise ValueError(f"token_prefix must be letters, digits or '_', got {self.token_prefix!r}")
+
+    @property
+    def tokens_per_map(self) -> int:
+        return self.grids[0][0] * self.grids[0][1]
+
+    def choose_grid(self, height: int, width: int) -> tuple[int, int]:
+        return choose_grid(self.grids, height, width)
+
+
+PRESETS: dict[str, DepthTokenizerConfig] = {
+    # Token-compatible with AURORA: 100 tokens, 128 codes, <DEPTH_START> <DEPTH_k> <DEPTH_END>.
+    "default": DepthTokenizerConfig(),
+    # Same, with FSQ (8·4·4 = 128 implicit codes) instead of a learned codebook.
+    "fsq": DepthTokenizerConfig(preset="fsq", quantizer="fsq"),
+    # The original's architecture and sizes (REFERENCE.md): 320×320 in, ×32, 128 × 512 codebook.
+    "aurora": DepthTokenizerConfig(preset="aurora", grids=((10, 10),), cell_size=32, code_dim=512,
+                                   architecture="aurora", width=256),
+    # Seconds-fast on a CPU, for tests: 4×4 = 16 tokens, 16 codes, 32×32 input.
+    "tiny": DepthTokenizerConfig(preset="tiny", grids=((4, 4), (2, 8), (8, 2)), cell_size=8, codebook_size=16,
+                                 fsq_levels=(4, 4), code_dim=8, width=16),
+}

@@ -1,0 +1,190 @@
+"""Depth files → ``DepthMap`` (values in physical units plus a validity mask).
+
+Encodings (the spec of ``shared/data/README.md``):
+
+- ``uint8`` / ``uint16``: integer image (PNG or PGM); value = raw × ``scale``.
+- ``sun3d_bitshift``: uint16 with rotated bits: mm = ((v >> 3) | (v << 13)) & 0xFFFF, then × ``scale``.
+- ``kinect_raw_disparity``: 16-bit PGM of raw Kinect disparity stored byte-swapped: swap bytes,
+  then metres = 351.3 / (1092.5 − raw).
+- ``float``: ``.npy``, the first array of ``.npz``, or ``.pfm``; value × ``scale`` (``None`` = 1).
+
+Raw values listed in ``invalid``, NaN and ±inf are invalid; so are non-positive metric depths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+DEPTH_ENCODINGS = ("uint8", "uint16", "sun3d_bitshift", "kinect_raw_disparity", "float")
+DEPTH_KINDS = ("metric", "disparity", "relative_inverse")
+FLOAT_SUFFIXES = (".npy", ".npz", ".pfm")
+IMAGE_SUFFIXES = (".png", ".pgm", ".ppm", ".tif", ".tiff")
+
+
+@dataclasses.dataclass
+class DepthMap:
+    """One depth map.
+
+    Attributes:
+        values: ``(H, W)`` float32 in the map's units (metres for ``metric``, pixels for
+            ``disparity``, unitless for ``relative_inverse``); invalid pixels hold NaN.
+        valid: ``(H, W)`` bool.
+        kind: one of ``DEPTH_KINDS``.
+        path: the file it came from.
+    """
+
+    values: torch.Tensor
+    valid: torch.Tensor
+    kind: str
+    path: Path | None = None
+
+    @property
+    def valid_fraction(self) -> float:
+        return float(self.valid.float().mean())
+
+
+def _read_pfm(path: Path) -> np.ndarray:
+    with open(path, "rb") as f:
+        header = f.readline().strip()
+        if header not in (b"Pf", b"PF"):
+            raise ValueError(f"{path} is not a PFM file (header {header[:10]!r}, expected Pf or PF)")
+        dims = f.readline().split()
+        scale = float(f.readline().strip())
+        w, h = int(dims[0]), int(dims[1])
+        channels = 1 if header == b"Pf" else 3
+        raw = f.read()
+    if len(raw) < w * h * channels * 4:
+        raise ValueError(f"{path} is truncated: expected {w * h * channels} floats, found {len(raw) // 4}")
+    data = np.frombuffer(raw[: w * h * channels * 4], dtype="<f4" if scale < 0 else ">f4")
+    data = data.reshape(h, w, channels)[::-1]  # PFM stores rows bottom to top
+    return data[..., 0].astype(np.float32)
+
+
+def _read_float(path: Path) -> np.ndarray:
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            if not archive.files:
+                raise ValueError(f"{path} holds no arrays")
+            return archive[archive.files[0]]
+    if suffix == ".pfm":
+        return _read_pfm(path)
+    raise ValueError(f"encoding 'float' reads .npy, .npz or .pfm files, not {path.name}")
+
+
+def _read_integer_image(path: Path, bits: int) -> np.ndarray:
+    """Raw integers of a one-channel 8- or 16-bit image, as int64 (no overflow in later math)."""
+    with Image.open(path) as im:
+        mode = im.mode
+        raw = np.asarray(im)
+    if raw.ndim != 2:
+        raise ValueError(f"{path} has {raw.shape[2]} channels ({mode}); a depth image has one")
+    if bits == 8 and mode not in ("L", "P"):
+        raise ValueError(f"{path} is a {mode} image, not 8-bit; use encoding='uint16' for 16-bit depth")
+    if bits == 16 and mode in ("L", "P", "1"):
+        raise ValueError(f"{path} is an 8-bit image; use encoding='uint8' (16-bit depth was expected)")
+    raw = raw.astype(np.int64)
+    if raw.size and (raw.min() < 0 or raw.max() >= 2**bits):
+        raise ValueError(
+            f"{path} holds values from {raw.min()} to {raw.max()}, outside the {bits}-bit range "
+            f"0..{2**bits - 1}: it is not a {bits}-bit depth image (wrong encoding?)"
+        )
+    return raw
+
+
+def read_depth(
+    path: str | Path,
+    encoding: str | None = None,
+    scale: float | None = None,
+    kind: str = "metric",
+    invalid: Sequence[float] = (0,),
+) -> DepthMap:
+    """Read one depth file.
+
+    Args:
+        path: the file.
+        encoding: one of ``DEPTH_ENCODINGS``; ``None`` guesses ``float`` for .npy/.npz/.pfm
+            and ``uint8``/``uint16`` from the image's bit depth.
+        scale: multiplier from raw values to the map's units; ``None`` means 1 (for
+            ``kinect_raw_disparity`` the encoding fixes the units and scale must be ``None``).
+        kind: what the values mean, one of ``DEPTH_KINDS``.
+        invalid: raw values that mean "no measurement".
+    """
+    path = Path(path)
+    if kind not in DEPTH_KINDS:
+        raise ValueError(f"kind must be one of {DEPTH_KINDS}, got {kind!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"depth file {path} does not exist")
+    if encoding is None:
+        encoding = "float" if path.suffix.lower() in FLOAT_SUFFIXES else _guess_bits(path)
+    if encoding not in DEPTH_ENCODINGS:
+        raise ValueError(f"encoding must be one of {DEPTH_ENCODINGS}, got {encoding!r}")
+    try:
+        raw = _decode(path, encoding)
+    except (UnidentifiedImageError, OSError, EOFError, ValueError) as err:
+        if isinstance(err, ValueError) and str(path) in str(err):
+            raise
+        raise ValueError(f"cannot read {path} as a depth file with encoding {encoding!r}: {err}") from err
+    if raw.ndim != 2 or min(raw.shape) == 0:
+        raise ValueError(f"{path} holds an array of shape {raw.shape}; a depth map is a non-empty (H, W) array")
+    bad = ~np.isfinite(raw)
+    for value in invalid:
+        bad |= raw == value
+    if encoding == "kinect_raw_disparity":
+        if scale is not None:
+            raise ValueError("kinect_raw_disparity fixes its units (metres); pass scale=None")
+        bad |= raw >= 1092.5
+        values = 351.3 / (1092.5 - np.where(bad, 0.0, raw))
+    else:
+        values = raw.astype(np.float64) * (1.0 if scale is None else float(scale))
+    if kind != "relative_inverse":
+        bad |= values <= 0
+    values = np.where(bad, np.nan, values).astype(np.float32)
+    return DepthMap(values=torch.from_numpy(values), valid=torch.from_numpy(~bad), kind=kind, path=path)
+
+
+def _guess_bits(path: Path) -> str:
+    try:
+        with Image.open(path) as im:
+            return "uint8" if im.mode in ("L", "P") else "uint16"
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"cannot read {path} as a depth image: {err}") from err
+
+
+def _decode(path: Path, encoding: str) -> np.ndarray:
+    if encoding == "float":
+        return np.asarray(_read_float(path), dtype=np.float64)
+    if encoding == "uint8":
+        return _read_integer_image(path, 8)
+    raw = _read_integer_image(path, 16)
+    if encoding == "sun3d_bitshift":
+        return ((raw >> 3) | (raw << 13)) & 0xFFFF
+    if encoding == "kinect_raw_disparity":
+        return raw.astype(np.uint16).byteswap().astype(np.int64)
+    return raw
+
+
+def read_depth_folder(
+    folder: str | Path,
+    encoding: str | None = None,
+    scale: float | None = None,
+    kind: str = "metric",
+    invalid: Sequence[float] = (0,),
+) -> Iterator[DepthMap]:
+    """Every depth file of a folder (8/16-bit PNG or PGM, .npy, .npz, .pfm), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"depth folder {folder} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FLOAT_SUFFIXES + IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder} holds no depth files ({', '.join(FLOAT_SUFFIXES + IMAGE_SUFFIXES)})")
+    for path in files:
+        yield read_depth(path, encoding=encoding, scale=scale, kind=kind, invalid=invalid)

@@ -1,0 +1,192 @@
+"""Depth tokenizers: conformance (tiny VQ-VAE, FSQ and the pooled baseline), conventions,
+restoration in the input's units, aspect-adaptive grids, soft decoding, bad input, training."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from conformance import TokenizerConformance
+from perceptok import AutoPerceptionTokenizer, DepthTokenizer, PooledDepthTokenizer, TokenParseError
+from perceptok.depth import PRESETS
+from perceptok.depth.data import make_batch, synthetic_maps
+from perceptok.depth.train import TrainConfig, reconstruction_loss, train_depth
+from perceptok.io import DepthMap
+
+
+def ramp_map(h: int = 48, w: int = 64, near: float = 0.8, far: float = 6.0) -> torch.Tensor:
+    """Metric depth growing from ``near`` at the bottom to ``far`` at the top, with a box in front."""
+    rows = torch.linspace(far, near, h)[:, None].expand(h, w).clone()
+    rows[h // 4 : h // 2, w // 3 : w // 2] = near * 1.2
+    return rows
+
+
+class DepthConformance(TokenizerConformance):
+    preset = "tiny"
+    garbage_text = "<DEPTH_START><DEPTH_1>oops"
+
+    def make_tokenizer(self):
+        torch.manual_seed(0)
+        tok = DepthTokenizer.from_preset(self.preset)
+        # one training-mode pass initialises the k-means codebook, as training would
+        g = torch.Generator().manual_seed(0)
+        batch = make_batch(synthetic_maps(4, progress=False), tok.config, 8, g)
+        tok.model.train()
+        tok.model(batch.x)
+        tok.model.eval()
+        return tok
+
+    def samples(self):
+        wide = ramp_map(20, 90)
+        holes = ramp_map(40, 40)
+        holes[::3] = 0.0  # sparse rows, like a scanner
+        return [ramp_map(), wide, holes, ramp_map(64, 48, near=2.0, far=3.0)]
+
+
+class TestDepthConformanceVQ(DepthConformance):
+    pass
+
+
+class TestDepthConformanceFSQ(DepthConformance):
+    def make_tokenizer(self):
+        torch.manual_seed(0)
+        return DepthTokenizer(dataclasses.replace(PRESETS["tiny"], quantizer="fsq"))
+
+
+class TestPooledConformance(DepthConformance):
+    def make_tokenizer(self):
+        return PooledDepthTokenizer()
+
+
+def test_default_is_token_compatible_with_the_original():
+    tok = DepthTokenizer.from_preset("default")
+    assert tok.vocab_size == 128 and tok.tokens_per_map == 100
+    assert tok.vocab[0] == "<DEPTH_0>" and tok.vocab[-1] == "<DEPTH_127>"
+    assert (tok.start_token, tok.end_token) == ("<DEPTH_START>", "<DEPTH_END>")
+    text = tok.to_text(torch.arange(100) % 128)
+    assert text.startswith("<DEPTH_START><DEPTH_0><DEPTH_1>") and text.endswith("<DEPTH_99><DEPTH_END>")
+    aurora = DepthTokenizer.from_preset("aurora")
+    assert sum(p.numel() for p in aurora.model.parameters()) == pytest.approx(7.7e6, rel=0.01)
+
+
+def test_pooled_restores_metric_depth_and_relative_maps():
+    tok = PooledDepthTokenizer()
+    depth = ramp_map(200, 200)
+    enc = tok.encode(depth)
+    assert enc.ids.shape == (100,) and enc.stats.kind == "metric" and enc.stats.sizes == [(200, 200)]
+    metres = tok.decode(enc.ids, stats=enc.stats)
+    assert metres.shape == (200, 200)
+    assert ((metres - depth).abs() / depth).median() < 0.05
+    rel = tok.decode(enc.ids, size=(50, 60))
+    assert rel.shape == (50, 60) and 0 <= float(rel.min()) and float(rel.max()) <= 1
+    assert float(rel[-1].mean()) > float(rel[0].mean())  # 1 = nearest: the bottom rows are near
+
+
+@pytest.mark.parametrize("kind, convert", [("disparity", lambda d: 50.0 / d), ("relative_inverse", lambda d: 1.0 / d)])
+def test_other_kinds_come_back_in_their_units(kind, convert):
+    tok = PooledDepthTokenizer()
+    values = convert(ramp_map(100, 100))
+    enc = tok.encode(values, kind=kind)
+    back = tok.decode(enc.ids, stats=enc.stats)
+    assert ((back - values).abs() / values).median() < 0.05
+    metric_ids = tok.encode(ramp_map(100, 100)).ids
+    assert (enc.ids - metric_ids).abs().max() <= 1  # the same scene gives the same tokens
+
+
+def test_invalid_pixels_do_not_move_the_normalisation():
+    tok = PooledDepthTokenizer()
+    depth = ramp_map(100, 100)
+    spoiled = depth.clone()
+    spoiled[:10, :10] = 0.0
+    spoiled[50, 50] = float("nan")
+    mask = torch.ones_like(depth, dtype=torch.bool)
+    mask[-5:] = False
+    a = tok.encode(depth, valid=mask)
+    b = tok.encode(spoiled, valid=mask)
+    assert abs(float(a.stats.low[0]) - float(b.stats.low[0])) < 0.02 * float(a.stats.low[0])
+
+
+def test_wide_maps_get_a_wide_grid_and_come_back_at_their_size():
+    tok = DepthTokenizer.from_preset("default")
+    assert tok.config.choose_grid(480, 640) == (10, 10)
+    assert tok.config.choose_grid(375, 1242) == (5, 20)
+    assert tok.config.choose_grid(1242, 375) == (20, 5)
+    enc = tok.encode([ramp_map(48, 64), ramp_map(30, 120)])
+    assert enc.stats.grids == [(10, 10), (5, 20)]
+    out = tok.decode(enc.ids, stats=enc.stats)
+    assert [o.shape for o in out] == [(48, 64), (30, 120)]
+
+
+def test_batch_of_depth_maps_from_io():
+    tok = PooledDepthTokenizer()
+    maps = [DepthMap(ramp_map(), torch.ones(48, 64, dtype=torch.bool), "metric"),
+            DepthMap(ramp_map(), torch.ones(48, 64, dtype=torch.bool), "metric")]
+    assert torch.equal(tok.encode(maps).ids[0], tok.encode(maps[0]).ids)
+    with pytest.raises(ValueError, match="one depth kind"):
+        tok.encode([maps[0], DepthMap(ramp_map(), maps[0].valid, "disparity")])
+
+
+def test_decode_soft_is_differentiable_and_matches_hard_decoding():
+    tok = DepthConformance().make_tokenizer()
+    ids = tok.encode(ramp_map()).ids
+    one_hot = torch.nn.functional.one_hot(ids, tok.vocab_size).float()[None].requires_grad_(True)
+    soft = tok.decode_soft(one_hot)
+    hard = tok.model.decode_codes(tok.model.codes(ids[None]), tok.config.grids[0])[:, 0]
+    assert torch.allclose(soft, hard, atol=1e-5)
+    soft.mean().backward()
+    assert one_hot.grad is not None and one_hot.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="probs must be"):
+        tok.decode_soft(torch.rand(1, 3, 3))
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.zeros(10, 10), "0 valid pixels"),
+    (torch.full((10, 10), float("nan")), "0 valid pixels"),
+    (torch.zeros(0, 10), "non-empty|shape"),
+    (torch.ones(1, 1, 10, 10), r"\(H, W\)"),
+    ("depth.png", "tensor, an array"),
+    (torch.ones(4, 4, dtype=torch.bool), "real numbers"),
+])
+def test_bad_depth_input(bad, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        PooledDepthTokenizer().encode(bad)
+
+
+def test_bad_ids_and_text():
+    tok = PooledDepthTokenizer()
+    with pytest.raises(ValueError, match="ids must lie"):
+        tok.decode(torch.full((100,), 128))
+    with pytest.raises(ValueError, match=r"shape \(100,\)"):
+        tok.decode(torch.zeros(99, dtype=torch.long))
+    short = "<DEPTH_START>" + "<DEPTH_3>" * 99 + "<DEPTH_END>"
+    with pytest.raises(TokenParseError) as err:
+        tok.from_text(short)
+    assert "code 100 of 100" in err.value.expected and "came early" in err.value.expected
+    assert tok.from_text(short, strict=False).tolist() == [3] * 100
+    with pytest.raises(TokenParseError, match="<DEPTH_127>"):
+        tok.from_text("<DEPTH_START>" + "<DEPTH_200>" * 100 + "<DEPTH_END>")
+
+
+def test_training_lowers_the_loss_and_resumes(tmp_path):
+    torch.manual_seed(0)
+    cfg = PRESETS["tiny"]
+    val = make_batch(synthetic_maps(16, seed=99, progress=False), cfg, 16, torch.Generator().manual_seed(1), augment=False)
+
+    def val_loss(tok):
+        with torch.no_grad():
+            pred, _, _ = tok.model(val.x)
+        return reconstruction_loss(pred, val, torch.zeros(()), "perceptok").recon
+
+    before = val_loss(DepthTokenizer(cfg))
+    train_cfg = TrainConfig(out=str(tmp_path), data=["synthetic:24"], steps=60, batch_size=16, lr=3e-3, eval_every=30,
+                            val_scenes=4)
+    train_depth(cfg, train_cfg, progress=False)
+    trained = AutoPerceptionTokenizer.from_pretrained(tmp_path / "tokenizer")
+    assert val_loss(trained) < 0.7 * before
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log][:2] == [30, 60]
+    train_depth(cfg, dataclasses.replace(train_cfg, steps=70), progress=False)  # resumes at 60
+    assert json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])["step"] == 70

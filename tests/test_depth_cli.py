@@ -1,0 +1,70 @@
+"""The depth commands: eval on the real maps (with the pooled baseline), encode with a preview,
+decode to a file, and training from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from perceptok import PooledDepthTokenizer
+from perceptok.cli import main
+
+KEYS = {"abs_rel", "delta1", "rmse_rel", "ordinal_acc", "ordinal_acc_3pt", "ordinal_acc_4pt", "ordinal_acc_5pt",
+        "codebook_usage", "perplexity", "tokens_per_map", "maps_per_s"}
+
+
+def test_eval_prints_one_json_object_with_baseline(capsys, shared_data):
+    manifest = shared_data / "depth" / "manifest.jsonl"
+    assert main(["eval", "depth", "--tokenizer", "depth:pooled", "--manifest", str(manifest), "--json",
+                 "--baseline", "pooled"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert KEYS <= set(result) and KEYS <= set(result["baselines"]["pooled"])
+    # The issue's figures for this baseline: ordinal_acc 0.945, abs_rel 0.070.
+    assert abs(result["ordinal_acc"] - 0.945) < 0.01 and abs(result["abs_rel"] - 0.070) < 0.005
+    assert result["tokens_per_map"] == 100 and result["maps"] == 21
+
+
+def test_eval_sparse_lidar_like_maps(capsys, shared_data):
+    manifest = shared_data / "depth" / "manifest.jsonl"
+    assert main(["eval", "depth", "--tokenizer", "depth:pooled", "--manifest", str(manifest), "--json",
+                 "--degrade", "lidar"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0.5 < result["ordinal_acc"] <= 1.0
+
+
+def test_encode_with_preview_and_decode(capsys, shared_data, tmp_path):
+    manifest = shared_data / "depth" / "manifest.jsonl"
+    preview = tmp_path / "preview.png"
+    assert main(["encode", "depth", "iclnuim_2", "--manifest", str(manifest), "--tokenizer", "depth:pooled",
+                 "--preview", str(preview)]) == 0
+    out = capsys.readouterr()
+    text = out.out.strip()
+    assert PooledDepthTokenizer().from_text(text).shape == (100,)
+    assert Image.open(preview).size == (3 * 640 + 12, 480)
+    assert main(["decode", "depth", text, "--out", str(tmp_path / "d.npy"), "--size", "48", "64",
+                 "--tokenizer", "depth:pooled"]) == 0
+    rel = np.load(tmp_path / "d.npy")
+    assert rel.shape == (48, 64) and 0 <= rel.min() and rel.max() <= 1
+
+
+def test_encode_a_depth_file(capsys, tmp_path):
+    depth = (np.linspace(500, 4000, 64 * 80).reshape(64, 80)).astype(np.uint16)
+    Image.fromarray(depth).save(tmp_path / "d.png")
+    assert main(["encode", "depth", str(tmp_path / "d.png"), "--scale", "0.001", "--tokenizer", "depth:pooled"]) == 0
+    assert capsys.readouterr().out.startswith("<DEPTH_START>")
+
+
+def test_depth_cli_errors(capsys, tmp_path):
+    assert main(["encode", "depth", str(tmp_path / "nope.png"), "--tokenizer", "depth:pooled"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["eval", "depth", "--tokenizer", "boxes", "--manifest", str(tmp_path / "m.jsonl")]) == 2
+    assert "not a depth tokenizer" in capsys.readouterr().err
+
+
+def test_train_from_the_command_line(capsys, tmp_path):
+    assert main(["train", "depth", "--preset", "tiny", "--data", "synthetic:8", "--out", str(tmp_path),
+                 "--steps", "4", "--batch-size", "4", "--eval-every", "2", "--val-scenes", "4"]) == 0
+    assert (tmp_path / "tokenizer" / "model.safetensors").exists()
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 4
