@@ -55,6 +55,8 @@ class PerceptionTokenizer(abc.ABC):
                 f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}"
             )
         self.config = config
+        # Extra (title, markdown) sections for the model card, e.g. how the weights were trained.
+        self.card_sections: list[tuple[str, str]] = []
 
     # --- vocabulary -------------------------------------------------------------------------
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from perceptok._version import __version__
+from perceptok.checkpoint import CARD_NAME, write_text
 
 if TYPE_CHECKING:
     from perceptok.base import PerceptionTokenizer
@@ -52,4 +54,14 @@ def render_model_card(tokenizer: PerceptionTokenizer) -> str:
         "```",
         "",
     ]
+    for title, body in tokenizer.card_sections:
+        lines += [f"## {title}", "", body.strip(), ""]
     return "\n".join(lines)
+
+
+def append_card_section(folder: Path, title: str, body: str) -> None:
+    """Add a section to the model card of a saved tokenizer (atomically)."""
+    card = folder / CARD_NAME
+    if not card.is_file():
+        raise FileNotFoundError(f"{card} does not exist; save the tokenizer first")
+    write_text(card, card.read_text(encoding="utf-8").rstrip() + f"\n\n## {title}\n\n{body.strip()}\n")

@@ -68,3 +68,11 @@ def test_train_from_the_command_line(capsys, tmp_path):
                  "--steps", "4", "--batch-size", "4", "--eval-every", "2", "--val-scenes", "4"]) == 0
     assert (tmp_path / "tokenizer" / "model.safetensors").exists()
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 4
+
+
+def test_eval_appends_to_the_model_card(capsys, shared_data, tmp_path):
+    PooledDepthTokenizer().save_pretrained(tmp_path)
+    manifest = shared_data / "depth" / "manifest.jsonl"
+    assert main(["eval", "depth", "--tokenizer", "depth:pooled", "--manifest", str(manifest), "--card", str(tmp_path)]) == 0
+    card = (tmp_path / "README.md").read_text()
+    assert "## Evaluation" in card and '"ordinal_acc"' in card and "library_name: perceptok" in card

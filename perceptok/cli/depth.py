@@ -74,6 +74,13 @@ def _eval(args: argparse.Namespace) -> None:
     result["tokenizer"] = args.tokenizer
     if args.baseline:
         result["baselines"] = {name: evaluate_depth(load(f"depth:{name}"), maps, seed=args.seed) for name in args.baseline}
+    if args.card:
+        from perceptok.model_card import append_card_section
+
+        body = (f"`perceptok eval depth --manifest {args.manifest}"
+                + "".join(f" --baseline {b}" for b in args.baseline or []) + (f" --degrade {args.degrade}" if args.degrade else "")
+                + f"` ({len(maps)} maps):\n\n```json\n{json.dumps(result, indent=2)}\n```")
+        append_card_section(Path(args.card), "Evaluation" + (f" ({args.degrade})" if args.degrade else ""), body)
     if args.json:
         print(json.dumps(result))
     else:
@@ -88,6 +95,7 @@ def add_eval(evaluate: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", action="append", choices=["pooled"], help="also score a baseline in the same run")
     p.add_argument("--degrade", choices=["lidar"], help="score sparse, LiDAR-like versions of the maps")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--card", metavar="FOLDER", help="append the results to the model card of this saved tokenizer")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.set_defaults(run=_eval)

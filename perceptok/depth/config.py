@@ -29,9 +29,10 @@ class DepthTokenizerConfig(TokenizerConfig):
     cell_size: int = 16
     # Number of codes; ids are 0..codebook_size-1 and tokens <{prefix}_0>..<{prefix}_{K-1}>.
     codebook_size: int = 128
-    # "vq": vector-quantize-pytorch VectorQuantize (k-means init, EMA, dead-code replacement);
-    # "fsq": its FSQ with fsq_levels (no codebook to collapse).
-    quantizer: str = "vq"
+    # "fsq": vector-quantize-pytorch FSQ with fsq_levels (no codebook to collapse; the default);
+    # "vq": its VectorQuantize (k-means init, EMA, dead-code replacement, cosine similarity in a
+    # low-dimensional code space).
+    quantizer: str = "fsq"
     # FSQ levels per dimension; their product must equal codebook_size.
     fsq_levels: tuple[int, ...] = (8, 4, 4)
     # Dimension of a code vector.
@@ -76,12 +77,12 @@ class DepthTokenizerConfig(TokenizerConfig):
 PRESETS: dict[str, DepthTokenizerConfig] = {
     # Token-compatible with AURORA: 100 tokens, 128 codes, <DEPTH_START> <DEPTH_k> <DEPTH_END>.
     "default": DepthTokenizerConfig(),
-    # Same, with FSQ (8·4·4 = 128 implicit codes) instead of a learned codebook.
-    "fsq": DepthTokenizerConfig(preset="fsq", quantizer="fsq"),
+    # Same, with a learned VQ codebook instead of FSQ's 8·4·4 = 128 implicit codes.
+    "vq": DepthTokenizerConfig(preset="vq", quantizer="vq"),
     # The original's architecture and sizes (REFERENCE.md): 320×320 in, ×32, 128 × 512 codebook.
-    "aurora": DepthTokenizerConfig(preset="aurora", grids=((10, 10),), cell_size=32, code_dim=512,
+    "aurora": DepthTokenizerConfig(preset="aurora", grids=((10, 10),), cell_size=32, quantizer="vq", code_dim=512,
                                    architecture="aurora", width=256),
     # Seconds-fast on a CPU, for tests: 4×4 = 16 tokens, 16 codes, 32×32 input.
     "tiny": DepthTokenizerConfig(preset="tiny", grids=((4, 4), (2, 8), (8, 2)), cell_size=8, codebook_size=16,
-                                 fsq_levels=(4, 4), code_dim=8, width=16),
+                                 quantizer="vq", fsq_levels=(4, 4), code_dim=8, width=16),
 }

@@ -121,11 +121,17 @@ class DepthVQVAE(nn.Module):
         if cfg.quantizer == "fsq":
             self.quantizer: nn.Module = FSQ(levels=list(cfg.fsq_levels), dim=cfg.code_dim)
         else:
-            self.quantizer = VectorQuantize(
-                dim=cfg.code_dim, codebook_size=cfg.codebook_size, decay=0.99, commitment_weight=0.25,
-                kmeans_init=cfg.architecture != "aurora", kmeans_iters=10,
-                threshold_ema_dead_code=2 if cfg.architecture != "aurora" else 0,
-            )
+            self.quantizer = VectorQuantize(**self._vq_options(cfg))
+
+    @staticmethod
+    def _vq_options(cfg: DepthTokenizerConfig) -> dict:
+        options = dict(dim=cfg.code_dim, codebook_size=cfg.codebook_size, decay=0.99, commitment_weight=0.25)
+        if cfg.architecture == "aurora":
+            return options  # the original: a plain EMA codebook
+        # k-means init and dead-code replacement keep a small codebook in use; matching by cosine
+        # similarity in a low-dimensional space (Yu et al., ViT-VQGAN) keeps it spread out.
+        return {**options, "kmeans_init": True, "kmeans_iters": 10, "threshold_ema_dead_code": 2,
+                "use_cosine_sim": True, "codebook_dim": min(cfg.code_dim, 16)}
 
     @property
     def in_channels(self) -> int:

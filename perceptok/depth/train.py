@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -121,6 +122,7 @@ def train_depth(tok_cfg: DepthTokenizerConfig, cfg: TrainConfig, progress: bool 
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed + rank)
     tok = DepthTokenizer(tok_cfg)
+    tok.card_sections = [("Training", _training_notes(cfg))]
     model = tok.model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4) if cfg.recipe != "aurora" \
         else torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -167,6 +169,16 @@ def train_depth(tok_cfg: DepthTokenizerConfig, cfg: TrainConfig, progress: bool 
     if world > 1:
         dist.barrier()
     return metrics
+
+
+def _training_notes(cfg: TrainConfig) -> str:
+    command = " ".join(["perceptok", *sys.argv[1:]]) if Path(sys.argv[0]).name == "perceptok" else None
+    lines = [f"- Recipe: `{cfg.recipe}`; data: {', '.join(f'`{d}`' for d in cfg.data)} "
+             "(`synthetic:N` = N procedural scenes of `perceptok.synthetic`, seeded).",
+             f"- Steps ≤ {cfg.steps}, wall time ≤ {cfg.minutes} min, batch {cfg.batch_size}, peak lr {cfg.lr}, seed {cfg.seed}."]
+    if command:
+        lines.append(f"- Command: `{command}`")
+    return "\n".join(lines)
 
 
 @torch.no_grad()
