@@ -76,3 +76,17 @@ def test_eval_appends_to_the_model_card(capsys, shared_data, tmp_path):
     assert main(["eval", "depth", "--tokenizer", "depth:pooled", "--manifest", str(manifest), "--card", str(tmp_path)]) == 0
     card = (tmp_path / "README.md").read_text()
     assert "## Evaluation" in card and '"ordinal_acc"' in card and "library_name: perceptok" in card
+
+
+def test_training_under_torchrun_with_two_processes(tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "perceptok.cli", "train", "depth",
+           "--preset", "tiny", "--data", "synthetic:8", "--out", str(tmp_path), "--steps", "4", "--batch-size", "4",
+           "--eval-every", "2", "--val-scenes", "4"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    printed = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(printed) == 1 and json.loads(printed[0])["step"] == 4  # rank 0 reports once
+    assert (tmp_path / "tokenizer" / "model.safetensors").exists()

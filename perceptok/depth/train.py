@@ -116,7 +116,7 @@ def _distributed() -> tuple[int, int, torch.device]:
 
 
 def train_depth(tok_cfg: DepthTokenizerConfig, cfg: TrainConfig, progress: bool = True) -> dict:
-    """Train a depth tokenizer; returns the last validation metrics. Writes ``out/tokenizer``
+    """Train a depth tokenizer; returns the last validation metrics (empty on ranks other than 0). Writes ``out/tokenizer``
     (a ``save_pretrained`` folder), ``out/checkpoint.pt`` (resumable) and ``out/log.jsonl``."""
     rank, world, device = _distributed()
     out = Path(cfg.out)
