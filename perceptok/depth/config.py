@@ -33,9 +33,11 @@ class DepthTokenizerConfig(TokenizerConfig):
     # "vq": its VectorQuantize (k-means init, EMA, dead-code replacement, cosine similarity in a
     # low-dimensional code space).
     quantizer: str = "fsq"
-    # FSQ levels per dimension; their product must equal codebook_size.
-    fsq_levels: tuple[int, ...] = (8, 4, 4)
-    # Dimension of a code vector.
+    # FSQ levels per latent dimension (the latent has one dimension per entry); their product must
+    # equal codebook_size. The first, finest axis carries the cell's level (32 steps), the
+    # second refines it and carries shape.
+    fsq_levels: tuple[int, ...] = (32, 4)
+    # Dimension of a VQ code vector (FSQ latents have len(fsq_levels) dimensions).
     code_dim: int = 64
     # "perceptok": our encoder/decoder (validity-mask input, level + detail decoder);
     # "aurora": the original's (REFERENCE.md), kept as the baseline to beat.
@@ -77,7 +79,7 @@ class DepthTokenizerConfig(TokenizerConfig):
 PRESETS: dict[str, DepthTokenizerConfig] = {
     # Token-compatible with AURORA: 100 tokens, 128 codes, <DEPTH_START> <DEPTH_k> <DEPTH_END>.
     "default": DepthTokenizerConfig(),
-    # Same, with a learned VQ codebook instead of FSQ's 8·4·4 = 128 implicit codes.
+    # Same, with a learned VQ codebook instead of FSQ's 32·4 = 128 implicit codes.
     "vq": DepthTokenizerConfig(preset="vq", quantizer="vq"),
     # The original's architecture and sizes (REFERENCE.md): 320×320 in, ×32, 128 × 512 codebook.
     "aurora": DepthTokenizerConfig(preset="aurora", grids=((10, 10),), cell_size=32, quantizer="vq", code_dim=512,

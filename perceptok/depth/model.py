@@ -51,15 +51,20 @@ def _stage_channels(cfg: DepthTokenizerConfig) -> list[int]:
 class PerceptokVQVAE(nn.Module):
     in_channels = 2  # relative inverse depth in [-1, 1], validity in {0, 1}
 
-    def __init__(self, cfg: DepthTokenizerConfig):
+    def __init__(self, cfg: DepthTokenizerConfig, latent_dim: int):
         super().__init__()
         ch = _stage_channels(cfg)
         down: list[nn.Module] = [nn.Conv2d(self.in_channels, ch[0], 3, padding=1), nn.SiLU()]
         for a, b in zip(ch[:-1], ch[1:]):
             down += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.SiLU()]
         self.encoder = nn.Sequential(*down, ResBlock(cfg.width), ResBlock(cfg.width), nn.SiLU(),
-                                     nn.Conv2d(cfg.width, cfg.code_dim, 1))
-        self.context = nn.Sequential(nn.Conv2d(cfg.code_dim, cfg.width, 1), ResBlock(cfg.width), ResBlock(cfg.width),
+                                     nn.Conv2d(cfg.width, latent_dim, 1))
+        # With FSQ, the first latent dimension starts out as the cell's mean level (its finest
+        # FSQ axis), so every code is used from the first step and training spends its effort
+        # on what the other axes add: sub-level refinement and shape.
+        self.cell_size = cfg.cell_size
+        self.level_prior = cfg.quantizer == "fsq"
+        self.context = nn.Sequential(nn.Conv2d(latent_dim, cfg.width, 1), ResBlock(cfg.width), ResBlock(cfg.width),
                                      ResBlock(cfg.width), nn.SiLU())
         self.level = nn.Conv2d(cfg.width, 1, 1)
         # The detail branch stops at half the input resolution (cells of cell_size/2 pixels):
@@ -72,7 +77,11 @@ class PerceptokVQVAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 2, H, W)`` → latents ``(B, D, h, w)``."""
-        return self.encoder(x)
+        z = self.encoder(x)
+        if self.level_prior:  # FSQ bounds with tanh: atanh puts the mean level on the level scale
+            prior = torch.atanh(0.98 * F.avg_pool2d(x[:, :1], self.cell_size))  # (B, 1, h, w)
+            z = torch.cat([z[:, :1] + prior, z[:, 1:]], dim=1)
+        return z
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents ``(B, D, h, w)`` → relative inverse depth ``(B, 1, H/2, W/2)`` (about [0, 1])."""
@@ -117,9 +126,10 @@ class DepthVQVAE(nn.Module):
     def __init__(self, cfg: DepthTokenizerConfig):
         super().__init__()
         self.cfg = cfg
-        self.net = AuroraVQVAE(cfg) if cfg.architecture == "aurora" else PerceptokVQVAE(cfg)
+        latent_dim = len(cfg.fsq_levels) if cfg.quantizer == "fsq" else cfg.code_dim
+        self.net = AuroraVQVAE(cfg) if cfg.architecture == "aurora" else PerceptokVQVAE(cfg, latent_dim)
         if cfg.quantizer == "fsq":
-            self.quantizer: nn.Module = FSQ(levels=list(cfg.fsq_levels), dim=cfg.code_dim)
+            self.quantizer: nn.Module = FSQ(levels=list(cfg.fsq_levels))
         else:
             self.quantizer = VectorQuantize(**self._vq_options(cfg))
 
