@@ -1,0 +1,39 @@
+"""Tiny, randomly initialised HF models and a tokenizer trained here with the `tokenizers`
+library: what the plugin's tests run on (no downloads)."""
+
+from __future__ import annotations
+
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+CORPUS = ["Which point is closer to the camera? Point A is closer. depth pixel loc DEPTH PIXEL START END "
+          "0 1 2 3 4 5 6 7 8 9 10 11 12 120 answer A B C D E how many boxes are there two three"] * 20
+
+
+def tiny_lm_tokenizer(vocab_size: int = 300):
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE(unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>", "<image>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tk.train_from_iterator(CORPUS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>")
+
+
+def tiny_llama(vocab_size: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
+                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+
+
+def tiny_llava(vocab_size: int, image_token_id: int):
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    text = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=32, patch_size=8)
+    return LlavaForConditionalGeneration(LlavaConfig(text_config=text, vision_config=vision,
+                                                     image_token_index=image_token_id))
