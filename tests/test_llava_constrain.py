@@ -1,0 +1,70 @@
+"""Constrained generation keeps perception spans well formed: greedy, sampling and beam search,
+batched, on a tiny random Llama (whose unconstrained output would be noise)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from llava_fixtures import tiny_llama, tiny_lm_tokenizer  # noqa: E402
+from perceptok import BoxTokenizer, PooledDepthTokenizer  # noqa: E402
+from perceptok_llava.constrain import PerceptionLogitsProcessor  # noqa: E402
+from perceptok_llava.vocab import add_perception_tokens  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    lm_tok = tiny_lm_tokenizer()
+    model = tiny_llama(len(lm_tok)).eval()
+    vocab = add_perception_tokens(model, lm_tok, {"depth": PooledDepthTokenizer(), "boxes": BoxTokenizer.from_preset("aurora")})
+    return lm_tok, model, vocab
+
+
+def generate(setup, prompt_suffix_ids, **kwargs):
+    lm_tok, model, vocab = setup
+    lm_tok.padding_side = "left"
+    prompt = lm_tok(["how many boxes", "depth"], return_tensors="pt", padding=True)
+    ids = torch.cat([prompt["input_ids"], torch.tensor([prompt_suffix_ids] * 2, dtype=torch.long).view(2, -1)], dim=1)
+    mask = torch.cat([prompt["attention_mask"], torch.ones(2, len(prompt_suffix_ids), dtype=torch.long)], dim=1)
+    proc = PerceptionLogitsProcessor(vocab, lm_tok)
+    out = model.generate(input_ids=ids, attention_mask=mask, logits_processor=[proc], max_new_tokens=104,
+                         pad_token_id=lm_tok.pad_token_id, **kwargs)
+    return out[:, ids.shape[1]:]
+
+
+@pytest.mark.parametrize("mode", [dict(do_sample=False), dict(do_sample=True, top_k=0), dict(num_beams=3, do_sample=False)])
+def test_depth_span_has_exactly_100_codes(setup, mode):
+    lm_tok, _, vocab = setup
+    start, end = vocab.delimiters["depth"]["start"], vocab.delimiters["depth"]["end"]
+    out = generate(setup, [start], **mode)
+    codes = set(vocab.lm_ids["depth"])
+    for row in out.tolist():
+        assert all(t in codes for t in row[:100]) and row[100] == end
+        assert not any(t in codes or t == end for t in row[101:])  # no codes outside a span
+        text = lm_tok.decode([start] + row[:101])
+        assert vocab.tokenizers["depth"].from_text(text.replace(" ", "")).shape == (100,)
+
+
+def test_boxes_follow_their_grammar(setup):
+    lm_tok, _, vocab = setup
+    first = vocab.lm_ids["boxes"][10]
+    out = generate(setup, [first], do_sample=True, top_k=0)
+    comma = lm_tok(",", add_special_tokens=False)["input_ids"][0]
+    close = lm_tok(")", add_special_tokens=False)["input_ids"][0]
+    coords = set(vocab.lm_ids["boxes"])
+    for row in out.tolist():
+        assert row[0] == comma and row[1] in coords and row[2] == comma and row[3] in coords
+        assert row[4] == comma and row[5] in coords and row[6] == close
+
+
+def test_free_text_never_gets_stray_depth_codes(setup):
+    _, _, vocab = setup
+    out = generate(setup, [], do_sample=True, top_k=0)
+    codes = set(vocab.lm_ids["depth"]) | {vocab.delimiters["depth"]["end"]}
+    start = vocab.delimiters["depth"]["start"]
+    for row in out.tolist():
+        if start not in row:
+            assert not any(t in codes for t in row)
