@@ -1,0 +1,99 @@
+"""Which training records each step sees: the original's linear annealing and the paper's
+temperature schedule (AURORA §3.3).
+
+- ``linear``: 10 stages; the atomic-task share falls 1.0, 0.9, …, 0.1 and the rest is drawn
+  from the multi-task records (chain-of-thought and direct answers).
+- ``temperature``: task t is drawn with probability softmax(w_t / τ(s)), τ(s) = τ0 / (1 + λ·s/S),
+  where w_t are fixed weights or the latest task losses (``update_losses``), so hard tasks gain
+  weight as τ falls.
+
+Deterministic per (seed, stage); under DDP each rank reads its own shard of every stage.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+
+SCHEDULES = ("linear", "temperature")
+
+
+class CurriculumSampler:
+    """Yields record indices stage by stage.
+
+    Args:
+        tasks: the task name of every record (e.g. "depth_generation", "relative_depth_cot").
+        atomic_tasks: which task names are atomic (perception only).
+        samples_per_stage: indices drawn per stage, over all ranks.
+        stages: number of stages S.
+        schedule: "linear" or "temperature".
+        tau0, lam: the temperature schedule's τ0 and λ.
+        weights: fixed task weights for "temperature" (default 1 each).
+        seed, rank, world_size: determinism and DDP sharding.
+    """
+
+    def __init__(self, tasks: Sequence[str], atomic_tasks: Sequence[str], samples_per_stage: int, stages: int = 10,
+                 schedule: str = "linear", tau0: float = 1.0, lam: float = 4.0, weights: dict[str, float] | None = None,
+                 seed: int = 0, rank: int = 0, world_size: int = 1):
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
+        self.by_task: dict[str, list[int]] = {}
+        for i, t in enumerate(tasks):
+            self.by_task.setdefault(t, []).append(i)
+        atomic = [t for t in self.by_task if t in set(atomic_tasks)]
+        multi = [t for t in self.by_task if t not in set(atomic_tasks)]
+        if schedule == "linear" and (not atomic or not multi):
+            raise ValueError("the linear schedule needs both atomic and multi-task records; "
+                             f"got atomic {atomic} and multi-task {multi}")
+        self.atomic, self.multi = atomic, multi
+        self.samples_per_stage, self.stages, self.schedule = samples_per_stage, stages, schedule
+        self.tau0, self.lam = tau0, lam
+        self.weights = {t: (weights or {}).get(t, 1.0) for t in self.by_task}
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+
+    def atomic_share(self, stage: int) -> float:
+        """The linear schedule's atomic share: 1.0, 0.9, …, 0.1 over 10 stages."""
+        return 1.0 - 0.9 * stage / max(self.stages - 1, 1)
+
+    def temperature(self, stage: int) -> float:
+        return self.tau0 / (1 + self.lam * stage / self.stages)
+
+    def task_probabilities(self, stage: int) -> dict[str, float]:
+        if self.schedule == "linear":
+            share = self.atomic_share(stage)
+            probs = {t: share / len(self.atomic) for t in self.atomic}
+            probs.update({t: (1 - share) / len(self.multi) for t in self.multi})
+            return probs
+        tau = self.temperature(stage)
+        logits = torch.tensor([self.weights[t] / tau for t in self.by_task], dtype=torch.float64)
+        return dict(zip(self.by_task, torch.softmax(logits, 0).tolist()))
+
+    def update_losses(self, losses: dict[str, float]) -> None:
+        """Use the latest per-task losses as the temperature schedule's weights."""
+        for task, loss in losses.items():
+            if task in self.weights and math.isfinite(loss):
+                self.weights[task] = loss
+
+    def stage_indices(self, stage: int) -> list[int]:
+        """This rank's record indices for ``stage`` (the same on every call)."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + stage)
+        probs = self.task_probabilities(stage)
+        names = list(probs)
+        picks = torch.multinomial(torch.tensor([probs[t] for t in names]), self.samples_per_stage, replacement=True,
+                                  generator=g)
+        out = []
+        for k in picks.tolist():
+            pool = self.by_task[names[k]]
+            out.append(pool[int(torch.randint(len(pool), (), generator=g))])
+        return out[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        for stage in range(self.stages):
+            yield from self.stage_indices(stage)
+
+    def __len__(self) -> int:
+        return sum(len(range(self.rank, self.samples_per_stage, self.world_size)) for _ in range(self.stages))

@@ -1,0 +1,57 @@
+"""CurriculumSampler: the original's linear annealing, the paper's temperature schedule,
+determinism and DDP sharding."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from perceptok_llava.curriculum import CurriculumSampler
+
+TASKS = ["depth_generation"] * 50 + ["box_listing"] * 50 + ["relative_depth_cot"] * 30 + ["counting_direct"] * 30
+ATOMIC = ["depth_generation", "box_listing"]
+
+
+def share_atomic(indices):
+    return sum(TASKS[i] in ATOMIC for i in indices) / len(indices)
+
+
+def test_linear_annealing_from_all_atomic_to_one_tenth():
+    s = CurriculumSampler(TASKS, ATOMIC, samples_per_stage=2000, seed=1)
+    assert [round(s.atomic_share(k), 2) for k in range(10)] == [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+    assert share_atomic(s.stage_indices(0)) == 1.0
+    assert abs(share_atomic(s.stage_indices(9)) - 0.1) < 0.03
+    assert len(list(s)) == len(s) == 20_000
+
+
+def test_temperature_schedule_sharpens_towards_hard_tasks():
+    s = CurriculumSampler(TASKS, ATOMIC, samples_per_stage=4000, schedule="temperature", tau0=1.0, lam=4.0)
+    assert s.temperature(0) == 1.0 and s.temperature(5) == pytest.approx(1 / 3)
+    s.update_losses({"counting_direct": 2.0, "relative_depth_cot": 1.0, "depth_generation": 0.5, "box_listing": 0.5})
+    early, late = s.task_probabilities(0), s.task_probabilities(9)
+    assert late["counting_direct"] > early["counting_direct"] > early["box_listing"]
+    counts = Counter(TASKS[i] for i in s.stage_indices(9))
+    assert counts.most_common(1)[0][0] == "counting_direct"
+
+
+def test_deterministic_and_sharded_across_ranks():
+    a = CurriculumSampler(TASKS, ATOMIC, samples_per_stage=100, seed=3)
+    b = CurriculumSampler(TASKS, ATOMIC, samples_per_stage=100, seed=3)
+    assert a.stage_indices(4) == b.stage_indices(4)
+    assert a.stage_indices(4) != CurriculumSampler(TASKS, ATOMIC, samples_per_stage=100, seed=4).stage_indices(4)
+    ranks = [CurriculumSampler(TASKS, ATOMIC, samples_per_stage=100, seed=3, rank=r, world_size=2) for r in range(2)]
+    shards = [r.stage_indices(4) for r in ranks]
+    assert len(shards[0]) == len(shards[1]) == 50
+    merged = [None] * 100
+    merged[0::2], merged[1::2] = shards
+    assert merged == a.stage_indices(4)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="schedule"):
+        CurriculumSampler(TASKS, ATOMIC, 10, schedule="cosine")
+    with pytest.raises(ValueError, match="needs both"):
+        CurriculumSampler(["depth_generation"] * 3, ATOMIC, 10)
+    with pytest.raises(ValueError, match="rank"):
+        CurriculumSampler(TASKS, ATOMIC, 10, rank=2, world_size=2)

@@ -1,0 +1,38 @@
+"""Monocular depth targets through transformers' depth-estimation pipeline, with a tiny
+randomly initialised Depth Anything built from its config, and the cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("transformers")
+
+from perceptok_llava.depth_estimation import MonocularDepth  # noqa: E402
+
+
+def tiny_depth_anything():
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                            image_size=56, patch_size=14, out_features=["stage1", "stage2", "stage3", "stage4"],
+                            reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
+                                 fusion_hidden_size=16, head_hidden_size=8, patch_size=14)
+    processor = DPTImageProcessor(size={"height": 56, "width": 56}, keep_aspect_ratio=False, ensure_multiple_of=14,
+                                  do_pad=False)
+    return DepthAnythingForDepthEstimation(config).eval(), processor
+
+
+def test_batched_estimates_are_cached(tmp_path):
+    model, processor = tiny_depth_anything()
+    estimator = MonocularDepth(model, image_processor=processor, cache_dir=tmp_path, batch_size=2, device=-1)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)) for _ in range(3)]
+    maps = estimator(images)
+    assert estimator.estimated == 3 and len(list(tmp_path.glob("*.npy"))) == 3
+    assert all(m.values.shape == (40, 60) and m.kind == "relative_inverse" for m in maps)
+    again = estimator(images[:2] + [images[2].transpose(Image.FLIP_LEFT_RIGHT)])
+    assert estimator.estimated == 4  # two from the cache, one new image
+    assert np.allclose(again[0].values.numpy(), maps[0].values.numpy())
