@@ -1,0 +1,220 @@
+"""Curriculum records from real and synthetic sources (AURORA §3.2).
+
+A record is a plain dict (so ``datasets.Dataset.from_list`` takes a list of them): ``id``,
+``task``, ``image`` (a PIL image), ``prompt`` (with one ``<image>`` placeholder) and ``target``.
+
+Tasks, each atomic or multi-task:
+
+- ``depth_generation`` (atomic): the image's depth map as depth tokens;
+- ``box_listing`` (atomic): the boxes of one category as coordinate tokens;
+- ``relative_depth_cot`` / ``relative_depth_direct``: 2–5 points marked on the image as lettered
+  red circles (BLINK style; points ≥ 20 px apart on the 336-px image, depth gaps ≥ 20/255 as in
+  the original); chain of thought = point coordinates → depth tokens → "Point X is closer";
+- ``counting_cot`` / ``counting_direct``: how many objects of a category; chain of thought = their
+  boxes → the number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import string
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from perceptok import BoxTokenizer, PointTokenizer
+from perceptok.depth import GridDepthTokenizer
+from perceptok.depth.normalize import robust_range, to_inverse, valid_mask
+from perceptok.io import DepthMap, read_manifest
+from perceptok.synthetic import render_scene
+
+ATOMIC_TASKS = ("depth_generation", "box_listing")
+MULTI_TASKS = ("relative_depth_cot", "relative_depth_direct", "counting_cot", "counting_direct")
+MARK_SIDE = 336  # the original's image side for the distance rule
+MIN_POINT_DISTANCE = 20  # pixels on the 336-px image
+MIN_DEPTH_GAP = 20 / 255  # in relative inverse depth
+
+
+@dataclasses.dataclass
+class Sample:
+    """One source image with what is known about it.
+
+    Attributes:
+        id: a unique name.
+        image: RGB.
+        depth: its depth map, if known.
+        boxes: ``(N, 4)`` xyxy pixel boxes, if known; ``labels`` names them.
+    """
+
+    id: str
+    image: Image.Image
+    depth: DepthMap | None = None
+    boxes: np.ndarray | None = None
+    labels: list[str] | None = None
+
+
+def synthetic_samples(n: int, seed: int = 0, size: tuple[int, int] = (240, 320)) -> Iterator[Sample]:
+    """Procedural scenes with exact depth, boxes and labels."""
+    for i in range(n):
+        s = render_scene(seed * 1_000_003 + i, size=size)
+        depth = torch.from_numpy(s.depth)
+        ok = torch.isfinite(depth)
+        yield Sample(f"synthetic-{seed}-{i}", Image.fromarray(s.rgb),
+                     DepthMap(torch.where(ok, depth, torch.full_like(depth, float("nan"))), ok, "metric"),
+                     s.boxes, s.labels)
+
+
+def manifest_samples(path: str | Path) -> Iterator[Sample]:
+    """RGB + depth pairs of a depth manifest."""
+    for entry in read_manifest(path):
+        if entry.rgb is None:
+            continue
+        yield Sample(entry.id, Image.open(entry.rgb).convert("RGB"), entry.load())
+
+
+def coco_samples(instances: str | Path, images_dir: str | Path | None = None) -> Iterator[Sample]:
+    """Images and boxes of a COCO detection file (``images/`` beside it by default)."""
+    instances = Path(instances)
+    data = json.loads(instances.read_text(encoding="utf-8"))
+    folder = Path(images_dir) if images_dir else instances.parent / "images"
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    anns: dict[int, list[dict]] = {}
+    for a in data["annotations"]:
+        anns.setdefault(a["image_id"], []).append(a)
+    for im in data["images"]:
+        boxes = np.array([a["bbox"] for a in anns.get(im["id"], [])], np.float64).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        yield Sample(str(im["file_name"]), Image.open(folder / im["file_name"]).convert("RGB"), None, boxes,
+                     [names[a["category_id"]] for a in anns.get(im["id"], [])])
+
+
+def _relative(depth: DepthMap) -> tuple[torch.Tensor, torch.Tensor]:
+    ok = valid_mask(depth.values, depth.kind, depth.valid)
+    inv = to_inverse(torch.where(ok, depth.values, torch.ones_like(depth.values)), depth.kind)
+    low, high = robust_range(inv, ok)
+    return ((inv - low) / (high - low)).clamp(0, 1), ok
+
+
+def _mark_points(image: Image.Image, points: np.ndarray, letters: str) -> Image.Image:
+    """Red circles with letters beside them, BLINK style."""
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    r = max(4, round(min(image.size) / 40))
+    for (x, y), letter in zip(points, letters):
+        draw.ellipse([x - r, y - r, x + r, y + r], outline=(255, 0, 0), width=max(2, r // 3))
+        draw.text((x + r + 2, y - r - 2), letter, fill=(255, 0, 0))
+    return out
+
+
+def _pick_points(rel: torch.Tensor, ok: torch.Tensor, k: int, rng: np.random.Generator, tries: int = 200) -> np.ndarray | None:
+    """k valid pixels (x, y) ≥ 20 px apart on the 336-px image, with pairwise depth gaps ≥ 20/255."""
+    h, w = rel.shape
+    ys, xs = np.nonzero(ok.numpy())
+    if len(xs) < k:
+        return None
+    scale = np.array([MARK_SIDE / w, MARK_SIDE / h])
+    margin = 0.06
+    inside = (xs > margin * w) & (xs < (1 - margin) * w) & (ys > margin * h) & (ys < (1 - margin) * h)
+    xs, ys = xs[inside], ys[inside]
+    for _ in range(tries):
+        pick = rng.choice(len(xs), k, replace=False)
+        pts = np.stack([xs[pick], ys[pick]], 1).astype(np.float64)
+        d = np.linalg.norm((pts[:, None] - pts[None]) * scale, axis=-1) + np.eye(k) * 1e9
+        vals = rel[ys[pick], xs[pick]].numpy()
+        gaps = np.abs(vals[:, None] - vals[None]) + np.eye(k) * 1e9
+        if d.min() >= MIN_POINT_DISTANCE and gaps.min() >= MIN_DEPTH_GAP:
+            return pts
+    return None
+
+
+def _depth_prompt() -> str:
+    return "<image>\nWhat is the depth map of this image? Answer with depth tokens."
+
+
+def _relative_prompt(k: int, cot: bool) -> str:
+    if k == 2:
+        question = ("Two points are circled on the image, labeled by A and B beside each circle. Which point is closer "
+                    "to the camera?\nSelect from the following choices.\n(A) A is closer\n(B) B is closer")
+    else:
+        question = ("Multiple points are circled on the image, labeled by letters beside each circle. Which point is "
+                    "the closest to the camera?")
+    hint = "\nLocate the points and estimate the depth map first." if cot else ""
+    return f"<image>\n{question}{hint}"
+
+
+def build_records(samples: Iterable[Sample], depth: GridDepthTokenizer, boxes: BoxTokenizer, points: PointTokenizer,
+                  seed: int = 0, tasks: Iterable[str] = ATOMIC_TASKS + MULTI_TASKS, estimator=None) -> list[dict]:
+    """Records of every requested task that each sample supports.
+
+    ``estimator`` (a ``MonocularDepth``) gives depth to samples that have none.
+    """
+    tasks = set(tasks)
+    unknown = tasks - set(ATOMIC_TASKS + MULTI_TASKS)
+    if unknown:
+        raise ValueError(f"unknown tasks {sorted(unknown)}; choose from {ATOMIC_TASKS + MULTI_TASKS}")
+    rng = np.random.default_rng(seed)
+    records: list[dict] = []
+    for sample in samples:
+        if sample.depth is None and estimator is not None:
+            sample = dataclasses.replace(sample, depth=estimator([sample.image])[0])
+        if sample.depth is not None:
+            records += _depth_records(sample, depth, points, tasks, rng)
+        if sample.boxes is not None and sample.labels:
+            records += _box_records(sample, boxes, tasks, rng)
+    return records
+
+
+def _depth_records(sample: Sample, depth: GridDepthTokenizer, points: PointTokenizer, tasks: set[str],
+                   rng: np.random.Generator) -> list[dict]:
+    out = []
+    depth_text = depth.to_text(depth.encode(sample.depth).ids)
+    if "depth_generation" in tasks:
+        out.append(dict(id=f"{sample.id}/depth", task="depth_generation", image=sample.image,
+                        prompt=_depth_prompt(), target=depth_text))
+    if not tasks & {"relative_depth_cot", "relative_depth_direct"}:
+        return out
+    rel, ok = _relative(sample.depth)
+    k = int(rng.integers(2, 6))
+    pts = _pick_points(rel, ok, k, rng)
+    if pts is None:
+        return out
+    letters = string.ascii_uppercase[:k]
+    nearest = letters[int(np.argmax([float(rel[int(y), int(x)]) for x, y in pts]))]
+    image = _mark_points(sample.image, pts, letters)
+    h, w = rel.shape
+    answer = f"({nearest})"
+    if "relative_depth_direct" in tasks:
+        out.append(dict(id=f"{sample.id}/rel{k}", task="relative_depth_direct", image=image,
+                        prompt=_relative_prompt(k, cot=False), target=answer))
+    if "relative_depth_cot" in tasks:
+        where = points.to_text(points.encode(pts, canvas_size=(h, w), labels=list(letters)))
+        verdict = "closer" if k == 2 else "the closest"
+        target = f"The points are at {where}. {depth_text} Point {nearest} is {verdict}: {answer}"
+        out.append(dict(id=f"{sample.id}/rel{k}-cot", task="relative_depth_cot", image=image,
+                        prompt=_relative_prompt(k, cot=True), target=target))
+    return out
+
+
+def _box_records(sample: Sample, boxes: BoxTokenizer, tasks: set[str], rng: np.random.Generator) -> list[dict]:
+    out = []
+    h, w = sample.image.height, sample.image.width
+    label = sample.labels[int(rng.integers(len(sample.labels)))]
+    chosen = np.array([b for b, lab in zip(sample.boxes, sample.labels) if lab == label]).reshape(-1, 4)
+    box_text = boxes.to_text(boxes.encode(chosen, canvas_size=(h, w), clip=True))
+    plural = f"{label}s" if not label.endswith("s") else label
+    n = len(chosen)
+    if "box_listing" in tasks:
+        out.append(dict(id=f"{sample.id}/boxes", task="box_listing", image=sample.image,
+                        prompt=f"<image>\nFind every {label} in the image and give its bounding box.", target=box_text))
+    if "counting_direct" in tasks:
+        out.append(dict(id=f"{sample.id}/count", task="counting_direct", image=sample.image,
+                        prompt=f"<image>\nHow many {plural} are in the image? Answer with a number.", target=str(n)))
+    if "counting_cot" in tasks:
+        out.append(dict(id=f"{sample.id}/count-cot", task="counting_cot", image=sample.image,
+                        prompt=f"<image>\nHow many {plural} are in the image? Find them first.",
+                        target=f"{box_text} There are {n} {plural}: {n}"))
+    return out
