@@ -1,0 +1,83 @@
+"""``generate_with_perception``: constrained generation, then the perception spans parsed back
+into depth maps and boxes, and the final answer."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import torch
+
+from perceptok.coordinates import CoordinateTokenizer
+from perceptok.depth import GridDepthTokenizer
+from perceptok_llava.constrain import PerceptionLogitsProcessor
+from perceptok_llava.train import chat
+from perceptok_llava.vocab import PerceptionVocab
+
+
+@dataclasses.dataclass
+class PerceptionOutput:
+    """One generated answer.
+
+    Attributes:
+        text: the generated text, perception tokens included.
+        depth: one relative inverse depth map ``(H, W)`` per complete depth span (1 = nearest).
+        boxes: per coordinate tokenizer name, ``(N, 4)`` (or ``(N, 2)`` points) normalised to [0, 1].
+        answer: the text after the last perception token, stripped.
+    """
+
+    text: str
+    depth: list[torch.Tensor]
+    boxes: dict[str, torch.Tensor]
+    answer: str
+
+
+def parse_perception(text: str, vocab: PerceptionVocab, depth_size: tuple[int, int] | None = None) -> PerceptionOutput:
+    """Read depth maps, boxes and the answer out of generated text (leniently, as model output)."""
+    depth_maps: list[torch.Tensor] = []
+    boxes: dict[str, torch.Tensor] = {}
+    for name, tok in vocab.tokenizers.items():
+        if isinstance(tok, GridDepthTokenizer):
+            pattern = re.escape(tok.start_token) + r"(.*?)" + re.escape(tok.end_token)
+            for span in re.finditer(pattern, text, flags=re.S):
+                ids = tok.from_text(span.group(0).replace(" ", ""), strict=False)
+                depth_maps.append(tok.decode(ids, size=depth_size))
+        elif isinstance(tok, CoordinateTokenizer):
+            parsed = tok.parse(text, strict=False)
+            if len(parsed.ids):
+                boxes[name] = tok.decode(parsed.ids)
+    last = max((m.end() for m in re.finditer(r"<[A-Za-z_]+\d*>|[)\]]", text)), default=0)
+    answer = re.sub(r"^[\s:.,]+", "", text[last:]).strip() or text.strip()
+    return PerceptionOutput(text, depth_maps, boxes, answer)
+
+
+@torch.no_grad()
+def generate_with_perception(model: Any, processor: Any, vocab: PerceptionVocab, images: list, prompts: list[str],
+                             start_with: str | None = None, depth_size: tuple[int, int] | None = None,
+                             **generate_kwargs: Any) -> list[PerceptionOutput]:
+    """Generate answers with well-formed perception spans (``PerceptionLogitsProcessor``).
+
+    Args:
+        images, prompts: one image and one prompt (with ``<image>``) per answer.
+        start_with: text the answer is forced to begin with, e.g. ``"<DEPTH_START>"``.
+        depth_size: ``(H, W)`` for decoded depth maps (default: the tokenizer's).
+        generate_kwargs: passed to ``model.generate`` (``max_new_tokens``, ``num_beams``, ``do_sample``…).
+    """
+    lm_tok = processor.tokenizer
+    side, lm_tok.padding_side = lm_tok.padding_side, "left"
+    texts = [chat(p) + (f" {start_with}" if start_with else "") for p in prompts]
+    batch = processor(text=texts, images=images, return_tensors="pt", padding=True)
+    lm_tok.padding_side = side
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    processor_list = [PerceptionLogitsProcessor(vocab, lm_tok)]
+    out = model.generate(**batch, logits_processor=processor_list, pad_token_id=lm_tok.pad_token_id, **generate_kwargs)
+    results = []
+    for row in out[:, batch["input_ids"].shape[1]:].tolist():
+        if lm_tok.eos_token_id in row:
+            row = row[: row.index(lm_tok.eos_token_id)]
+        row = [t for t in row if t != lm_tok.pad_token_id]
+        text = (start_with or "") + lm_tok.decode(row, skip_special_tokens=False)
+        results.append(parse_perception(text, vocab, depth_size))
+    return results
