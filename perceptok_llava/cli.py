@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,67 @@ def _eval(args: argparse.Namespace) -> None:
           f"{len(result['unparseable'])} unparseable")
 
 
+def parse_tokenizers(spec: str) -> dict:
+    """"depth,boxes" or "depth=depth:pooled,boxes=boxes:paligemma" → name → perceptok tokenizer."""
+    from perceptok import load
+
+    out = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, source = part.partition("=")
+        out[name] = load(source or name)
+    if not out:
+        raise ValueError("--tokenizers needs at least one name, e.g. depth,boxes,points")
+    return out
+
+
+def load_samples(specs: list[str], seed: int) -> list:
+    """synthetic:N, a depth manifest (.jsonl) or COCO instances (.json) → samples."""
+    from perceptok_llava.data import coco_samples, manifest_samples, synthetic_samples
+
+    samples = []
+    for spec in specs:
+        if spec.startswith("synthetic:"):
+            samples += list(synthetic_samples(int(spec.split(":", 1)[1]), seed=seed))
+        elif spec.endswith(".jsonl"):
+            samples += list(manifest_samples(spec))
+        elif spec.endswith(".json"):
+            samples += list(coco_samples(spec))
+        else:
+            raise ValueError(f"--data {spec!r}: expected synthetic:N, a manifest .jsonl or COCO instances .json")
+    return samples
+
+
+def _train(args: argparse.Namespace) -> None:
+    import torch
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from perceptok import load
+    from perceptok_llava.data import build_records
+    from perceptok_llava.train import LlavaTrainConfig, train_llava
+
+    tokenizers = parse_tokenizers(args.tokenizers)
+    dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
+    model = LlavaForConditionalGeneration.from_pretrained(args.model, dtype=dtype)
+    processor = AutoProcessor.from_pretrained(args.model)
+    estimator = None
+    if args.depth_model:
+        from perceptok_llava.depth_estimation import MonocularDepth
+
+        estimator = MonocularDepth(args.depth_model, cache_dir=Path(args.out) / "depth_cache")
+    builders = {k: tokenizers.get(k) or load(k) for k in ("depth", "boxes", "points")}
+    records = build_records(load_samples(args.data, args.seed), builders["depth"], builders["boxes"], builders["points"],
+                            seed=args.seed, estimator=estimator)
+    cfg = LlavaTrainConfig(out=args.out, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lr=args.lr,
+                           batch_size=args.batch_size, grad_accum=args.grad_accum, stages=args.stages,
+                           samples_per_stage=args.samples_per_stage, schedule=args.schedule,
+                           recon_weight=args.recon_weight, gradient_checkpointing=not args.no_gradient_checkpointing,
+                           seed=args.seed)
+    result = train_llava(model, processor, tokenizers, records, cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({"out": result["out"], "steps": len(result["losses"]),
+                          "first_loss": result["losses"][0], "last_loss": result["losses"][-1]}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perceptok-llava", description="Perception tokens in LLaVA.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -36,6 +98,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", required=True, help="JSONL with id, answer, prediction (and prompt)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_eval)
+    t = sub.add_parser("train", help="curriculum LoRA training of LLaVA with perception tokens")
+    t.add_argument("--model", default="llava-hf/llava-1.5-7b-hf", help="Hub id or folder of a LLaVA checkpoint")
+    t.add_argument("--tokenizers", default="depth,boxes,points",
+                   help="comma-separated names, or name=preset_or_path (e.g. boxes=boxes:paligemma)")
+    t.add_argument("--data", action="append", required=True,
+                   help="synthetic:N, a depth manifest .jsonl or COCO instances .json; repeat to mix")
+    t.add_argument("--out", required=True)
+    t.add_argument("--depth-model", help="monocular depth model for images without depth "
+                   "(e.g. depth-anything/Depth-Anything-V2-Small-hf)")
+    t.add_argument("--lora-r", type=int, default=64)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--batch-size", type=int, default=4)
+    t.add_argument("--grad-accum", type=int, default=1)
+    t.add_argument("--stages", type=int, default=10)
+    t.add_argument("--samples-per-stage", type=int, default=2000)
+    t.add_argument("--schedule", choices=["linear", "temperature"], default="linear")
+    t.add_argument("--recon-weight", type=float, default=0.0)
+    t.add_argument("--no-gradient-checkpointing", action="store_true")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(run=_train)
     return parser
 
 

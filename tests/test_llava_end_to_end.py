@@ -67,3 +67,23 @@ def test_train_save_reload_generate(tmp_path, shared_data):
         assert span.count("<DEPTH_") == 102  # start + exactly 100 codes + end
         assert len(out.depth) == 1 and out.depth[0].shape == (320, 320)
         assert isinstance(out.answer, str)
+
+
+def test_training_entry_point_under_torchrun_gloo(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    lm_tok = tiny_lm_tokenizer()
+    tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>")).save_pretrained(tmp_path / "base")
+    tiny_processor(lm_tok).save_pretrained(tmp_path / "base")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "perceptok_llava", "train",
+           "--model", str(tmp_path / "base"), "--tokenizers", "depth=depth:pooled,boxes,points", "--data", "synthetic:3",
+           "--out", str(tmp_path / "run"), "--lora-r", "4", "--batch-size", "2", "--stages", "2",
+           "--samples-per-stage", "8", "--no-gradient-checkpointing"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    printed = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(printed) == 1 and printed[0]["steps"] == 4  # 16 samples / 2 ranks / batch 2
+    assert (tmp_path / "run" / "adapter_model.safetensors").exists()
+    assert (tmp_path / "run" / "perception_vocab.json").exists()
