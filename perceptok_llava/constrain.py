@@ -37,9 +37,12 @@ class _Items:
     between: int | None  # LM id of the punctuation between coordinates (None: adjacent)
     close: int | None  # LM id of the punctuation closing an item
 
+    def __post_init__(self) -> None:
+        self.coord_set = set(self.coords.tolist())
+
     def allowed(self, generated: list[int]) -> torch.Tensor | None:
         """Run the item grammar over ``generated``; the ids allowed next, or None when free."""
-        coords = set(self.coords.tolist())
+        coords = self.coord_set
         longest = max(self.lengths)
         count, need_sep = 0, False  # coordinates in the open item; whether punctuation is due
         for token in generated:
@@ -94,6 +97,8 @@ class PerceptionLogitsProcessor:
                                         _single_token(lm_tok, between) if between else None,
                                         _single_token(lm_tok, layout.item_close) if layout.item_close else None)
         self.items = list(by_coords.values())
+        outside = [span.codes for span in self.spans] + [torch.tensor([span.end]) for span in self.spans]
+        self.outside = torch.cat(outside) if outside else torch.zeros(0, dtype=torch.long)
 
     def _allowed(self, generated: list[int]) -> torch.Tensor | None:
         """LM ids allowed next, or None for free text."""
@@ -109,13 +114,9 @@ class PerceptionLogitsProcessor:
                 return allowed
         return None
 
-    def _forbidden_outside(self) -> torch.Tensor:
-        ids = [span.codes for span in self.spans] + [torch.tensor([span.end]) for span in self.spans]
-        return torch.cat(ids) if ids else torch.zeros(0, dtype=torch.long)
-
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         masked = scores.clone()
-        outside = self._forbidden_outside().to(scores.device)
+        outside = self.outside.to(scores.device)
         for row in range(input_ids.shape[0]):
             allowed = self._allowed(input_ids[row].tolist())
             if allowed is None:

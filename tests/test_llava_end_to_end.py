@@ -87,3 +87,17 @@ def test_training_entry_point_under_torchrun_gloo(tmp_path):
     assert len(printed) == 1 and printed[0]["steps"] == 4  # 16 samples / 2 ranks / batch 2
     assert (tmp_path / "run" / "adapter_model.safetensors").exists()
     assert (tmp_path / "run" / "perception_vocab.json").exists()
+
+
+def test_gpu_smoke_script_runs_tiny_on_cpu():
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_smoke.py"
+    out = subprocess.run([sys.executable, str(script), "--tiny", "--steps", "2"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    phases = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [p["phase"] for p in phases] == ["build", "train", "generate", "generate", "done"]
+    assert all(p["well_formed"] for p in phases if p["phase"] == "generate")

@@ -1,0 +1,102 @@
+"""GPU smoke test of the LLaVA plugin, for a lent GPU: a randomly initialised model of
+LLaVA-1.5-7B shapes (bf16), the default recipe (LoRA r=64 + new token rows + projector) for a
+few curriculum steps on synthetic scenes, then timed constrained generation of a depth map
+(tokens/s, peak memory). Prints one JSON line per phase. Finishes in a few minutes on an H100.
+
+    python benchmarks/gpu_smoke.py            # 7B shapes, on CUDA
+    python benchmarks/gpu_smoke.py --tiny     # the same code path with a tiny model (CPU is fine)
+
+No network is needed: the LM tokenizer is trained on the spot with the tokenizers library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from llava_fixtures import tiny_lm_tokenizer  # noqa: E402
+from perceptok import BoxTokenizer, PointTokenizer, load  # noqa: E402
+from perceptok_llava.data import build_records, synthetic_samples  # noqa: E402
+from perceptok_llava.generate import generate_with_perception  # noqa: E402
+from perceptok_llava.train import LlavaTrainConfig, train_llava  # noqa: E402
+
+
+def build(tiny: bool, device: torch.device):
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor)
+
+    lm_tok = tiny_lm_tokenizer(vocab_size=2000)
+    image_token = lm_tok.convert_tokens_to_ids("<image>")
+    if tiny:
+        text = LlamaConfig(vocab_size=len(lm_tok) + 64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=4)
+        vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                  image_size=56, patch_size=14)
+        side, patch = 56, 14
+    else:  # llava-hf/llava-1.5-7b-hf shapes
+        text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                           num_attention_heads=32, num_key_value_heads=32)
+        vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                                  image_size=336, patch_size=14, projection_dim=768)
+        side, patch = 336, 14
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    with torch.device(device):
+        model = LlavaForConditionalGeneration(LlavaConfig(text_config=text, vision_config=vision,
+                                                          image_token_index=image_token)).to(dtype)
+    processor = LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": side},
+                                                                  crop_size={"height": side, "width": side}),
+                               tokenizer=lm_tok, patch_size=patch, vision_feature_select_strategy="default",
+                               num_additional_image_tokens=1)
+    return model, processor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--out", default="/tmp/perceptok_gpu_smoke")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    started = time.perf_counter()
+    model, processor = build(args.tiny, device)
+    print(json.dumps({"phase": "build", "device": str(device), "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
+                      "params": sum(p.numel() for p in model.parameters()), "seconds": round(time.perf_counter() - started, 1)}),
+          flush=True)
+    tokenizers = {"depth": load("depth"), "boxes": BoxTokenizer.from_preset("aurora"), "points": PointTokenizer.from_preset("aurora")}
+    records = build_records(synthetic_samples(8, size=(240, 320)), tokenizers["depth"], tokenizers["boxes"], tokenizers["points"])
+    cfg = LlavaTrainConfig(out=args.out, batch_size=2, stages=2, samples_per_stage=2 * args.steps, gradient_checkpointing=True)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    result = train_llava(model, processor, tokenizers, records, cfg, progress=False)
+    train_s = time.perf_counter() - t
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+    print(json.dumps({"phase": "train", "steps": len(result["losses"]), "losses": [round(x, 3) for x in result["losses"]],
+                      "s_per_step": round(train_s / len(result["losses"]), 2), "peak_gib": peak}), flush=True)
+    model = result["model"].eval()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for batch in (1, 4):
+        t = time.perf_counter()
+        outs = generate_with_perception(model, processor, result["vocab"], [records[0]["image"]] * batch,
+                                        ["<image>\nWhat is the depth map of this image?"] * batch,
+                                        start_with="<DEPTH_START>", max_new_tokens=102, do_sample=False)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t
+        ok = all(o.text.count("<DEPTH_") >= 102 and len(o.depth) == 1 for o in outs)
+        print(json.dumps({"phase": "generate", "batch": batch, "well_formed": ok, "tokens_per_s": round(batch * 102 / seconds, 1),
+                          "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}),
+              flush=True)
+    print(json.dumps({"phase": "done", "seconds": round(time.perf_counter() - started, 1)}))
+
+
+if __name__ == "__main__":
+    main()
