@@ -5,7 +5,8 @@ vision tower), ``trainable_token_indices`` for the new rows of ``embed_tokens`` 
 (not the whole matrices), the projector trained at a tenth of the learning rate, labels masked to
 the answer, the curriculum sampler, bf16 where the GPU has it, gradient checkpointing, and the
 optional reconstruction loss through ``decode_soft``. One process, or many under ``torchrun`` /
-``accelerate launch`` (DDP; each rank reads its own shard of every curriculum stage).
+``accelerate launch`` (DDP, or FSDP / DeepSpeed from an accelerate config; each rank reads its own
+shard of every curriculum stage).
 """
 
 from __future__ import annotations
@@ -13,12 +14,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
@@ -123,78 +122,76 @@ def reconstruction_loss(logits: torch.Tensor, labels: torch.Tensor, vocab: Perce
     return F.mse_loss(pred, truth.to(pred.device))
 
 
-def _distributed() -> tuple[int, int, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() else torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world, device
-
-
 def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict], cfg: LlavaTrainConfig,
                 progress: bool = True) -> dict[str, Any]:
     """Add the perception vocabularies, train with the curriculum, save to ``cfg.out``.
 
-    Returns the per-step losses (rank 0) and the saved paths."""
-    rank, world, device = _distributed()
+    Runs under ``accelerate`` (one process, ``torchrun``/``accelerate launch`` DDP, or FSDP and
+    DeepSpeed from an accelerate config). Returns the per-step losses and the saved paths."""
+    from accelerate import Accelerator
+
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", gradient_accumulation_steps=cfg.grad_accum,
+                              cpu=not torch.cuda.is_available())
     torch.manual_seed(cfg.seed)
     vocab = add_perception_tokens(model, processor.tokenizer, tokenizers)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    model = apply_lora(model, vocab, cfg).to(device)
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        model = model.to(torch.bfloat16)
+    model = apply_lora(model, vocab, cfg)
     for tok in vocab.tokenizers.values():
         if hasattr(tok, "to"):
-            tok.to(device)
+            tok.to(accelerator.device)
     projector = [p for n, p in model.named_parameters() if p.requires_grad and "multi_modal_projector" in n]
     others = [p for n, p in model.named_parameters() if p.requires_grad and "multi_modal_projector" not in n]
     opt = torch.optim.AdamW([{"params": others, "lr": cfg.lr}, {"params": projector, "lr": cfg.projector_lr}],
                             weight_decay=0.0)
     base_lrs = [cfg.lr, cfg.projector_lr]
+    model, opt = accelerator.prepare(model, opt)
     sampler = CurriculumSampler([r["task"] for r in records], ATOMIC_TASKS, cfg.samples_per_stage, stages=cfg.stages,
-                                schedule=cfg.schedule, seed=cfg.seed, rank=rank, world_size=world)
+                                schedule=cfg.schedule, seed=cfg.seed, rank=accelerator.process_index,
+                                world_size=accelerator.num_processes)
     order = list(sampler)
-    steps = max(1, math.ceil(len(order) / (cfg.batch_size * cfg.grad_accum)))
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    losses: list[float] = []
-    bar = tqdm(total=steps, desc="train llava", disable=not progress or rank != 0)
-    model.train()
     micro = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-    for step in range(steps):
-        warmup = max(1, round(0.03 * steps))
+    steps = max(1, math.ceil(len(micro) / cfg.grad_accum))
+    warmup = max(1, round(0.03 * steps))
+    losses: list[float] = []
+    running = 0.0
+    bar = tqdm(total=steps, desc="train llava", disable=not progress or not accelerator.is_main_process)
+    model.train()
+    for k, chunk in enumerate(micro):
+        step = len(losses)
         scale = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(steps - warmup, 1)))
         for group, base in zip(opt.param_groups, base_lrs):
             group["lr"] = base * scale
-        total = 0.0
-        for chunk in micro[step * cfg.grad_accum : (step + 1) * cfg.grad_accum]:
-            batch = {k: v.to(device) for k, v in collate([records[i] for i in chunk], processor).items()}
-            if "pixel_values" in batch and device.type == "cuda":
-                batch["pixel_values"] = batch["pixel_values"].to(next(model.parameters()).dtype)
-            out = ddp(**batch)
+        batch = {key: v.to(accelerator.device) for key, v in collate([records[i] for i in chunk], processor).items()}
+        with accelerator.accumulate(model):
+            out = model(**batch)
             loss = out.loss
             if cfg.recon_weight > 0 and "depth" in vocab.tokenizers:
                 loss = loss + cfg.recon_weight * reconstruction_loss(out.logits, batch["labels"], vocab)
-            (loss / cfg.grad_accum).backward()
-            total += float(loss.detach()) / cfg.grad_accum
-        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(total)
-        bar.update(1)
-        bar.set_postfix(loss=f"{total:.4f}")
+            accelerator.backward(loss)
+            running += float(loss.detach()) / cfg.grad_accum
+            if accelerator.sync_gradients or k == len(micro) - 1:
+                accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if accelerator.sync_gradients or k == len(micro) - 1:
+            losses.append(running)
+            running = 0.0
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
     bar.close()
+    accelerator.wait_for_everyone()
     out_dir = Path(cfg.out)
-    if rank == 0:
-        model.save_pretrained(out_dir)
+    unwrapped = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(out_dir, state_dict=accelerator.get_state_dict(model))
         processor.save_pretrained(out_dir)
         vocab.save(out_dir)
         (out_dir / "train_log.json").write_text(json.dumps({"losses": losses, "config": dataclasses.asdict(cfg)}))
-    if world > 1:
-        dist.barrier()
-    return {"losses": losses, "out": str(out_dir), "vocab": vocab, "model": model}
+    accelerator.wait_for_everyone()
+    return {"losses": losses, "out": str(out_dir), "vocab": vocab, "model": unwrapped}
 
 
 def load_trained(out: str | Path, base_model: str | Path, dtype: torch.dtype | None = None) -> tuple[Any, Any, PerceptionVocab]:
