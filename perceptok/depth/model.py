@@ -64,6 +64,10 @@ class PerceptokVQVAE(nn.Module):
         # on what the other axes add: sub-level refinement and shape.
         self.cell_size = cfg.cell_size
         self.level_prior = cfg.quantizer == "fsq"
+        # Data-dependent init (like k-means init of a VQ codebook): on the first training batch the
+        # other latent axes are centred and scaled to unit spread, so they start out crossing FSQ's level
+        # boundaries instead of all rounding to one level that the decoder then learns to ignore.
+        self.register_buffer("initted", torch.tensor(not self.level_prior))
         self.context = nn.Sequential(nn.Conv2d(latent_dim, cfg.width, 1), ResBlock(cfg.width), ResBlock(cfg.width),
                                      ResBlock(cfg.width), nn.SiLU())
         self.level = nn.Conv2d(cfg.width, 1, 1)
@@ -78,6 +82,15 @@ class PerceptokVQVAE(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 2, H, W)`` → latents ``(B, D, h, w)``."""
         z = self.encoder(x)
+        if self.training and not bool(self.initted):
+            with torch.no_grad():
+                mean = z[:, 1:].mean(dim=(0, 2, 3))  # (D - 1,)
+                spread = z[:, 1:].std(dim=(0, 2, 3)).clamp_min(1e-6)
+                last = self.encoder[-1]
+                last.weight[1:] /= spread[:, None, None, None]
+                last.bias[1:] = (last.bias[1:] - mean) / spread
+                self.initted.fill_(True)
+            z = self.encoder(x)
         if self.level_prior:  # FSQ bounds with tanh: atanh puts the mean level on the level scale
             prior = torch.atanh(0.98 * F.avg_pool2d(x[:, :1], self.cell_size))  # (B, 1, h, w)
             z = torch.cat([z[:, :1] + prior, z[:, 1:]], dim=1)
