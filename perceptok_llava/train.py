@@ -84,6 +84,23 @@ def collate(records: list[dict], processor: Any) -> dict[str, torch.Tensor]:
     return dict(batch)
 
 
+def check_image_tokens(model: Any, processor: Any, record: dict) -> None:
+    """The processor must expand ``<image>`` into exactly as many tokens as the vision tower gives
+    features; ``patch_size``, ``vision_feature_select_strategy`` and ``num_additional_image_tokens``
+    out of step make it off by one, which fails late and obscurely."""
+    vision = model.config.vision_config
+    side = vision.image_size // vision.patch_size
+    strategy = getattr(model.config, "vision_feature_select_strategy", "default")
+    expected = side * side + (1 if strategy == "full" else 0)
+    batch = processor(text=[chat(record["prompt"])], images=[record["image"]], return_tensors="pt")
+    found = int((batch["input_ids"] == model.config.image_token_index).sum())
+    if found != expected:
+        raise ValueError(
+            f"the processor writes {found} image tokens but the vision tower gives {expected} features; set the "
+            "processor's patch_size, vision_feature_select_strategy and num_additional_image_tokens to match the model"
+        )
+
+
 def apply_lora(model: Any, vocab: PerceptionVocab, cfg: LlavaTrainConfig) -> Any:
     """LoRA on the LM's linear layers, the new token rows, and the projector."""
     from peft import LoraConfig, get_peft_model
@@ -134,6 +151,7 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not torch.cuda.is_available())
     torch.manual_seed(cfg.seed)
+    check_image_tokens(model, processor, records[0])
     vocab = add_perception_tokens(model, processor.tokenizer, tokenizers)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -70,6 +70,11 @@ class PerceptionVocab:
         """Check that the LM tokenizer, the embedding rows and this map agree (a wrong id fails
         silently otherwise)."""
         rows = model.get_input_embeddings().weight.shape[0]
+        lm_tok = getattr(lm_tokenizer, "tokenizer", lm_tokenizer)
+        if len(lm_tok) > rows:
+            raise ValueError(f"the LM tokenizer has {len(lm_tok)} tokens but the model {rows} embedding rows; "
+                             "resize the embeddings (model.resize_token_embeddings(len(tokenizer)))")
+        lm_tokenizer = lm_tok
         for name, tok in self.tokenizers.items():
             pairs = list(zip(tok.vocab, self.lm_ids[name]))
             pairs += [(getattr(tok, f"{k}_token"), i) for k, i in self.delimiters.get(name, {}).items()]

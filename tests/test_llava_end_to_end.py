@@ -101,3 +101,19 @@ def test_gpu_smoke_script_runs_tiny_on_cpu():
     phases = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert [p["phase"] for p in phases] == ["build", "train", "generate", "generate", "done"]
     assert all(p["well_formed"] for p in phases if p["phase"] == "generate")
+
+
+def test_mismatched_processor_is_caught_before_training():
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    from perceptok_llava.train import check_image_tokens
+
+    lm_tok = tiny_lm_tokenizer()
+    model = tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>"))
+    record = build_records(synthetic_samples(1, size=(64, 80)), **tokenizers(), tasks=["counting_direct"])[0]
+    check_image_tokens(model, tiny_processor(lm_tok), record)
+    wrong = LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+                           tokenizer=lm_tok, patch_size=8, vision_feature_select_strategy="default",
+                           num_additional_image_tokens=0)
+    with pytest.raises(ValueError, match="image tokens"):
+        check_image_tokens(model, wrong, record)
