@@ -59,15 +59,18 @@ class PerceptokVQVAE(nn.Module):
             down += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.SiLU()]
         self.encoder = nn.Sequential(*down, ResBlock(cfg.width), ResBlock(cfg.width), nn.SiLU(),
                                      nn.Conv2d(cfg.width, latent_dim, 1))
-        # With FSQ, the first latent dimension starts out as the cell's mean level (its finest
-        # FSQ axis), so every code is used from the first step and training spends its effort
-        # on what the other axes add: sub-level refinement and shape.
+        # With FSQ the encoder starts as the pooled-grid baseline and learns what to add: its last
+        # layer starts at zero and a fixed prior puts each cell's mean level on the first FSQ axis
+        # and the remainder of that level between the first axis's steps on the second, so from the
+        # first step every code is in use and carries the level to 1/128; training then spends its
+        # effort on what the learned part adds (shape: edges, slopes, occlusions). Without this the
+        # extra axes collapse to one level early in training and the decoder learns to ignore them.
         self.cell_size = cfg.cell_size
         self.level_prior = cfg.quantizer == "fsq"
-        # Data-dependent init (like k-means init of a VQ codebook): on the first training batch the
-        # other latent axes are centred and scaled to unit spread, so they start out crossing FSQ's level
-        # boundaries instead of all rounding to one level that the decoder then learns to ignore.
-        self.register_buffer("initted", torch.tensor(not self.level_prior))
+        self.fsq_levels = cfg.fsq_levels
+        if self.level_prior:
+            nn.init.zeros_(self.encoder[-1].weight)
+            nn.init.zeros_(self.encoder[-1].bias)
         self.context = nn.Sequential(nn.Conv2d(latent_dim, cfg.width, 1), ResBlock(cfg.width), ResBlock(cfg.width),
                                      ResBlock(cfg.width), nn.SiLU())
         self.level = nn.Conv2d(cfg.width, 1, 1)
@@ -82,19 +85,23 @@ class PerceptokVQVAE(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 2, H, W)`` → latents ``(B, D, h, w)``."""
         z = self.encoder(x)
-        if self.training and not bool(self.initted):
-            with torch.no_grad():
-                mean = z[:, 1:].mean(dim=(0, 2, 3))  # (D - 1,)
-                spread = z[:, 1:].std(dim=(0, 2, 3)).clamp_min(1e-6)
-                last = self.encoder[-1]
-                last.weight[1:] /= spread[:, None, None, None]
-                last.bias[1:] = (last.bias[1:] - mean) / spread
-                self.initted.fill_(True)
-            z = self.encoder(x)
-        if self.level_prior:  # FSQ bounds with tanh: atanh puts the mean level on the level scale
-            prior = torch.atanh(0.98 * F.avg_pool2d(x[:, :1], self.cell_size))  # (B, 1, h, w)
-            z = torch.cat([z[:, :1] + prior, z[:, 1:]], dim=1)
+        if self.level_prior:
+            z = z + self._prior(x[:, :1])
         return z
+
+    def _prior(self, depth: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, H, W)`` input in [-1, 1] → ``(B, D, h, w)`` FSQ pre-activations (tanh-bounded
+        by FSQ, hence atanh) that quantise to the cell's mean level on axis 0 and its remainder on axis 1."""
+        mean = F.avg_pool2d(depth, self.cell_size).clamp(-1, 1)  # (B, 1, h, w)
+        half = (self.fsq_levels[0] - 1) / 2
+        offset = 0.5 if self.fsq_levels[0] % 2 == 0 else 0.0
+        steps = mean * 0.98 * half - offset  # axis 0 in level units, before rounding
+        rest = (steps - torch.round(steps)) * 2  # in [-1, 1]
+        axes = [torch.atanh(0.98 * mean)]
+        if len(self.fsq_levels) > 1:
+            axes.append(torch.atanh(0.98 * rest.clamp(-1, 1)))
+        axes += [torch.zeros_like(mean)] * (len(self.fsq_levels) - len(axes))
+        return torch.cat(axes, dim=1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents ``(B, D, h, w)`` → relative inverse depth ``(B, 1, H/2, W/2)`` (about [0, 1])."""
