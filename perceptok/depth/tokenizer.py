@@ -2,11 +2,11 @@
 
 Axis legend: ``B`` maps, ``H, W`` pixels, ``N`` tokens per map (100 for the default).
 
-Deviations from the original, each for a measured reason (see the model card and BENCHMARKS.md):
-masked, outlier-robust normalisation instead of 8-bit min-max maps; a validity channel and
-push-pull hole filling instead of constant fill; aspect-adaptive token grids instead of
-stretching to a square; a level + detail decoder at half resolution instead of a transposed-conv
-stack at full resolution.
+Deviations from the original, each measured in BENCHMARKS.md: masked, outlier-robust
+normalisation instead of 8-bit min-max maps; a validity channel and push-pull hole filling
+instead of constant fill; aspect-adaptive token grids instead of stretching to a square; FSQ
+codes whose encoder starts as the pooled-grid baseline instead of an EMA codebook that collapses;
+a level + detail decoder at half resolution instead of a transposed-conv stack at full resolution.
 """
 
 from __future__ import annotations
