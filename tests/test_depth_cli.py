@@ -85,7 +85,7 @@ def test_training_under_torchrun_with_two_processes(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "perceptok.cli", "train", "depth",
            "--preset", "tiny", "--data", "synthetic:8", "--out", str(tmp_path), "--steps", "4", "--batch-size", "4",
            "--eval-every", "2", "--val-scenes", "4"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     printed = [line for line in out.stdout.splitlines() if line.startswith("{")]
     assert len(printed) == 1 and json.loads(printed[0])["step"] == 4  # rank 0 reports once

@@ -1,0 +1,37 @@
+"""The depth tokenizer that ships in the package: conformance, size, model card, and its quality
+on the real maps against the pooled baseline measured in the same run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import perceptok
+from perceptok.depth.evaluate import evaluate_depth
+from perceptok.io import read_manifest
+from test_depth import DepthConformance
+
+PRETRAINED = Path(perceptok.__file__).parent / "pretrained" / "depth"
+
+
+class TestShippedDepthConformance(DepthConformance):
+    def make_tokenizer(self):
+        return perceptok.load("depth")
+
+
+def test_shipped_files_and_card():
+    assert (PRETRAINED / "model.safetensors").stat().st_size <= 20 * 2**20
+    card = (PRETRAINED / "README.md").read_text()
+    for needle in ("## Training", "synthetic:", "## Evaluation", '"ordinal_acc"', "perceptok train depth"):
+        assert needle in card, needle
+    tok = perceptok.load("depth")
+    assert tok.config.preset == "default" and tok.tokens_per_map == 100 and tok.vocab_size == 128
+
+
+def test_beats_the_pooled_baseline_on_real_maps(shared_data):
+    maps = [e.load() for e in read_manifest(shared_data / "depth" / "manifest.jsonl")]
+    ours = evaluate_depth(perceptok.load("depth"), maps)
+    pooled = evaluate_depth(perceptok.load("depth:pooled"), maps)
+    assert ours["ordinal_acc"] > pooled["ordinal_acc"] and ours["abs_rel"] < pooled["abs_rel"]
+    assert ours["codebook_usage"] >= 0.9
