@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -24,6 +25,13 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
         atomic_write(target, crash)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    write_text(tmp_path / "a.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_invalid_saved_values_are_refused_with_the_file_name(tmp_path):

