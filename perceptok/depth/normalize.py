@@ -39,8 +39,6 @@ class DepthStats:
     sizes: list[tuple[int, int]]
     grids: list[tuple[int, int]]
 
-    def __getitem__(self, i: int) -> DepthStats:
-        return DepthStats(self.low[i : i + 1], self.high[i : i + 1], self.kind, self.sizes[i : i + 1], self.grids[i : i + 1])
 
 
 def check_kind(kind: str) -> str:
