@@ -40,7 +40,6 @@ class DepthStats:
     grids: list[tuple[int, int]]
 
 
-
 def check_kind(kind: str) -> str:
     if kind not in DEPTH_KINDS:
         raise ValueError(f"kind must be one of {DEPTH_KINDS}, got {kind!r}")
