@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from perceptok.depth.config import PRESETS
+from perceptok.io.depth_files import DEPTH_ENCODINGS, DEPTH_KINDS
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -142,10 +143,10 @@ def add_encode(encode: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="IN", help="a depth file, or an entry id with --manifest")
     p.add_argument("--manifest", help="read IN as an entry of this manifest.jsonl")
     p.add_argument("--tokenizer", default="depth", help="preset name, folder or Hub id (default: the shipped one)")
-    p.add_argument("--encoding", choices=["uint8", "uint16", "sun3d_bitshift", "kinect_raw_disparity", "float"],
+    p.add_argument("--encoding", choices=DEPTH_ENCODINGS,
                    help="how to read IN (default: from the file)")
     p.add_argument("--scale", type=float, help="raw value × scale = metres (metric) or pixels (disparity)")
-    p.add_argument("--kind", default="metric", choices=["metric", "disparity", "relative_inverse"])
+    p.add_argument("--kind", default="metric", choices=DEPTH_KINDS)
     p.add_argument("--invalid", type=float, nargs="*", default=[0], help="raw values meaning no measurement")
     p.add_argument("--preview", metavar="OUT.png", help="write input | reconstruction + token grid | error")
     p.set_defaults(run=_encode)
