@@ -1,7 +1,10 @@
 """Procedural 3-D scenes ray-cast to aligned RGB, depth, instance masks and boxes.
 
 Rooms (floor, ceiling, four walls) and outdoor ground planes with sky, furnished with boxes
-(rotated about the vertical), spheres and vertical cylinders, seen by random pinhole cameras.
+(rotated about the vertical), spheres, vertical cylinders and tables (a top on four thin legs),
+seen by random pinhole cameras. Rooms are cluttered the way real ones are: cabinets and shelves
+stand against the walls, thin poles and table legs give thin structures, and smaller things
+stand on the tables.
 Everything is exact and deterministic by seed: training data for the depth tokenizer and
 curriculum data (counting, relative depth) for the LLaVA plugin.
 
@@ -16,7 +19,7 @@ import dataclasses
 import numpy as np
 
 SCENE_KINDS = ("indoor", "outdoor")
-SHAPES = ("box", "sphere", "cylinder")
+SHAPES = ("box", "sphere", "cylinder", "table")
 COLORS = {
     "red": (200, 40, 40), "green": (50, 160, 60), "blue": (40, 80, 200), "yellow": (220, 200, 40),
     "purple": (130, 60, 160), "orange": (230, 130, 30), "white": (225, 225, 225), "gray": (120, 120, 120),
@@ -54,8 +57,8 @@ class Scene:
 @dataclasses.dataclass
 class _Object:
     shape: str
-    center: np.ndarray  # (3,) bottom-centre for boxes and cylinders, centre for spheres
-    size: np.ndarray  # box: half extents (3,); sphere: (r, r, r); cylinder: (r, half height, r)
+    center: np.ndarray  # (3,) bottom-centre for boxes, cylinders and tables, centre for spheres
+    size: np.ndarray  # box, table: half extents (3,); sphere: (r, r, r); cylinder: (r, half height, r)
     yaw: float
     color: str
 
@@ -118,10 +121,43 @@ def _hit_cylinder(o: np.ndarray, d: np.ndarray, obj: _Object) -> np.ndarray:
     return np.minimum(side, cap)
 
 
-_HIT = {"box": _hit_box, "sphere": _hit_sphere, "cylinder": _hit_cylinder}
+def _table_parts(obj: _Object) -> list[_Object]:
+    """A table as boxes: a 3 cm top at its full height on four legs of 4 cm square."""
+    (hx, hy, hz), leg, top = obj.size, 0.02, 0.015
+    c, s = np.cos(obj.yaw), np.sin(obj.yaw)
+    parts = [_Object("box", obj.center + np.array([0, 2 * hy - 2 * top, 0]), np.array([hx, top, hz]), obj.yaw, "")]
+    for sx, sz in ((-1, -1), (-1, 1), (1, -1), (1, 1)):
+        lx, lz = sx * (hx - leg), sz * (hz - leg)  # leg offset in the table's frame, turned by its yaw
+        offset = np.array([c * lx + s * lz, 0, -s * lx + c * lz])
+        parts.append(_Object("box", obj.center + offset, np.array([leg, hy - top, leg]), obj.yaw, ""))
+    return parts
 
 
-def _place_objects(rng: np.random.Generator, kind: str, extent: float) -> list[_Object]:
+def _hit_table(o: np.ndarray, d: np.ndarray, obj: _Object) -> np.ndarray:
+    return np.minimum.reduce([_hit_box(o, d, part) for part in _table_parts(obj)])
+
+
+_HIT = {"box": _hit_box, "sphere": _hit_sphere, "cylinder": _hit_cylinder, "table": _hit_table}
+
+
+def _object(rng: np.random.Generator, shape: str, x: float, z: float, scale: float, lift: float = 0.0) -> _Object:
+    if shape == "box":
+        size = np.array([scale, scale * rng.uniform(0.4, 2.5), scale * rng.uniform(0.5, 1.5)])
+        obj = _Object(shape, np.array([x, lift, z]), size, rng.uniform(0, np.pi), "")
+    elif shape == "sphere":
+        obj = _Object(shape, np.array([x, lift + scale, z]), np.full(3, scale), 0.0, "")
+    elif shape == "cylinder":
+        obj = _Object(shape, np.array([x, lift, z]), np.array([scale * 0.6, scale * rng.uniform(0.6, 3), 0]), 0.0, "")
+    else:  # table: 0.4-1.1 m high
+        size = np.array([scale * rng.uniform(1.0, 2.0), rng.uniform(0.2, 0.55), scale * rng.uniform(0.8, 1.5)])
+        obj = _Object(shape, np.array([x, lift, z]), size, rng.uniform(0, np.pi), "")
+    obj.color = list(COLORS)[int(rng.integers(len(COLORS)))]
+    return obj
+
+
+def _place_objects(rng: np.random.Generator, kind: str, extent: float, room: tuple[float, float] | None = None) -> list[_Object]:
+    """Free-standing objects; in a room of half extents ``room`` also cabinets along the walls,
+    thin poles and things standing on the tables."""
     n = int(rng.integers(1, 9 if kind == "indoor" else 13))
     objects = []
     for _ in range(n):
@@ -131,15 +167,28 @@ def _place_objects(rng: np.random.Generator, kind: str, extent: float) -> list[_
             x, z = rng.uniform(-extent, extent), rng.uniform(-extent, extent)
         else:
             x, z = rng.uniform(-extent, extent), rng.uniform(1.5, extent * 1.5)
-        lift = rng.uniform(0, 1.2) if kind == "indoor" and rng.random() < 0.25 else 0.0  # on a "table"
-        if shape == "box":
-            size = np.array([scale, scale * rng.uniform(0.4, 2.5), scale * rng.uniform(0.5, 1.5)])
-            objects.append(_Object(shape, np.array([x, lift, z]), size, rng.uniform(0, np.pi), ""))
-        elif shape == "sphere":
-            objects.append(_Object(shape, np.array([x, lift + scale, z]), np.full(3, scale), 0.0, ""))
+        objects.append(_object(rng, shape, x, z, scale))
+    if room is None:
+        return objects
+    half_w, half_d = room
+    for _ in range(int(rng.integers(0, 6))):  # cabinets and shelves against a side or back wall
+        hx, hy, hz = rng.uniform(0.2, 0.8), rng.uniform(0.3, 1.1), rng.uniform(0.15, 0.35)
+        if rng.random() < 0.5:
+            side = rng.choice([-1.0, 1.0])
+            centre, size = np.array([side * (half_w - hz), 0, rng.uniform(-half_d, half_d) * 0.8]), np.array([hz, hy, hx])
         else:
-            objects.append(_Object(shape, np.array([x, lift, z]), np.array([scale * 0.6, scale * rng.uniform(0.6, 3), 0]), 0.0, ""))
-        objects[-1].color = list(COLORS)[int(rng.integers(len(COLORS)))]
+            centre, size = np.array([rng.uniform(-half_w, half_w) * 0.8, 0, half_d - hz]), np.array([hx, hy, hz])
+        objects.append(_Object("box", centre, size, 0.0, list(COLORS)[int(rng.integers(len(COLORS)))]))
+    for _ in range(int(rng.integers(0, 3))):  # thin poles: lamps, stands
+        pole = _object(rng, "cylinder", rng.uniform(-extent, extent), rng.uniform(-extent, extent), 0.1)
+        pole.size = np.array([rng.uniform(0.015, 0.06), rng.uniform(0.4, 1.0), 0])
+        objects.append(pole)
+    for table in [o for o in objects if o.shape == "table"]:  # clutter on the tables
+        for _ in range(int(rng.integers(0, 4))):
+            u, v = rng.uniform(-0.7, 0.7, 2) * table.size[[0, 2]]
+            shape = ("box", "sphere", "cylinder")[int(rng.integers(3))]
+            objects.append(_object(rng, shape, table.center[0] + u, table.center[2] + v, rng.uniform(0.04, 0.15),
+                                   lift=2 * table.size[1]))
     return objects
 
 
@@ -161,7 +210,7 @@ def render_scene(seed: int, size: tuple[int, int] = (240, 320), kind: str | None
     if kind == "indoor":
         half_w, half_d, height = rng.uniform(1.5, 5), rng.uniform(1.5, 6), rng.uniform(2.4, 3.6)
         eye = np.array([rng.uniform(-0.5, 0.5) * half_w, rng.uniform(0.8, 2.0), -half_d + rng.uniform(0.2, 1.0)])
-        objects = _place_objects(rng, kind, min(half_w, half_d) * 0.8)
+        objects = _place_objects(rng, kind, min(half_w, half_d) * 0.8, room=(half_w, half_d))
         pitch, yaw = rng.uniform(-0.5, 0.15), rng.uniform(-0.5, 0.5)
     else:
         eye = np.array([0.0, rng.uniform(1.0, 8.0), 0.0])

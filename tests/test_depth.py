@@ -12,7 +12,7 @@ import torch
 from conformance import TokenizerConformance
 from perceptok import AutoPerceptionTokenizer, DepthTokenizer, PooledDepthTokenizer, TokenParseError
 from perceptok.depth import PRESETS
-from perceptok.depth.data import make_batch, synthetic_maps
+from perceptok.depth.data import Batch, make_batch, synthetic_maps
 from perceptok.depth.train import TrainConfig, reconstruction_loss, train_depth
 from perceptok.io import DepthMap
 
@@ -70,6 +70,29 @@ def test_default_is_token_compatible_with_the_original():
     assert text.startswith("<DEPTH_START><DEPTH_0><DEPTH_1>") and text.endswith("<DEPTH_99><DEPTH_END>")
     aurora = DepthTokenizer.from_preset("aurora")
     assert sum(p.numel() for p in aurora.model.parameters()) == pytest.approx(7.7e6, rel=0.01)
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"decoder_stride": 3}, "decoder_stride must be a power of two"),
+    ({"decoder_stride": 32}, "decoder_stride must be a power of two ≤ cell_size=16"),
+    ({"prior_axes": 3}, "prior_axes must be 1 or 2"),
+    ({"fsq_levels": (128,), "prior_axes": 2}, "prior_axes must be 1 or 2"),
+    ({"fsq_levels": (8, 4, 2)}, "give 64 codes"),
+    ({"fsq_levels": (64, 2)}, "must be ≥ 3"),
+])
+def test_bad_configs_say_what_to_change(fields, match):
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(PRESETS["default"], cell_size=16, **fields)
+
+
+@pytest.mark.parametrize("cell_size, stride", [(4, 1), (8, 2), (16, 4)])
+def test_decoder_stops_at_its_stride(cell_size, stride):
+    cfg = dataclasses.replace(PRESETS["default"], cell_size=cell_size, decoder_stride=stride, width=32)
+    tok = DepthTokenizer(cfg)
+    x = torch.zeros(1, 2, 5 * cell_size, 20 * cell_size)
+    assert tok.model(x)[0].shape == (1, 1, 5 * cell_size // stride, 20 * cell_size // stride)
+    batch = make_batch(synthetic_maps(2, progress=False), cfg, 2, torch.Generator().manual_seed(0))
+    assert batch.target.shape[-2:] == (batch.x.shape[-2] // stride, batch.x.shape[-1] // stride)
 
 
 def test_pooled_restores_metric_depth_and_relative_maps():
@@ -190,3 +213,28 @@ def test_training_lowers_the_loss_and_resumes(tmp_path):
     assert [entry["step"] for entry in log][:2] == [30, 60]
     train_depth(cfg, dataclasses.replace(train_cfg, steps=70), progress=False)  # resumes at 60
     assert json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])["step"] == 70
+
+
+def test_depth_weighted_loss_counts_far_errors_more():
+    """In a deep scene the same relative error costs more far away (small r), as it does in abs_rel."""
+    target = torch.tensor([0.05, 0.95]).view(1, 1, 1, 2)
+    batch = Batch(target, target, torch.ones_like(target, dtype=torch.bool), (1, 1), torch.tensor([0.1]))
+    far_wrong = target + torch.tensor([0.1, 0.0]).view(1, 1, 1, 2)
+    near_wrong = target + torch.tensor([0.0, 0.1]).view(1, 1, 1, 2)
+
+    def loss(pred, weight):
+        return reconstruction_loss(pred, batch, torch.zeros(()), "perceptok", depth_weight=weight).recon
+
+    assert loss(far_wrong, 0.0) == pytest.approx(loss(near_wrong, 0.0))
+    far_extra, near_extra = loss(far_wrong, 1.0) - loss(far_wrong, 0.0), loss(near_wrong, 1.0) - loss(near_wrong, 0.0)
+    assert far_extra == pytest.approx(near_extra * (0.1 + 0.95) / (0.1 + 0.05), rel=1e-4)
+
+
+def test_training_scores_real_maps_at_each_validation(tmp_path, shared_data):
+    cfg = TrainConfig(out=str(tmp_path), data=["synthetic:8"], steps=4, batch_size=4, eval_every=2, val_scenes=2,
+                      eval_manifest=str(shared_data / "depth" / "manifest.jsonl"), depth_weight=0.5)
+    train_depth(PRESETS["tiny"], cfg, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [2, 4, 4]
+    for entry in log:
+        assert entry["real_abs_rel"] > 0 and 0 <= entry["real_ordinal_acc"] <= 1 and entry["real_codebook_usage"] > 0

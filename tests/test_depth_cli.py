@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from perceptok import PooledDepthTokenizer
@@ -65,9 +66,19 @@ def test_depth_cli_errors(capsys, tmp_path):
 
 def test_train_from_the_command_line(capsys, tmp_path):
     assert main(["train", "depth", "--preset", "tiny", "--data", "synthetic:8", "--out", str(tmp_path),
-                 "--steps", "4", "--batch-size", "4", "--eval-every", "2", "--val-scenes", "4"]) == 0
-    assert (tmp_path / "tokenizer" / "model.safetensors").exists()
+                 "--steps", "4", "--batch-size", "4", "--eval-every", "2", "--val-scenes", "4",
+                 "--set", "quantizer=fsq", "--set", "fsq_levels=[4,4]", "--set", "decoder_stride=2"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 4
+    saved = json.loads((tmp_path / "tokenizer" / "config.json").read_text())
+    assert saved["quantizer"] == "fsq" and saved["fsq_levels"] == [4, 4] and saved["decoder_stride"] == 2
+
+
+@pytest.mark.parametrize("pair, match", [("widht=3", "FIELD one of"), ("cell_size", "FIELD=VALUE"),
+                                         ("cell_size=3", "cell_size must be a power of two"),
+                                         ("fsq_levels=[64,2]", "must be ≥ 3")])
+def test_bad_training_overrides_are_user_errors(capsys, tmp_path, pair, match):
+    assert main(["train", "depth", "--data", "synthetic:2", "--out", str(tmp_path), "--set", pair]) == 2
+    assert match in capsys.readouterr().err
 
 
 def test_eval_appends_to_the_model_card(capsys, shared_data, tmp_path):

@@ -36,3 +36,13 @@ def test_bad_arguments():
         render_scene(0, kind="underwater")
     with pytest.raises(ValueError, match="8×8"):
         render_scene(0, size=(4, 4))
+
+
+def test_rooms_are_furnished_with_tables_cabinets_and_thin_structures():
+    scenes = [render_scene(seed, (96, 128), kind="indoor") for seed in range(12)]
+    labels = [label for s in scenes for label in s.labels]
+    assert any(label.endswith("table") for label in labels)
+    assert np.mean([len(s.labels) for s in scenes]) > 4  # cluttered rather than a few objects
+    # thin structures: some object is visible in columns only a few pixels wide (legs, poles)
+    widths = [int((s.instances == i).any(0).sum()) for s in scenes for i in range(1, len(s.labels) + 1)]
+    assert min(widths) <= 4

@@ -19,16 +19,36 @@ def _train(args: argparse.Namespace) -> None:
     from perceptok.depth.train import TrainConfig, train_depth
 
     torch.set_num_threads(args.threads) if args.threads else None
-    overrides = {"codebook_size": args.codebook_size} if args.codebook_size else {}
-    tok_cfg = dataclasses.replace(PRESETS[args.preset], **overrides)
+    tok_cfg = dataclasses.replace(PRESETS[args.preset], **_overrides(args.set or []))
     recipe = args.recipe or ("aurora" if args.preset == "aurora" else "perceptok")
     cfg = TrainConfig(out=args.out, data=args.data, recipe=recipe, steps=args.steps, minutes=args.minutes,
                       batch_size=args.batch_size or (8 if recipe == "aurora" else 32),
                       lr=args.lr or (3e-4 if recipe == "aurora" else 1e-3), eval_every=args.eval_every,
-                      seed=args.seed, val_scenes=args.val_scenes, resume=not args.no_resume)
+                      seed=args.seed, val_scenes=args.val_scenes, resume=not args.no_resume,
+                      depth_weight=args.depth_weight if recipe != "aurora" else 0.0, eval_manifest=args.eval_manifest)
     metrics = train_depth(tok_cfg, cfg)
     if metrics:  # rank 0 only
         print(json.dumps(metrics))
+
+
+def _overrides(pairs: list[str]) -> dict:
+    """``FIELD=VALUE`` pairs (VALUE in JSON; lists become tuples) → config fields."""
+    fields = {f.name for f in dataclasses.fields(PRESETS["default"])}
+    out = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or name not in fields:
+            raise ValueError(f"--set takes FIELD=VALUE with FIELD one of {sorted(fields)}, got {pair!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw  # a bare string such as quantizer=vq
+        out[name] = _tuples(value)
+    return out
+
+
+def _tuples(value):
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def add_train(train: argparse._SubParsersAction) -> None:
@@ -42,10 +62,14 @@ def add_train(train: argparse._SubParsersAction) -> None:
     p.add_argument("--minutes", type=float, help="stop after this much wall time")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--codebook-size", type=int)
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="override a config field of the preset, e.g. --set cell_size=8 --set fsq_levels=[16,8]")
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-scenes", type=int, default=64, help="held-out synthetic scenes for validation")
+    p.add_argument("--depth-weight", type=float, default=0.0,
+                   help="weight of the depth-error-weighted L1 term (perceptok recipe; see TrainConfig)")
+    p.add_argument("--eval-manifest", metavar="MANIFEST", help="real maps to score at every validation")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint.pt")
     p.set_defaults(run=_train)

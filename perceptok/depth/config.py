@@ -25,8 +25,9 @@ class DepthTokenizerConfig(TokenizerConfig):
     # of being squashed into 10×10 (the original's choice). The first grid is the square default.
     grids: tuple[tuple[int, int], ...] = ((10, 10), (5, 20), (20, 5), (4, 25), (25, 4))
     # Side in pixels of one token's cell at the network input: the input size is grid × cell_size
-    # (160×160 for 10×10). A power of two.
-    cell_size: int = 16
+    # (40×40 for 10×10: a depth map's 100-token content survives this resolution, and every
+    # network stage is cheap, so training takes many more steps in the same time). A power of two.
+    cell_size: int = 4
     # Number of codes; ids are 0..codebook_size-1 and tokens <{prefix}_0>..<{prefix}_{K-1}>.
     codebook_size: int = 128
     # "fsq": vector-quantize-pytorch FSQ with fsq_levels (no codebook to collapse; the default);
@@ -35,13 +36,20 @@ class DepthTokenizerConfig(TokenizerConfig):
     quantizer: str = "fsq"
     # FSQ levels per latent dimension (the latent has one dimension per entry); their product must
     # equal codebook_size. The first, finest axis carries the cell's level (32 steps), the
-    # second refines it and carries shape.
+    # second shape (edges, slopes, occlusions) as the decoder reads it in context.
     fsq_levels: tuple[int, ...] = (32, 4)
+    # FSQ only: how many latent axes start from the pooled-grid prior (see model.py). 1: the
+    # first axis carries the cell's mean level and the others are free for shape; 2: the second
+    # axis also carries the remainder of the level between the first axis's steps.
+    prior_axes: int = 1
     # Dimension of a VQ code vector (FSQ latents have len(fsq_levels) dimensions).
     code_dim: int = 64
     # "perceptok": our encoder/decoder (validity-mask input, level + detail decoder);
     # "aurora": the original's (REFERENCE.md), kept as the baseline to beat.
     architecture: str = "perceptok"
+    # Input pixels per decoder output pixel (a power of two ≤ cell_size); decoding stops there and
+    # callers resize to the size they ask for. Also the training target's resolution.
+    decoder_stride: int = 1
     # Channels of the network at token resolution.
     width: int = 128
     # Tokens are <{prefix}_START>, <{prefix}_0>.., <{prefix}_END>.
@@ -54,6 +62,8 @@ class DepthTokenizerConfig(TokenizerConfig):
             raise ValueError(f"every grid must hold the same number of tokens, got {self.grids!r}")
         if self.cell_size < 2 or self.cell_size & (self.cell_size - 1):
             raise ValueError(f"cell_size must be a power of two ≥ 2, got {self.cell_size}")
+        if self.decoder_stride < 1 or self.decoder_stride & (self.decoder_stride - 1) or self.decoder_stride > self.cell_size:
+            raise ValueError(f"decoder_stride must be a power of two ≤ cell_size={self.cell_size}, got {self.decoder_stride}")
         if self.codebook_size < 2:
             raise ValueError(f"codebook_size must be ≥ 2, got {self.codebook_size}")
         if self.quantizer not in QUANTIZERS:
@@ -61,6 +71,11 @@ class DepthTokenizerConfig(TokenizerConfig):
         if self.quantizer == "fsq" and math.prod(self.fsq_levels) != self.codebook_size:
             raise ValueError(f"fsq_levels {self.fsq_levels} give {math.prod(self.fsq_levels)} codes, "
                              f"not codebook_size={self.codebook_size}")
+        if self.quantizer == "fsq" and min(self.fsq_levels) < 3:
+            raise ValueError(f"every FSQ level count must be ≥ 3 (FSQ rounds a bounded value to that many steps), "
+                             f"got {self.fsq_levels}")
+        if self.quantizer == "fsq" and not 1 <= self.prior_axes <= min(2, len(self.fsq_levels)):
+            raise ValueError(f"prior_axes must be 1 or 2 (at most the {len(self.fsq_levels)} FSQ axes), got {self.prior_axes}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.architecture == "aurora" and (self.cell_size != 32 or len(self.grids) != 1):

@@ -112,24 +112,30 @@ class Batch:
         target: ``(B, 1, H', W')`` relative inverse depth at the decoder's resolution.
         mask: ``(B, 1, H', W')`` bool, pixels with a real measurement.
         grid: the token grid ``(h, w)``.
+        offset: ``(B,)`` inverse depth at relative 0 in units of the map's span, low / (high − low):
+            a relative error e at relative value r is a depth error of about e / (offset + r).
     """
 
     x: torch.Tensor
     target: torch.Tensor
     mask: torch.Tensor
     grid: tuple[int, int]
+    offset: torch.Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(self.x.to(device), self.target.to(device), self.mask.to(device), self.grid, self.offset.to(device))
 
 
 def make_batch(maps: list[InverseMap], cfg: DepthTokenizerConfig, batch_size: int, g: torch.Generator,
-               augment: bool = True, out_scale: int = 2) -> Batch:
+               augment: bool = True) -> Batch:
     """Sample one batch; all its maps share a grid drawn from the config's grids (the square
-    one most often). ``out_scale`` is input size / decoder output size."""
+    one most often). Targets are at the decoder's resolution, 1/decoder_stride of the input's."""
     grids = list(cfg.grids)
     probs = torch.tensor([0.6 if i == 0 else 0.4 / max(len(grids) - 1, 1) for i in range(len(grids))])
     grid = grids[int(torch.multinomial(probs, 1, generator=g))] if augment else grids[0]
     size = (grid[0] * cfg.cell_size, grid[1] * cfg.cell_size)
-    out_size = (size[0] // out_scale, size[1] // out_scale)
-    xs, targets, masks = [], [], []
+    out_size = (size[0] // cfg.decoder_stride, size[1] // cfg.decoder_stride)
+    xs, targets, masks, offsets = [], [], [], []
     for _ in range(batch_size):
         m = maps[int(torch.randint(len(maps), (), generator=g))]
         inv, ok = m.inverse, m.valid
@@ -139,6 +145,7 @@ def make_batch(maps: list[InverseMap], cfg: DepthTokenizerConfig, batch_size: in
         if int(measured.sum()) < 16:
             measured = ok
         low, high = robust_range(inv, measured)
+        offsets.append(low / (high - low))
         rel = ((inv - low) / (high - low)).clamp(0, 1)
         noisy = rel
         if augment and float(torch.rand((), generator=g)) < 0.3:
@@ -148,7 +155,7 @@ def make_batch(maps: list[InverseMap], cfg: DepthTokenizerConfig, batch_size: in
         weight = resize(okf, out_size)
         targets.append((resize(rel[None, None] * okf, out_size) / weight.clamp_min(1e-6))[0])
         masks.append((weight > 0.5)[0])
-    return Batch(torch.stack(xs), torch.stack(targets), torch.stack(masks), grid)
+    return Batch(torch.stack(xs), torch.stack(targets), torch.stack(masks), grid, torch.tensor(offsets))
 
 
 def _random_crop(inv: torch.Tensor, ok: torch.Tensor, grid: tuple[int, int], g: torch.Generator):

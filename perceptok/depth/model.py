@@ -8,8 +8,8 @@ and the validity mask, so the codes know where measurements were (sparse LiDAR-l
 shadows). Its decoder predicts a coarse level per token, upsampled bilinearly, plus a learned
 full-resolution residual for edges, slopes and occlusions: the "pooled grid" baseline is one
 setting of it, so training starts from a strong solution and spends its capacity on shape.
-Decoding stops at half the input resolution with few channels (callers resize to the size they
-ask for), which makes it several times cheaper than the original's transposed-conv stack.
+Decoding stops at 1/decoder_stride of the input resolution with few channels (callers resize to
+the size they ask for), which makes it several times cheaper than the original's transposed-conv stack.
 
 ``AuroraVQVAE`` is the original's architecture (REFERENCE.md, "Depth tokenizer in the original").
 """
@@ -61,26 +61,33 @@ class PerceptokVQVAE(nn.Module):
                                      nn.Conv2d(cfg.width, latent_dim, 1))
         # With FSQ the encoder starts as the pooled-grid baseline and learns what to add: its last
         # layer starts at zero and a fixed prior puts each cell's mean level on the first FSQ axis
-        # and the remainder of that level between the first axis's steps on the second, so from the
-        # first step every code is in use and carries the level to 1/128; training then spends its
-        # effort on what the learned part adds (shape: edges, slopes, occlusions). Without this the
-        # extra axes collapse to one level early in training and the decoder learns to ignore them.
+        # (prior_axes=1: the other axes start at their middle level, free for shape: edges, slopes,
+        # occlusions), or also the remainder of the level between the first axis's steps on the
+        # second (prior_axes=2: every code carries the level to 1/128 from the first step, but
+        # training keeps the second axis for the level and learns little shape; measured in
+        # BENCHMARKS.md). Without a prior the extra axes collapse to one level early in training.
+        # The free axes start as random projections of the encoder's features rather than at
+        # zero, so they carry information, and the decoder learns to read them, from step one.
         self.cell_size = cfg.cell_size
         self.level_prior = cfg.quantizer == "fsq"
         self.fsq_levels = cfg.fsq_levels
-        if self.level_prior:
-            nn.init.zeros_(self.encoder[-1].weight)
-            nn.init.zeros_(self.encoder[-1].bias)
+        self.prior_axes = cfg.prior_axes
+        if self.level_prior:  # the prior axes start exactly at the prior; the free ones as random features
+            with torch.no_grad():
+                self.encoder[-1].weight[: cfg.prior_axes].zero_()
+                self.encoder[-1].bias.zero_()
         self.context = nn.Sequential(nn.Conv2d(latent_dim, cfg.width, 1), ResBlock(cfg.width), ResBlock(cfg.width),
                                      ResBlock(cfg.width), nn.SiLU())
         self.level = nn.Conv2d(cfg.width, 1, 1)
-        # The detail branch stops at half the input resolution (cells of cell_size/2 pixels):
-        # finer detail than that is below what 100 tokens carry, and the last full-resolution
-        # stage would cost more than all the others together.
+        # The detail branch stops at 1/decoder_stride of the input resolution: finer detail than
+        # that is below what 100 tokens carry, and a last full-resolution stage would cost more
+        # than all the others together.
+        stages = list(zip(reversed(ch[1:]), reversed(ch[:-1])))
+        stages = stages[: len(stages) - int(math.log2(cfg.decoder_stride))]
         up: list[nn.Module] = []
-        for a, b in list(zip(reversed(ch[1:]), reversed(ch[:-1])))[:-1]:
+        for a, b in stages:
             up += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(a, b, 3, padding=1), nn.SiLU()]
-        self.detail = nn.Sequential(*up, nn.Conv2d(ch[1], 1, 3, padding=1))
+        self.detail = nn.Sequential(*up, nn.Conv2d(stages[-1][1] if stages else cfg.width, 1, 3, padding=1))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 2, H, W)`` → latents ``(B, D, h, w)``."""
@@ -91,23 +98,25 @@ class PerceptokVQVAE(nn.Module):
 
     def _prior(self, depth: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` input in [-1, 1] → ``(B, D, h, w)`` FSQ pre-activations (tanh-bounded
-        by FSQ, hence atanh) that quantise to the cell's mean level on axis 0 and its remainder on axis 1."""
+        by FSQ, hence atanh) that quantise to the cell's mean level on axis 0 (and, with
+        ``prior_axes=2``, its remainder on axis 1); other axes get 0."""
         mean = F.avg_pool2d(depth, self.cell_size).clamp(-1, 1)  # (B, 1, h, w)
         half = (self.fsq_levels[0] - 1) / 2
         offset = 0.5 if self.fsq_levels[0] % 2 == 0 else 0.0
         steps = mean * 0.98 * half - offset  # axis 0 in level units, before rounding
         rest = (steps - torch.round(steps)) * 2  # in [-1, 1]
         axes = [torch.atanh(0.98 * mean)]
-        if len(self.fsq_levels) > 1:
+        if self.prior_axes > 1:
             axes.append(torch.atanh(0.98 * rest.clamp(-1, 1)))
         axes += [torch.zeros_like(mean)] * (len(self.fsq_levels) - len(axes))
         return torch.cat(axes, dim=1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents ``(B, D, h, w)`` → relative inverse depth ``(B, 1, H/2, W/2)`` (about [0, 1])."""
+        """Latents ``(B, D, h, w)`` → relative inverse depth ``(B, 1, H/s, W/s)`` (about [0, 1]),
+        s = decoder_stride."""
         feat = self.context(z)
         level = self.level(feat)  # (B, 1, h, w)
-        detail = self.detail(feat)  # (B, 1, H/2, W/2)
+        detail = self.detail(feat)  # (B, 1, H/s, W/s)
         base = F.interpolate(level, size=detail.shape[-2:], mode="bilinear", align_corners=False)
         return base + detail
 
@@ -191,7 +200,7 @@ class DepthVQVAE(nn.Module):
 
     def decode_codes(self, codes: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Code vectors ``(B, N, D)`` → relative inverse depth ``(B, 1, H', W')`` (H' = H for the
-        aurora architecture, H/2 for ours)."""
+        aurora architecture, H/decoder_stride for ours)."""
         z = rearrange(codes, "b (h w) d -> b d h w", h=grid[0], w=grid[1])
         return self.net.decode(z)
 

@@ -5,8 +5,9 @@ Axis legend: ``B`` maps, ``H, W`` pixels, ``N`` tokens per map (100 for the defa
 Deviations from the original, each measured in BENCHMARKS.md: masked, outlier-robust
 normalisation instead of 8-bit min-max maps; a validity channel and push-pull hole filling
 instead of constant fill; aspect-adaptive token grids instead of stretching to a square; FSQ
-codes whose encoder starts as the pooled-grid baseline instead of an EMA codebook that collapses;
-a level + detail decoder at half resolution instead of a transposed-conv stack at full resolution.
+codes (32 levels × 4 shapes) whose encoder starts as the pooled-grid baseline instead of an EMA
+codebook that collapses; a small 40×40 network input and a level + detail decoder instead of
+320×320 and a transposed-conv stack, so training takes many more steps in the same time.
 """
 
 from __future__ import annotations

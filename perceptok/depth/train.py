@@ -28,8 +28,11 @@ from tqdm import tqdm
 
 from perceptok.checkpoint import atomic_write
 from perceptok.depth.config import DepthTokenizerConfig
-from perceptok.depth.data import Batch, load_sources, make_batch
+from perceptok.depth.data import Batch, InverseMap, load_sources, make_batch
+from perceptok.depth.evaluate import evaluate_depth
 from perceptok.depth.tokenizer import DepthTokenizer
+from perceptok.io.depth_files import DepthMap
+from perceptok.io.manifest import read_manifest
 
 RECIPES = ("perceptok", "aurora")
 
@@ -56,6 +59,13 @@ class TrainConfig:
     val_scenes: int = 64
     # Continue from out/checkpoint.pt when it exists.
     resume: bool = True
+    # Weight of a second L1 term that weighs each pixel's relative error by its share in depth
+    # error, 1 / (offset + r) capped at 10 (far pixels of deep scenes count more), so training
+    # also minimises abs_rel of the restored depth; 0 turns it off.
+    depth_weight: float = 0.0
+    # Optional manifest of real maps scored at every validation (abs_rel, ordinal_acc, codebook
+    # use of `perceptok eval depth`), to watch generalisation from synthetic training data.
+    eval_manifest: str | None = None
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -71,7 +81,8 @@ class StepLoss:
     commit: float
 
 
-def reconstruction_loss(pred: torch.Tensor, batch: Batch, commit: torch.Tensor, recipe: str) -> StepLoss:
+def reconstruction_loss(pred: torch.Tensor, batch: Batch, commit: torch.Tensor, recipe: str,
+                        depth_weight: float = 0.0) -> StepLoss:
     """Masked loss over measured pixels; ``pred`` is resized to the target's size if needed."""
     if pred.shape[-2:] != batch.target.shape[-2:]:
         pred = F.interpolate(pred, size=batch.target.shape[-2:], mode="bilinear", align_corners=False)
@@ -80,7 +91,11 @@ def reconstruction_loss(pred: torch.Tensor, batch: Batch, commit: torch.Tensor, 
     if recipe == "aurora":
         recon = (((pred - batch.target) ** 2) * m).sum() / denom
     else:
-        recon = ((pred - batch.target).abs() * m).sum() / denom
+        err = (pred - batch.target).abs() * m
+        recon = err.sum() / denom
+        if depth_weight:
+            w = (1 / (batch.offset.view(-1, 1, 1, 1) + batch.target).clamp_min(0.1)).clamp_max(10)
+            recon = recon + depth_weight * (err * w).sum() / denom
         for dim in (-1, -2):  # gradients where both neighbours are measured
             mg = m.narrow(dim, 1, m.shape[dim] - 1) * m.narrow(dim, 0, m.shape[dim] - 1)
             dp, dt = pred.diff(dim=dim), batch.target.diff(dim=dim)
@@ -89,10 +104,10 @@ def reconstruction_loss(pred: torch.Tensor, batch: Batch, commit: torch.Tensor, 
 
 
 def _lr_at(step: int, elapsed_s: float, cfg: TrainConfig) -> float:
-    """Warm-up, then cosine decay over the run: the steps, or the wall time when that ends first."""
+    """Linear warm-up, then cosine decay over the run: the steps, or the wall time when that ends first."""
     if cfg.recipe == "aurora":
         return cfg.lr
-    warmup = max(cfg.steps // 50, 1)
+    warmup = max(min(cfg.steps // 50, 200), 1)  # 2 % of the steps, at most 200
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
     progress = (step - warmup) / max(cfg.steps - warmup, 1)
@@ -136,6 +151,7 @@ def train_depth(tok_cfg: DepthTokenizerConfig, cfg: TrainConfig, progress: bool 
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     maps = load_sources(cfg.data, seed=cfg.seed)
     val_maps = load_sources([f"synthetic:{cfg.val_scenes}"], seed=10_000 + cfg.seed)
+    real_maps = [e.load() for e in read_manifest(cfg.eval_manifest)] if cfg.eval_manifest else []
     g = torch.Generator().manual_seed(cfg.seed * 7919 + rank + step)
     augment = cfg.recipe != "aurora"
     started = time.time()
@@ -147,9 +163,9 @@ def train_depth(tok_cfg: DepthTokenizerConfig, cfg: TrainConfig, progress: bool 
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, time.time() - started, cfg)
         batch = make_batch(maps, tok_cfg, cfg.batch_size, g, augment=augment)
-        batch = Batch(batch.x.to(device), batch.target.to(device), batch.mask.to(device), batch.grid)
+        batch = batch.to(device)
         pred, _, commit = ddp(batch.x)
-        loss = reconstruction_loss(pred, batch, commit, cfg.recipe)
+        loss = reconstruction_loss(pred, batch, commit, cfg.recipe, cfg.depth_weight)
         opt.zero_grad(set_to_none=True)
         loss.total.backward()
         opt.step()
@@ -157,12 +173,12 @@ def train_depth(tok_cfg: DepthTokenizerConfig, cfg: TrainConfig, progress: bool 
         bar.update(1)
         bar.set_postfix(loss=f"{loss.recon:.4f}", commit=f"{loss.commit:.4f}")
         if rank == 0 and (step % cfg.eval_every == 0 or step == cfg.steps):
-            metrics = _validate(tok, val_maps, tok_cfg, device, cfg.recipe)
+            metrics = _validate(tok, val_maps, real_maps, tok_cfg, device)
             metrics.update(step=step, minutes=round((time.time() - started) / 60, 2), train_loss=loss.recon)
             _save(tok, model, opt, step, out, metrics)
             model.train()
     if rank == 0:
-        metrics = _validate(tok, val_maps, tok_cfg, device, cfg.recipe)
+        metrics = _validate(tok, val_maps, real_maps, tok_cfg, device)
         metrics.update(step=step, minutes=round((time.time() - started) / 60, 2))
         _save(tok, model, opt, step, out, metrics)
     bar.close()
@@ -182,14 +198,19 @@ def _training_notes(cfg: TrainConfig) -> str:
 
 
 @torch.no_grad()
-def _validate(tok: DepthTokenizer, maps, tok_cfg: DepthTokenizerConfig, device: torch.device, recipe: str) -> dict:
+def _validate(tok: DepthTokenizer, maps: list[InverseMap], real_maps: list[DepthMap], tok_cfg: DepthTokenizerConfig,
+              device: torch.device) -> dict:
     tok.model.eval()
     g = torch.Generator().manual_seed(1234)
     batch = make_batch(maps, tok_cfg, len(maps), g, augment=False)
     pred, ids, _ = tok.model(batch.x.to(device))
     loss = reconstruction_loss(pred.cpu(), batch, torch.zeros(()), "perceptok")
     used = torch.unique(ids).numel() / tok_cfg.codebook_size
-    return {"val_l1_grad": round(loss.recon, 5), "val_codebook_usage": round(used, 3)}
+    metrics = {"val_l1_grad": round(loss.recon, 5), "val_codebook_usage": round(used, 3)}
+    if real_maps:
+        real = evaluate_depth(tok, real_maps)
+        metrics.update({f"real_{k}": real[k] for k in ("abs_rel", "ordinal_acc", "codebook_usage")})
+    return metrics
 
 
 def _save(tok: DepthTokenizer, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, out: Path, metrics: dict) -> None:
