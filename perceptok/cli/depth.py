@@ -25,7 +25,7 @@ def _train(args: argparse.Namespace) -> None:
                       batch_size=args.batch_size or (8 if recipe == "aurora" else 32),
                       lr=args.lr or (3e-4 if recipe == "aurora" else 1e-3), eval_every=args.eval_every,
                       seed=args.seed, val_scenes=args.val_scenes, resume=not args.no_resume,
-                      depth_weight=args.depth_weight if recipe != "aurora" else 0.0, eval_manifest=args.eval_manifest)
+                      eval_manifest=args.eval_manifest)
     metrics = train_depth(tok_cfg, cfg)
     if metrics:  # rank 0 only
         print(json.dumps(metrics))
@@ -67,8 +67,6 @@ def add_train(train: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-scenes", type=int, default=64, help="held-out synthetic scenes for validation")
-    p.add_argument("--depth-weight", type=float, default=0.0,
-                   help="weight of the depth-error-weighted L1 term (perceptok recipe; see TrainConfig)")
     p.add_argument("--eval-manifest", metavar="MANIFEST", help="real maps to score at every validation")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint.pt")

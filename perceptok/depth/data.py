@@ -112,18 +112,15 @@ class Batch:
         target: ``(B, 1, H', W')`` relative inverse depth at the decoder's resolution.
         mask: ``(B, 1, H', W')`` bool, pixels with a real measurement.
         grid: the token grid ``(h, w)``.
-        offset: ``(B,)`` inverse depth at relative 0 in units of the map's span, low / (high − low):
-            a relative error e at relative value r is a depth error of about e / (offset + r).
     """
 
     x: torch.Tensor
     target: torch.Tensor
     mask: torch.Tensor
     grid: tuple[int, int]
-    offset: torch.Tensor
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(self.x.to(device), self.target.to(device), self.mask.to(device), self.grid, self.offset.to(device))
+        return Batch(self.x.to(device), self.target.to(device), self.mask.to(device), self.grid)
 
 
 def make_batch(maps: list[InverseMap], cfg: DepthTokenizerConfig, batch_size: int, g: torch.Generator,
@@ -135,7 +132,7 @@ def make_batch(maps: list[InverseMap], cfg: DepthTokenizerConfig, batch_size: in
     grid = grids[int(torch.multinomial(probs, 1, generator=g))] if augment else grids[0]
     size = (grid[0] * cfg.cell_size, grid[1] * cfg.cell_size)
     out_size = (size[0] // cfg.decoder_stride, size[1] // cfg.decoder_stride)
-    xs, targets, masks, offsets = [], [], [], []
+    xs, targets, masks = [], [], []
     for _ in range(batch_size):
         m = maps[int(torch.randint(len(maps), (), generator=g))]
         inv, ok = m.inverse, m.valid
@@ -145,7 +142,6 @@ def make_batch(maps: list[InverseMap], cfg: DepthTokenizerConfig, batch_size: in
         if int(measured.sum()) < 16:
             measured = ok
         low, high = robust_range(inv, measured)
-        offsets.append(low / (high - low))
         rel = ((inv - low) / (high - low)).clamp(0, 1)
         noisy = rel
         if augment and float(torch.rand((), generator=g)) < 0.3:
@@ -155,7 +151,7 @@ def make_batch(maps: list[InverseMap], cfg: DepthTokenizerConfig, batch_size: in
         weight = resize(okf, out_size)
         targets.append((resize(rel[None, None] * okf, out_size) / weight.clamp_min(1e-6))[0])
         masks.append((weight > 0.5)[0])
-    return Batch(torch.stack(xs), torch.stack(targets), torch.stack(masks), grid, torch.tensor(offsets))
+    return Batch(torch.stack(xs), torch.stack(targets), torch.stack(masks), grid)
 
 
 def _random_crop(inv: torch.Tensor, ok: torch.Tensor, grid: tuple[int, int], g: torch.Generator):

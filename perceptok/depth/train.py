@@ -59,10 +59,6 @@ class TrainConfig:
     val_scenes: int = 64
     # Continue from out/checkpoint.pt when it exists.
     resume: bool = True
-    # Weight of a second L1 term that weighs each pixel's relative error by its share in depth
-    # error, 1 / (offset + r) capped at 10 (far pixels of deep scenes count more), so training
-    # also minimises abs_rel of the restored depth; 0 turns it off.
-    depth_weight: float = 0.0
     # Optional manifest of real maps scored at every validation (abs_rel, ordinal_acc, codebook
     # use of `perceptok eval depth`), to watch generalisation from synthetic training data.
     eval_manifest: str | None = None
@@ -81,8 +77,7 @@ class StepLoss:
     commit: float
 
 
-def reconstruction_loss(pred: torch.Tensor, batch: Batch, commit: torch.Tensor, recipe: str,
-                        depth_weight: float = 0.0) -> StepLoss:
+def reconstruction_loss(pred: torch.Tensor, batch: Batch, commit: torch.Tensor, recipe: str) -> StepLoss:
     """Masked loss over measured pixels; ``pred`` is resized to the target's size if needed."""
     if pred.shape[-2:] != batch.target.shape[-2:]:
         pred = F.interpolate(pred, size=batch.target.shape[-2:], mode="bilinear", align_corners=False)
@@ -91,11 +86,7 @@ def reconstruction_loss(pred: torch.Tensor, batch: Batch, commit: torch.Tensor, 
     if recipe == "aurora":
         recon = (((pred - batch.target) ** 2) * m).sum() / denom
     else:
-        err = (pred - batch.target).abs() * m
-        recon = err.sum() / denom
-        if depth_weight:
-            w = (1 / (batch.offset.view(-1, 1, 1, 1) + batch.target).clamp_min(0.1)).clamp_max(10)
-            recon = recon + depth_weight * (err * w).sum() / denom
+        recon = ((pred - batch.target).abs() * m).sum() / denom
         for dim in (-1, -2):  # gradients where both neighbours are measured
             mg = m.narrow(dim, 1, m.shape[dim] - 1) * m.narrow(dim, 0, m.shape[dim] - 1)
             dp, dt = pred.diff(dim=dim), batch.target.diff(dim=dim)
@@ -165,7 +156,7 @@ def train_depth(tok_cfg: DepthTokenizerConfig, cfg: TrainConfig, progress: bool 
         batch = make_batch(maps, tok_cfg, cfg.batch_size, g, augment=augment)
         batch = batch.to(device)
         pred, _, commit = ddp(batch.x)
-        loss = reconstruction_loss(pred, batch, commit, cfg.recipe, cfg.depth_weight)
+        loss = reconstruction_loss(pred, batch, commit, cfg.recipe)
         opt.zero_grad(set_to_none=True)
         loss.total.backward()
         opt.step()
