@@ -151,8 +151,12 @@ def _object(rng: np.random.Generator, shape: str, x: float, z: float, scale: flo
     else:  # table: 0.4-1.1 m high
         size = np.array([scale * rng.uniform(1.0, 2.0), rng.uniform(0.2, 0.55), scale * rng.uniform(0.8, 1.5)])
         obj = _Object(shape, np.array([x, lift, z]), size, rng.uniform(0, np.pi), "")
-    obj.color = list(COLORS)[int(rng.integers(len(COLORS)))]
+    obj.color = _color(rng)
     return obj
+
+
+def _color(rng: np.random.Generator) -> str:
+    return list(COLORS)[int(rng.integers(len(COLORS)))]
 
 
 def _place_objects(rng: np.random.Generator, kind: str, extent: float, room: tuple[float, float] | None = None) -> list[_Object]:
@@ -178,7 +182,7 @@ def _place_objects(rng: np.random.Generator, kind: str, extent: float, room: tup
             centre, size = np.array([side * (half_w - hz), 0, rng.uniform(-half_d, half_d) * 0.8]), np.array([hz, hy, hx])
         else:
             centre, size = np.array([rng.uniform(-half_w, half_w) * 0.8, 0, half_d - hz]), np.array([hx, hy, hz])
-        objects.append(_Object("box", centre, size, 0.0, list(COLORS)[int(rng.integers(len(COLORS)))]))
+        objects.append(_Object("box", centre, size, 0.0, _color(rng)))
     for _ in range(int(rng.integers(0, 3))):  # thin poles: lamps, stands
         pole = _object(rng, "cylinder", rng.uniform(-extent, extent), rng.uniform(-extent, extent), 0.1)
         pole.size = np.array([rng.uniform(0.015, 0.06), rng.uniform(0.4, 1.0), 0])

@@ -60,9 +60,9 @@ class PerceptokVQVAE(nn.Module):
         self.encoder = nn.Sequential(*down, ResBlock(cfg.width), ResBlock(cfg.width), nn.SiLU(),
                                      nn.Conv2d(cfg.width, latent_dim, 1))
         # With FSQ the encoder starts as the pooled-grid baseline and learns what to add: its last
-        # layer starts at zero and a fixed prior puts each cell's mean level on the first FSQ axis
-        # (prior_axes=1: the other axes start at their middle level, free for shape: edges, slopes,
-        # occlusions), or also the remainder of the level between the first axis's steps on the
+        # layer's rows for the prior axes start at zero and a fixed prior puts each cell's mean
+        # level on the first FSQ axis (prior_axes=1: the other axes are free for shape: edges,
+        # slopes, occlusions), or also the remainder of the level between the first axis's steps on the
         # second (prior_axes=2: every code carries the level to 1/128 from the first step, but
         # training keeps the second axis for the level and learns little shape; measured in
         # BENCHMARKS.md). Without a prior the extra axes collapse to one level early in training.
@@ -72,7 +72,7 @@ class PerceptokVQVAE(nn.Module):
         self.level_prior = cfg.quantizer == "fsq"
         self.fsq_levels = cfg.fsq_levels
         self.prior_axes = cfg.prior_axes
-        if self.level_prior:  # the prior axes start exactly at the prior; the free ones as random features
+        if self.level_prior:
             with torch.no_grad():
                 self.encoder[-1].weight[: cfg.prior_axes].zero_()
                 self.encoder[-1].bias.zero_()
