@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 
 from perceptok import BoxTokenizer, PointTokenizer
 from perceptok.depth import GridDepthTokenizer
-from perceptok.depth.normalize import robust_range, to_inverse, valid_mask
+from perceptok.depth.normalize import normalize_depth
 from perceptok.io import DepthMap, read_manifest
 from perceptok.synthetic import render_scene
 
@@ -93,10 +93,8 @@ def coco_samples(instances: str | Path, images_dir: str | Path | None = None) ->
 
 
 def _relative(depth: DepthMap) -> tuple[torch.Tensor, torch.Tensor]:
-    ok = valid_mask(depth.values, depth.kind, depth.valid)
-    inv = to_inverse(torch.where(ok, depth.values, torch.ones_like(depth.values)), depth.kind)
-    low, high = robust_range(inv, ok)
-    return ((inv - low) / (high - low)).clamp(0, 1), ok
+    norm = normalize_depth(depth.values[None], depth.kind, depth.valid[None])
+    return norm.rel[0], norm.valid[0]
 
 
 def _mark_points(image: Image.Image, points: np.ndarray, letters: str) -> Image.Image:

@@ -12,7 +12,8 @@ import torch
 from conformance import TokenizerConformance
 from perceptok import AutoPerceptionTokenizer, DepthTokenizer, PooledDepthTokenizer, TokenParseError
 from perceptok.depth import PRESETS
-from perceptok.depth.data import make_batch, synthetic_maps
+from perceptok.depth.augment import Generators, make_batch, validation_batches
+from perceptok.depth.data import load_pool
 from perceptok.depth.train import TrainConfig, reconstruction_loss, train_depth
 from perceptok.io import DepthMap
 
@@ -32,8 +33,7 @@ class DepthConformance(TokenizerConformance):
         torch.manual_seed(0)
         tok = DepthTokenizer.from_preset(self.preset)
         # one training-mode pass initialises the k-means codebook, as training would
-        g = torch.Generator().manual_seed(0)
-        batch = make_batch(synthetic_maps(4, progress=False), tok.config, 8, g)
+        batch = make_batch(load_pool(["synthetic:4"], workers=0), tok.config, 8, Generators.seeded(0))
         tok.model.train()
         tok.model(batch.x)
         tok.model.eval()
@@ -91,7 +91,7 @@ def test_decoder_stops_at_its_stride(cell_size, stride):
     tok = DepthTokenizer(cfg)
     x = torch.zeros(1, 2, 5 * cell_size, 20 * cell_size)
     assert tok.model(x)[0].shape == (1, 1, 5 * cell_size // stride, 20 * cell_size // stride)
-    batch = make_batch(synthetic_maps(2, progress=False), cfg, 2, torch.Generator().manual_seed(0))
+    batch = make_batch(load_pool(["synthetic:2"], workers=0), cfg, 2, Generators.seeded(0))
     assert batch.target.shape[-2:] == (batch.x.shape[-2] // stride, batch.x.shape[-1] // stride)
 
 
@@ -196,28 +196,29 @@ def test_bad_ids_and_text():
 def test_training_lowers_the_loss_and_resumes(tmp_path):
     torch.manual_seed(0)
     cfg = PRESETS["tiny"]
-    val = make_batch(synthetic_maps(16, seed=99, progress=False), cfg, 16, torch.Generator().manual_seed(1), augment=False)
+    val = validation_batches(load_pool(["synthetic:16"], seed=99, workers=0), cfg)
 
     def val_loss(tok):
         with torch.no_grad():
-            pred, _, _ = tok.model(val.x)
-        return reconstruction_loss(pred, val, torch.zeros(()), "perceptok").recon
+            return sum(float(reconstruction_loss(tok.model(b.x)[0], b, torch.zeros(()), "perceptok").recon) for b in val)
 
     before = val_loss(DepthTokenizer(cfg))
     train_cfg = TrainConfig(out=str(tmp_path), data=["synthetic:24"], steps=60, batch_size=16, lr=3e-3, eval_every=30,
-                            val_scenes=4)
+                            val_scenes=4, workers=0)
     train_depth(cfg, train_cfg, progress=False)
     trained = AutoPerceptionTokenizer.from_pretrained(tmp_path / "tokenizer")
     assert val_loss(trained) < 0.7 * before
-    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert [entry["step"] for entry in log][:2] == [30, 60]
-    train_depth(cfg, dataclasses.replace(train_cfg, steps=70), progress=False)  # resumes at 60
-    assert json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])["step"] == 70
+    def steps():
+        return [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+
+    assert steps() == [30, 60, 60]  # two validations and the final save
+    train_depth(cfg, dataclasses.replace(train_cfg, steps=70), progress=False)
+    assert steps() == [30, 60, 60, 70]  # resumed at 60: a fresh start would have logged 30 and 60 again
 
 
 def test_training_scores_real_maps_at_each_validation(tmp_path, shared_data):
     cfg = TrainConfig(out=str(tmp_path), data=["synthetic:8"], steps=4, batch_size=4, eval_every=2, val_scenes=2,
-                      eval_manifest=str(shared_data / "depth" / "manifest.jsonl"))
+                      workers=0, eval_manifest=str(shared_data / "depth" / "manifest.jsonl"))
     train_depth(PRESETS["tiny"], cfg, progress=False)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in log] == [2, 4, 4]

@@ -25,7 +25,7 @@ def _train(args: argparse.Namespace) -> None:
                       batch_size=args.batch_size or (8 if recipe == "aurora" else 32),
                       lr=args.lr or (3e-4 if recipe == "aurora" else 1e-3), eval_every=args.eval_every,
                       seed=args.seed, val_scenes=args.val_scenes, resume=not args.no_resume,
-                      eval_manifest=args.eval_manifest)
+                      eval_manifest=args.eval_manifest, workers=args.workers)
     metrics = train_depth(tok_cfg, cfg)
     if metrics:  # rank 0 only
         print(json.dumps(metrics))
@@ -69,6 +69,8 @@ def add_train(train: argparse._SubParsersAction) -> None:
     p.add_argument("--val-scenes", type=int, default=64, help="held-out synthetic scenes for validation")
     p.add_argument("--eval-manifest", metavar="MANIFEST", help="real maps to score at every validation")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--workers", type=int, help="processes rendering synthetic scenes while training runs "
+                                               "(default: the cores but one; 0: a thread of this process)")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint.pt")
     p.set_defaults(run=_train)
 
@@ -138,7 +140,7 @@ def _read_input(args: argparse.Namespace):
 
 
 def _encode(args: argparse.Namespace) -> None:
-    from perceptok.depth.normalize import robust_range, to_inverse, valid_mask
+    from perceptok.depth.normalize import normalize_depth
     from perceptok.depth.tokenizer import GridDepthTokenizer
     from perceptok.loading import load
 
@@ -151,10 +153,8 @@ def _encode(args: argparse.Namespace) -> None:
     if args.preview:
         from perceptok.viz_depth import depth_preview
 
-        ok = valid_mask(depth.values, depth.kind, depth.valid)
-        inv = to_inverse(torch.where(ok, depth.values, torch.ones_like(depth.values)), depth.kind)
-        low, high = float(enc.stats.low[0]), float(enc.stats.high[0])
-        true_rel = ((inv - low) / (high - low)).clamp(0, 1)
+        truth = normalize_depth(depth.values[None], depth.kind, depth.valid[None])
+        true_rel, ok = truth.rel[0], truth.valid[0]
         pred_rel = tok.decode(enc.ids, size=enc.stats.sizes[0])  # relative inverse depth at the input's size
         out = depth_preview(true_rel, pred_rel, ok, enc.stats.grids[0], args.preview)
         print(f"preview written to {out}", file=sys.stderr)

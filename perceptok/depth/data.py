@@ -1,24 +1,27 @@
-"""Training data for the depth tokenizer: sources of inverse-depth maps and the augmentation
-that makes a tokenizer robust to what users bring (any aspect ratio, sparse LiDAR-like
-measurements, Kinect holes and shadows, noise, indoor and outdoor scenes).
+"""Training data for the depth tokenizer: where source maps come from and where they live.
 
-Axis legend: ``H, W`` pixels of a source map; ``h, w`` token grid.
+Source maps are inverse depth (larger = closer; NaN where nothing was measured) kept on the
+training device in a ``MapPool``, one stacked tensor per map size, so a batch is cut from them
+by batched tensor code (``perceptok.depth.augment``). Procedural scenes are rendered by worker
+processes (a ``torch.utils.data.DataLoader``) and streamed into the pool while training runs:
+the first step waits for a handful of scenes, not for all of them.
+
+Axis legend: ``H, W`` pixels of a source map.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
+import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from perceptok.depth.config import DepthTokenizerConfig
-from perceptok.depth.normalize import robust_range, resize, to_inverse, valid_mask
-from perceptok.depth.tokenizer import model_input
+from perceptok.depth.normalize import normalize_depth
 from perceptok.io.manifest import read_manifest
 from perceptok.synthetic import render_scene
 
@@ -26,145 +29,150 @@ from perceptok.synthetic import render_scene
 RENDER_SIZES = (((240, 320), 0.6), ((192, 384), 0.2), ((128, 448), 0.2))
 
 
-@dataclasses.dataclass
-class InverseMap:
-    """One source map: inverse depth (larger = closer) and validity, ``(H, W)`` each."""
-
-    inverse: torch.Tensor
-    valid: torch.Tensor
+def default_workers() -> int:
+    """Render processes: the cores but one (at least one), at most 16."""
+    return max(1, min(16, (os.cpu_count() or 2) - 1))
 
 
-def synthetic_maps(n: int, seed: int = 0, progress: bool = True) -> list[InverseMap]:
-    """``n`` procedural scenes as inverse depth; the sky is valid with inverse depth 0 (infinitely far)."""
-    rng = np.random.default_rng(seed)
-    sizes = [s for s, _ in RENDER_SIZES]
-    weights = np.array([w for _, w in RENDER_SIZES])
-    maps = []
-    for i in tqdm(range(n), desc="rendering scenes", disable=not progress, unit="scene"):
-        size = sizes[rng.choice(len(sizes), p=weights)]
-        scene = render_scene(seed * 1_000_003 + i, size=size, kind="outdoor" if size[1] / size[0] > 2.5 else None)
+class MapPool:
+    """Inverse-depth maps on one device, stacked per size; thread-safe ``add``.
+
+    ``bucket(key)`` gives the ``(n, H, W)`` tensor of the maps of one size added so far."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self._store: dict[tuple[int, int], torch.Tensor] = {}
+        self._count: dict[tuple[int, int], int] = {}
+        self._holes: set[tuple[int, int]] = set()
+        self._lock = threading.Lock()
+
+    def add(self, inverse: torch.Tensor) -> None:
+        """Add one ``(H, W)`` map (NaN where invalid)."""
+        key = tuple(inverse.shape)
+        with self._lock:
+            n = self._count.get(key, 0)
+            store = self._store.get(key)
+            if store is None or n == len(store):  # grow by doubling
+                grown = torch.empty((max(2 * n, 16), *key), dtype=torch.float32, device=self.device)
+                if store is not None:
+                    grown[:n] = store[:n]
+                self._store[key] = store = grown
+            store[n] = inverse.to(self.device, torch.float32)
+            self._count[key] = n + 1
+            if not bool(torch.isfinite(store[n]).all()):
+                self._holes.add(key)
+
+    def __len__(self) -> int:
+        return sum(self._count.values())
+
+    def counts(self) -> dict[tuple[int, int], int]:
+        with self._lock:
+            return dict(self._count)
+
+    def complete(self, key: tuple[int, int]) -> bool:
+        """Whether every map of that size is measured everywhere (crops need no hole filling)."""
+        with self._lock:
+            return key not in self._holes
+
+    def bucket(self, key: tuple[int, int]) -> torch.Tensor:
+        with self._lock:
+            return self._store[key][: self._count[key]]
+
+
+class SyntheticScenes(Dataset):
+    """Procedural scene ``i`` (of ``perceptok.synthetic``) as an inverse-depth map ``(H, W)``;
+    the sky is valid with inverse depth 0 (infinitely far). The same index always gives the same map."""
+
+    def __init__(self, indices: list[int], seed: int = 0):
+        self.indices = indices
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        index = self.indices[i]
+        rng = np.random.default_rng([self.seed, index])
+        sizes = [s for s, _ in RENDER_SIZES]
+        size = sizes[rng.choice(len(sizes), p=[w for _, w in RENDER_SIZES])]
+        scene = render_scene(self.seed * 1_000_003 + index, size=size, kind="outdoor" if size[1] / size[0] > 2.5 else None)
         depth = torch.from_numpy(scene.depth)
-        inverse = torch.where(torch.isinf(depth), torch.zeros_like(depth), 1.0 / depth)
-        maps.append(InverseMap(inverse, torch.ones_like(depth, dtype=torch.bool)))
-    return maps
+        return torch.where(torch.isinf(depth), torch.zeros_like(depth), 1.0 / depth)
 
 
-def manifest_maps(path: str | Path) -> list[InverseMap]:
+def render(scenes: SyntheticScenes, workers: int) -> Iterator[torch.Tensor]:
+    """Render ``scenes`` in ``workers`` processes (0: in this one), in order. The processes start
+    here, in the calling thread (never fork from a helper thread while torch runs elsewhere)."""
+    return iter(DataLoader(scenes, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None))
+
+
+def manifest_maps(path: str | Path) -> list[torch.Tensor]:
+    """The maps of a manifest as inverse depth, NaN where invalid."""
     maps = []
     for entry in read_manifest(path):
         d = entry.load()
-        ok = valid_mask(d.values, d.kind, d.valid)
-        maps.append(InverseMap(to_inverse(torch.where(ok, d.values, torch.ones_like(d.values)), d.kind) * ok, ok))
+        norm = normalize_depth(d.values[None], d.kind, d.valid[None])
+        maps.append(norm.inverse[0].masked_fill(~norm.valid[0], float("nan")))
     return maps
 
 
-def load_sources(specs: list[str], seed: int = 0) -> list[InverseMap]:
-    """``synthetic:N`` and manifest paths → maps."""
-    maps: list[InverseMap] = []
-    for spec in specs:
-        if spec.startswith("synthetic:"):
-            count = spec.split(":", 1)[1]
-            if not count.isdigit() or int(count) < 1:
-                raise ValueError(f"--data synthetic:N needs a positive scene count, got {spec!r}")
-            maps += synthetic_maps(int(count), seed=seed)
-        else:
-            maps += manifest_maps(spec)
-    if not maps:
-        raise ValueError("no training data: pass --data synthetic:N and/or --data PATH/manifest.jsonl")
-    return maps
+class SourceStream:
+    """Fills a ``MapPool`` from ``synthetic:N`` and manifest sources.
 
-
-def _degrade_validity(valid: torch.Tensor, inverse: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Remove measurements the way real sensors do (at the source resolution)."""
-    h, w = valid.shape
-    r = float(torch.rand((), generator=g))
-    if r < 0.45:
-        return valid
-    if r < 0.65:  # LiDAR-like: a few scan lines, columns dropped
-        step = int(torch.randint(2, 7, (), generator=g))
-        rows = (torch.arange(h) + int(torch.randint(0, step, (), generator=g))) % step == 0
-        cols = torch.rand(w, generator=g) < float(torch.empty(()).uniform_(0.3, 1.0, generator=g))
-        return valid & rows[:, None] & cols[None, :]
-    if r < 0.8:  # scattered samples
-        return valid & (torch.rand(h, w, generator=g) < float(torch.empty(()).uniform_(0.05, 0.5, generator=g)))
-    # Kinect-like: shadows along depth edges, blobs, a border band
-    gy, gx = torch.gradient(inverse)
-    edges = (gx.abs() + gy.abs()) > 0.02 * float(inverse.max().clamp_min(1e-6))
-    edges = F.max_pool2d(edges[None, None].float(), 7, stride=1, padding=3)[0, 0] > 0
-    out = valid & ~(edges & (torch.rand(h, w, generator=g) < 0.7))
-    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    for _ in range(int(torch.randint(0, 4, (), generator=g))):
-        cy, cx = float(torch.rand((), generator=g)) * h, float(torch.rand((), generator=g)) * w
-        ry, rx = (0.03 + 0.12 * float(torch.rand((), generator=g))) * h, (0.03 + 0.12 * float(torch.rand((), generator=g))) * w
-        out &= ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 > 1
-    band = int(float(torch.rand((), generator=g)) * 0.08 * w)
-    if band:
-        out[:, :band] = False
-    return out
-
-
-@dataclasses.dataclass
-class Batch:
-    """Network inputs and targets for one grid shape.
-
-    Attributes:
-        x: ``(B, 2, H, W)`` network input.
-        target: ``(B, 1, H', W')`` relative inverse depth at the decoder's resolution.
-        mask: ``(B, 1, H', W')`` bool, pixels with a real measurement.
-        grid: the token grid ``(h, w)``.
+    Manifests load at once; synthetic scenes render in worker processes and stream in from a
+    background thread. Under DDP each rank renders its own share (scene ``i`` goes to rank
+    ``i % world``), so the ranks' pools are disjoint and their union is every scene.
     """
 
-    x: torch.Tensor
-    target: torch.Tensor
-    mask: torch.Tensor
-    grid: tuple[int, int]
+    def __init__(self, specs: list[str], pool: MapPool, seed: int = 0, workers: int | None = None,
+                 rank: int = 0, world: int = 1, progress: bool = True):
+        self.pool = pool
+        scenes: list[int] = []
+        for spec in specs:
+            if spec.startswith("synthetic:"):
+                count = spec.split(":", 1)[1]
+                if not count.isdigit() or int(count) < 1:
+                    raise ValueError(f"--data synthetic:N needs a positive scene count, got {spec!r}")
+                scenes += range(len(scenes), len(scenes) + int(count))
+            else:
+                for m in manifest_maps(spec):
+                    pool.add(m)
+        if not scenes and not len(pool):
+            raise ValueError("no training data: pass --data synthetic:N and/or --data PATH/manifest.jsonl")
+        self.total = len(pool) + len(scenes[rank::world])
+        self.error: BaseException | None = None
+        self._bar = tqdm(total=len(scenes[rank::world]), desc="rendering scenes", unit="scene",
+                         disable=not progress or not scenes)
+        mine = SyntheticScenes(scenes[rank::world], seed)
+        maps = render(mine, default_workers() if workers is None else workers) if len(mine) else iter(())
+        self._thread = threading.Thread(target=self._fill, args=(maps,), daemon=True)
+        self._thread.start()
 
-    def to(self, device: torch.device) -> Batch:
-        return Batch(self.x.to(device), self.target.to(device), self.mask.to(device), self.grid)
+    def _fill(self, maps: Iterator[torch.Tensor]) -> None:
+        try:
+            for inverse in maps:
+                self.pool.add(inverse)
+                self._bar.update(1)
+        except BaseException as err:  # surfaced in the training thread by wait()
+            self.error = err
+        finally:
+            self._bar.close()
+
+    def wait(self, at_least: int) -> MapPool:
+        """Block until the pool holds ``at_least`` maps (or everything), and re-raise a render failure."""
+        target = min(at_least, self.total)
+        while len(self.pool) < target and self._thread.is_alive():
+            self._thread.join(0.05)
+        if self.error is not None:
+            raise RuntimeError(f"rendering synthetic scenes failed: {self.error}") from self.error
+        return self.pool
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
 
 
-def make_batch(maps: list[InverseMap], cfg: DepthTokenizerConfig, batch_size: int, g: torch.Generator,
-               augment: bool = True) -> Batch:
-    """Sample one batch; all its maps share a grid drawn from the config's grids (the square
-    one most often). Targets are at the decoder's resolution, 1/decoder_stride of the input's."""
-    grids = list(cfg.grids)
-    probs = torch.tensor([0.6 if i == 0 else 0.4 / max(len(grids) - 1, 1) for i in range(len(grids))])
-    grid = grids[int(torch.multinomial(probs, 1, generator=g))] if augment else grids[0]
-    size = (grid[0] * cfg.cell_size, grid[1] * cfg.cell_size)
-    out_size = (size[0] // cfg.decoder_stride, size[1] // cfg.decoder_stride)
-    xs, targets, masks = [], [], []
-    for _ in range(batch_size):
-        m = maps[int(torch.randint(len(maps), (), generator=g))]
-        inv, ok = m.inverse, m.valid
-        if augment:
-            inv, ok = _random_crop(inv, ok, grid, g)
-        measured = _degrade_validity(ok, inv, g) if augment else ok
-        if int(measured.sum()) < 16:
-            measured = ok
-        low, high = robust_range(inv, measured)
-        rel = ((inv - low) / (high - low)).clamp(0, 1)
-        noisy = rel
-        if augment and float(torch.rand((), generator=g)) < 0.3:
-            noisy = (rel + torch.randn(rel.shape, generator=g) * 0.01).clamp(0, 1)
-        xs.append(model_input((noisy * measured)[None, None], measured[None, None], size)[0])
-        okf = ok[None, None].float()
-        weight = resize(okf, out_size)
-        targets.append((resize(rel[None, None] * okf, out_size) / weight.clamp_min(1e-6))[0])
-        masks.append((weight > 0.5)[0])
-    return Batch(torch.stack(xs), torch.stack(targets), torch.stack(masks), grid)
-
-
-def _random_crop(inv: torch.Tensor, ok: torch.Tensor, grid: tuple[int, int], g: torch.Generator):
-    """A random crop whose aspect ratio suits ``grid`` (cells within ±40 % of square), flipped half the time."""
-    h, w = inv.shape
-    aspect = grid[1] / grid[0] * math.exp(float(torch.empty(()).uniform_(-0.35, 0.35, generator=g)))
-    ch = min(h, w / aspect)
-    scale = math.sqrt(float(torch.empty(()).uniform_(0.35, 1.0, generator=g)))
-    ch = max(int(ch * scale), 8)
-    cw = max(min(int(ch * aspect), w), 8)
-    y0 = int(torch.randint(0, h - ch + 1, (), generator=g))
-    x0 = int(torch.randint(0, w - cw + 1, (), generator=g))
-    inv, ok = inv[y0 : y0 + ch, x0 : x0 + cw], ok[y0 : y0 + ch, x0 : x0 + cw]
-    if float(torch.rand((), generator=g)) < 0.5:
-        inv, ok = inv.flip(-1), ok.flip(-1)
-    return inv, ok
+def load_pool(specs: list[str], device: torch.device | str = "cpu", seed: int = 0, workers: int | None = None,
+              progress: bool = False) -> MapPool:
+    """Every map of ``specs`` in a pool, rendered before returning (validation sets, tests)."""
+    stream = SourceStream(specs, MapPool(device), seed=seed, workers=workers, progress=progress)
+    return stream.wait(stream.total)

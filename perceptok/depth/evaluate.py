@@ -7,7 +7,7 @@ import time
 import torch
 
 from perceptok.depth.metrics import codebook_stats, map_errors, nearest_of_k_accuracy, ordinal_accuracy
-from perceptok.depth.normalize import to_inverse, valid_mask
+from perceptok.depth.normalize import normalize_depth, to_inverse
 from perceptok.depth.tokenizer import GridDepthTokenizer
 from perceptok.io.depth_files import DepthMap
 
@@ -37,14 +37,14 @@ def evaluate_depth(tok: GridDepthTokenizer, maps: list[DepthMap], seed: int = 0)
     sums: dict[str, float] = {"abs_rel": 0.0, "delta1": 0.0, "rmse_rel": 0.0}
     hits = {k: [0, 0] for k in ("ordinal_acc", "ordinal_acc_3pt", "ordinal_acc_4pt", "ordinal_acc_5pt")}
     for m, pred in zip(maps, restored):
-        ok = valid_mask(m.values, m.kind, m.valid)
-        for key, value in map_errors(pred, m.values, ok, m.kind).items():
+        truth = normalize_depth(m.values.double()[None], m.kind, m.valid[None])
+        for key, value in map_errors(pred, truth, m.values, m.kind).items():
             sums[key] += value
-        true_inv = to_inverse(torch.where(ok, m.values, torch.ones_like(m.values)), m.kind).double()
+        ok, true_rel = truth.valid[0], truth.unclamped()[0]
         pred_inv = to_inverse(pred.double().clamp_min(1e-9), m.kind)
         for key, (c, t) in {
-            "ordinal_acc": ordinal_accuracy(pred_inv, true_inv, ok, g),
-            **{f"ordinal_acc_{k}pt": nearest_of_k_accuracy(pred_inv, true_inv, ok, k, g) for k in (3, 4, 5)},
+            "ordinal_acc": ordinal_accuracy(pred_inv, true_rel, ok, g),
+            **{f"ordinal_acc_{k}pt": nearest_of_k_accuracy(pred_inv, true_rel, ok, k, g) for k in (3, 4, 5)},
         }.items():
             hits[key][0] += c
             hits[key][1] += t

@@ -18,22 +18,24 @@ import math
 
 import torch
 
-from perceptok.depth.normalize import robust_range, to_inverse
+from perceptok.depth.normalize import Normalized, to_inverse
 
 MIN_GAP = 0.08
 
 
-def map_errors(pred: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor, kind: str) -> dict[str, float]:
-    """abs_rel, delta1 and rmse_rel of one map (``pred`` restored in ``kind``)."""
-    p, t = pred[valid].double(), truth[valid].double()
+def map_errors(pred: torch.Tensor, truth: Normalized, raw: torch.Tensor, kind: str) -> dict[str, float]:
+    """abs_rel, delta1 and rmse_rel of one map: ``pred`` restored in ``kind``, ``raw`` the true
+    ``(H, W)`` values and ``truth`` their ``normalize_depth`` (batch of one)."""
+    valid = truth.valid[0]
+    p, t = pred[valid].double(), raw[valid].double()
     if kind == "metric":
         d_pred, d_true = p, t
     else:  # disparity-like kinds: compare as depth, 1 / value
         d_pred, d_true = 1 / p.clamp_min(1e-9), 1 / t.clamp_min(1e-9)
     ratio = torch.maximum(d_pred / d_true, d_true / d_pred)
-    inv_t, inv_p = to_inverse(t, kind), to_inverse(p.clamp_min(1e-9), kind)
-    low, high = robust_range(to_inverse(truth.double().where(valid, torch.ones_like(truth.double())), kind), valid)
-    rel_t, rel_p = (inv_t - low) / (high - low), (inv_p - low) / (high - low)
+    low, high = truth.low[0], truth.high[0]
+    rel_t = truth.unclamped()[0][valid]
+    rel_p = (to_inverse(p.clamp_min(1e-9), kind) - low) / (high - low)
     return {
         "abs_rel": float(((d_pred - d_true).abs() / d_true).mean()),
         "delta1": float((ratio < 1.25).double().mean()),
@@ -41,15 +43,11 @@ def map_errors(pred: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor, kin
     }
 
 
-def _relative(inverse: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    low, high = robust_range(inverse, valid)
-    return (inverse - low) / (high - low)
-
-
-def ordinal_accuracy(pred_inv: torch.Tensor, true_inv: torch.Tensor, valid: torch.Tensor, g: torch.Generator,
+def ordinal_accuracy(pred_inv: torch.Tensor, true_rel: torch.Tensor, valid: torch.Tensor, g: torch.Generator,
                      pairs: int = 1000) -> tuple[int, int]:
-    """(correct, total) over pairs of valid pixels with a true normalised gap ≥ MIN_GAP."""
-    rel = _relative(true_inv, valid)[valid]
+    """(correct, total) over pairs of valid pixels with a true normalised gap ≥ MIN_GAP.
+    ``true_rel``: the truth's unclamped relative inverse depth (``Normalized.unclamped``)."""
+    rel = true_rel[valid]
     pred = pred_inv[valid]
     n = len(rel)
     correct = total = 0
@@ -64,15 +62,15 @@ def ordinal_accuracy(pred_inv: torch.Tensor, true_inv: torch.Tensor, valid: torc
     return correct, total
 
 
-def nearest_of_k_accuracy(pred_inv: torch.Tensor, true_inv: torch.Tensor, valid: torch.Tensor, k: int,
+def nearest_of_k_accuracy(pred_inv: torch.Tensor, true_rel: torch.Tensor, valid: torch.Tensor, k: int,
                           g: torch.Generator, trials: int = 300) -> tuple[int, int]:
     """(correct, total): is the nearest of k points (pairwise true gaps ≥ MIN_GAP) found?"""
-    rel = _relative(true_inv, valid)[valid]
+    rel = true_rel[valid]
     pred = pred_inv[valid]
     n = len(rel)
     idx = torch.randint(n, (trials * 20, k), generator=g)
     r = rel[idx]  # (T, k)
-    gaps = (r[:, :, None] - r[:, None, :]).abs() + torch.eye(k) * 1e9
+    gaps = (r[:, :, None] - r[:, None, :]).abs() + torch.eye(k, dtype=r.dtype) * 1e9
     idx = idx[gaps.flatten(1).min(-1).values >= MIN_GAP][:trials]
     if len(idx) == 0:
         return 0, 0

@@ -90,10 +90,13 @@ class PerceptokVQVAE(nn.Module):
         self.detail = nn.Sequential(*up, nn.Conv2d(stages[-1][1] if stages else cfg.width, 1, 3, padding=1))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 2, H, W)`` → latents ``(B, D, h, w)``."""
-        z = self.encoder(x)
+        """``(B, 2, H, W)`` → latents ``(B, D, h, w)``. The network runs in its weights' dtype;
+        the level prior in at least float32 from ``x`` as given, so a bf16 network keeps the
+        cell levels of a float32 input exactly."""
+        z = self.encoder(x.to(self.level.weight.dtype))
         if self.level_prior:
-            z = z + self._prior(x[:, :1])
+            wide = torch.promote_types(x.dtype, torch.float32)
+            z = z.to(torch.promote_types(z.dtype, wide)) + self._prior(x[:, :1].to(wide))
         return z
 
     def _prior(self, depth: torch.Tensor) -> torch.Tensor:
@@ -142,7 +145,7 @@ class AuroraVQVAE(nn.Module):
         self.decoder = nn.Sequential(*up, nn.Conv2d(16, 1, 1))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x[:, :1])
+        return self.encoder(x[:, :1].to(self.encoder[0].weight.dtype))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         # The original's output is in [-1, 1] like its input; map it to [0, 1].
@@ -187,6 +190,10 @@ class DepthVQVAE(nn.Module):
             q, ids, loss = self.quantizer(tokens)
         return rearrange(q, "b (h w) d -> b d h w", h=h, w=w), ids.long(), loss
 
+    def encode_ids(self, x: torch.Tensor) -> torch.Tensor:
+        """Network input ``(B, C, H, W)`` → ids ``(B, N)``."""
+        return self.quantize(self.net.encode(x))[1]
+
     def codes(self, ids: torch.Tensor) -> torch.Tensor:
         """Ids ``(B, N)`` → code vectors ``(B, N, D)``."""
         if self.cfg.quantizer == "fsq":
@@ -202,7 +209,7 @@ class DepthVQVAE(nn.Module):
         """Code vectors ``(B, N, D)`` → relative inverse depth ``(B, 1, H', W')`` (H' = H for the
         aurora architecture, H/decoder_stride for ours)."""
         z = rearrange(codes, "b (h w) d -> b d h w", h=grid[0], w=grid[1])
-        return self.net.decode(z)
+        return self.net.decode(z.to(next(self.net.parameters()).dtype))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Input ``(B, C, H, W)`` → reconstruction ``(B, 1, H', W')``, ids ``(B, N)``, commitment loss."""

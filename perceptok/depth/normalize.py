@@ -1,11 +1,16 @@
 """Depth ⇄ the tokenizer's internal convention: relative inverse depth in [0, 1] per map,
 1 = nearest (the sense of the original's Depth Anything maps, so tokens mean the same).
 
-A map's valid pixels are turned into inverse depth (``metric``: 1/d; ``disparity`` and
-``relative_inverse`` already are), and scaled by their 2nd and 98th percentiles, so a few wrong
-measurements (flying pixels, a saturated sky) do not decide the scale. Invalid pixels take no part
-in the statistics; they are filled from their surroundings (push-pull) so the encoder sees no
-artificial edges, and a validity channel tells it where the real measurements were.
+``normalize_depth`` is the one definition of that mapping; the tokenizer, the training data, the
+metrics, evaluation, the CLI and the LLaVA plugin all call it. A map's valid pixels are turned
+into inverse depth (``metric``: 1/d; ``disparity`` and ``relative_inverse`` already are) and
+scaled by their 2nd and 98th percentiles, so a few wrong measurements (flying pixels, a
+saturated sky) do not decide the scale. Invalid pixels take no part in the statistics; they are
+filled from their surroundings (push-pull) so the encoder sees no artificial edges, and a
+validity channel tells it where the real measurements were.
+
+Everything here is batched tensor code that runs on the input's device in the input's precision
+(at least float32; statistics in float64 where the device has it), with no host round trip per map.
 
 Axis legend: ``B`` maps, ``H, W`` pixels.
 """
@@ -20,6 +25,10 @@ import torch.nn.functional as F
 from perceptok.io.depth_files import DEPTH_KINDS
 
 LOW_Q, HIGH_Q = 0.02, 0.98
+# torch.quantile sorts at most 2**24 values per call: rows are processed in chunks under that,
+# and a map with more valid pixels than MAX_QUANTILE_VALUES is sampled with a stride.
+QUANTILE_LIMIT = 2**24
+MAX_QUANTILE_VALUES = 1_000_000
 
 
 @dataclasses.dataclass
@@ -27,7 +36,8 @@ class DepthStats:
     """The per-map normalisation, what ``decode`` needs to restore depth in the input's units.
 
     Attributes:
-        low, high: ``(B,)`` inverse depth at the 2nd and 98th percentiles of the valid pixels.
+        low, high: ``(B,)`` inverse depth at the 2nd and 98th percentiles of the valid pixels
+            (float64 where the device has it), on the input's device.
         kind: the input's kind (one of ``DEPTH_KINDS``), the same for the batch.
         sizes: ``(H, W)`` of each input map.
         grids: token grid ``(rows, cols)`` of each map.
@@ -39,6 +49,33 @@ class DepthStats:
     sizes: list[tuple[int, int]]
     grids: list[tuple[int, int]]
 
+    def to_json(self) -> dict:
+        """Plain numbers, for ``perceptok encode --json`` and tokenized datasets."""
+        return {"low": self.low.tolist(), "high": self.high.tolist(), "kind": self.kind,
+                "sizes": [list(s) for s in self.sizes], "grids": [list(g) for g in self.grids]}
+
+
+@dataclasses.dataclass
+class Normalized:
+    """Output of ``normalize_depth``.
+
+    Attributes:
+        rel: ``(B, H, W)`` relative inverse depth in [0, 1] (1 = nearest), 0 where invalid.
+        valid: ``(B, H, W)`` bool, the pixels that took part.
+        low, high: ``(B,)`` the inverse depths that map to 0 and 1.
+        inverse: ``(B, H, W)`` inverse depth before scaling (1 where invalid).
+    """
+
+    rel: torch.Tensor
+    valid: torch.Tensor
+    low: torch.Tensor
+    high: torch.Tensor
+    inverse: torch.Tensor
+
+    def unclamped(self) -> torch.Tensor:
+        """``(B, H, W)`` relative inverse depth without the clamp to [0, 1], in the stats' precision."""
+        return (self.inverse.to(self.low.dtype) - self.low[:, None, None]) / (self.high - self.low)[:, None, None]
+
 
 def check_kind(kind: str) -> str:
     if kind not in DEPTH_KINDS:
@@ -46,11 +83,25 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-def valid_mask(depth: torch.Tensor, kind: str, valid: torch.Tensor | None) -> torch.Tensor:
-    """Finite pixels (positive ones for metric and disparity), and'ed with a given mask."""
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The float type pixel maths runs in: the input's, but never below float32 (inverse depth
+    of bf16 metres would lose the near/far order the tokens exist to keep)."""
+    return torch.promote_types(dtype, torch.float32) if dtype.is_floating_point else torch.float32
+
+
+def stats_dtype(device: torch.device) -> torch.dtype:
+    """float64 for percentiles and restoration, except on devices without it (MPS)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def valid_mask(depth: torch.Tensor, kind: str, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Pixels with a usable measurement: finite, positive for metric and disparity (non-negative
+    for relative inverse depth), a finite inverse (1e-45 m is no measurement), and'ed with ``valid``."""
     ok = torch.isfinite(depth)
     ok &= depth > 0 if kind != "relative_inverse" else depth >= 0
-    return ok & valid.bool() if valid is not None else ok
+    if kind == "metric":
+        ok &= torch.isfinite(1.0 / depth.to(work_dtype(depth.dtype)))
+    return ok & valid.to(device=depth.device, dtype=torch.bool) if valid is not None else ok
 
 
 def to_inverse(depth: torch.Tensor, kind: str) -> torch.Tensor:
@@ -65,29 +116,57 @@ def from_inverse(inverse: torch.Tensor, kind: str) -> torch.Tensor:
     return inverse
 
 
-def robust_range(inverse: torch.Tensor, valid: torch.Tensor) -> tuple[float, float]:
-    """2nd and 98th percentiles of the valid values of one ``(H, W)`` map."""
-    values = inverse[valid].double()
-    if len(values) > 1_000_000:  # quantile has a size limit; a strided sample is exact enough
-        values = values[:: len(values) // 1_000_000 + 1]
-    low, high = torch.quantile(values, torch.tensor([LOW_Q, HIGH_Q], dtype=torch.float64)).tolist()
-    if high - low < 1e-6 * max(abs(high), 1e-6):  # a flat map: give it a unit-free span
-        low, high = low - 1e-3 * max(abs(low), 1e-3), high + 1e-3 * max(abs(high), 1e-3)
+def robust_range(inverse: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """2nd and 98th percentiles of the valid values of each map: ``(B, H, W)`` → two ``(B,)``.
+
+    Maps without valid values get NaN; ``normalize_depth`` rejects those before."""
+    dtype = stats_dtype(inverse.device)
+    values = inverse.to(dtype).masked_fill(~valid, float("nan")).flatten(1)  # (B, H·W)
+    if values.shape[1] > MAX_QUANTILE_VALUES:  # an exact-enough strided sample of huge maps
+        values = values[:, :: values.shape[1] // MAX_QUANTILE_VALUES + 1]
+    q = torch.tensor([LOW_Q, HIGH_Q], dtype=dtype, device=values.device)
+    rows = max(QUANTILE_LIMIT // max(values.shape[1], 1), 1)
+    bounds = torch.cat([torch.nanquantile(chunk, q, dim=1) for chunk in values.split(rows)], dim=1)  # (2, B)
+    low, high = bounds[0], bounds[1]
+    flat = (high - low) < 1e-6 * high.abs().clamp_min(1e-6)  # a flat map: give it a unit-free span
+    low = torch.where(flat, low - 1e-3 * low.abs().clamp_min(1e-3), low)
+    high = torch.where(flat, high + 1e-3 * high.abs().clamp_min(1e-3), high)
     return low, high
+
+
+def normalize_depth(depth: torch.Tensor, kind: str, valid: torch.Tensor | None = None,
+                    measured: torch.Tensor | None = None) -> Normalized:
+    """Depth maps ``(B, H, W)`` of one kind → relative inverse depth in [0, 1].
+
+    Args:
+        depth: values in ``kind`` (metres, disparity or relative inverse depth), any float or
+            integer dtype, any device; 0, NaN and ±inf are invalid.
+        kind: one of ``DEPTH_KINDS``.
+        valid: optional ``(B, H, W)`` bool mask and'ed with the automatic one.
+        measured: optional ``(B, H, W)`` bool: only these valid pixels set the percentiles
+            (training data computes the range from a sparsified copy of a dense map).
+    """
+    check_kind(kind)
+    x = depth.to(work_dtype(depth.dtype))
+    ok = valid_mask(x, kind, valid)
+    inverse = to_inverse(torch.where(ok, x, torch.ones_like(x)), kind)
+    low, high = robust_range(inverse, ok & measured if measured is not None else ok)
+    span = (high - low)[:, None, None]
+    rel = ((inverse - low[:, None, None].to(x.dtype)) / span.to(x.dtype)).clamp(0, 1)
+    return Normalized(rel.masked_fill(~ok, 0), ok, low, high, inverse)
 
 
 def fill_holes(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Push-pull fill of ``(B, 1, H, W)`` maps: each hole takes the average of the nearest
-    scale at which its neighbourhood has measurements."""
-    w = valid.float()
-    if bool(w.all()):
-        return x
+    scale at which its neighbourhood has measurements. The pyramid always goes down to 1×1 so
+    nothing depends on the values on the host (no device sync); a map with no measurement is 0."""
+    w = valid.to(x.dtype)
     levels = [(x * w, w)]
-    while min(levels[-1][0].shape[-2:]) > 1 and not bool((levels[-1][1] > 0).all()):
+    while max(levels[-1][0].shape[-2:]) > 1:
         xs, ws = levels[-1]
         levels.append((F.avg_pool2d(xs, 2, ceil_mode=True), F.avg_pool2d(ws, 2, ceil_mode=True)))
     xs, ws = levels[-1]
-    filled = torch.where(ws > 0, xs / ws.clamp_min(1e-12), xs.sum((-2, -1), keepdim=True) / ws.sum((-2, -1), keepdim=True).clamp_min(1e-12))
+    filled = torch.where(ws > 0, xs / ws.clamp_min(1e-12), torch.zeros_like(xs))
     for xs, ws in reversed(levels[:-1]):
         up = F.interpolate(filled, size=xs.shape[-2:], mode="bilinear", align_corners=False)
         filled = torch.where(ws > 0, xs / ws.clamp_min(1e-12), up)

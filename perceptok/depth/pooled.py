@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from perceptok.config import TokenizerConfig
 from perceptok.depth.config import choose_grid
+from perceptok.depth.normalize import stats_dtype
 from perceptok.depth.tokenizer import GridDepthTokenizer
 from perceptok.registry import register_preset, register_tokenizer
 
@@ -48,20 +49,17 @@ class PooledDepthTokenizer(GridDepthTokenizer):
     def __init__(self, config: PooledDepthConfig | None = None):
         super().__init__(config if config is not None else PooledDepthConfig())
 
-    def _encode_grid(self, rels, valids, grid):
-        ids = []
-        for rel, ok in zip(rels, valids):
-            w = ok[None, None].float()
-            total = F.adaptive_avg_pool2d(rel[None, None] * w, grid)
-            count = F.adaptive_avg_pool2d(w, grid)
-            cells = total / count.clamp_min(1e-12)
-            # cells without measurements take the mean of the map's valid pixels
-            cells = torch.where(count > 0, cells, (rel[ok].mean()).expand_as(cells))
-            ids.append(torch.round(cells.flatten() * (self.config.codebook_size - 1)).long())
-        return torch.stack(ids)
+    def _encode_grid(self, rel, valid, grid):
+        w = valid[:, None].to(rel.dtype)  # (b, 1, H, W)
+        total = F.adaptive_avg_pool2d(rel[:, None] * w, grid)
+        count = F.adaptive_avg_pool2d(w, grid)
+        mean = (rel[:, None] * w).sum((-2, -1), keepdim=True) / w.sum((-2, -1), keepdim=True).clamp_min(1)
+        # cells without measurements take the mean of the map's valid pixels
+        cells = torch.where(count > 0, total / count.clamp_min(1e-12), mean)
+        return torch.round(cells.flatten(1) * (self.config.codebook_size - 1)).long()
 
     def _decode_grid(self, ids, grid):
-        levels = ids.double() / (self.config.codebook_size - 1)
+        levels = ids.to(stats_dtype(ids.device)) / (self.config.codebook_size - 1)
         return levels.view(-1, 1, *grid).float()
 
 

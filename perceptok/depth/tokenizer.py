@@ -26,7 +26,7 @@ from perceptok.base import PerceptionTokenizer, TokenizerOutput
 from perceptok.depth.config import PRESETS, DepthTokenizerConfig
 from perceptok.depth.model import DepthVQVAE
 from perceptok.depth.normalize import (
-    DepthStats, check_kind, fill_holes, from_inverse, resize, robust_range, to_inverse, valid_mask,
+    DepthStats, check_kind, fill_holes, from_inverse, normalize_depth, resize, stats_dtype, work_dtype,
 )
 from perceptok.depth.text import SpanGrammar
 from perceptok.io.depth_files import DepthMap
@@ -51,7 +51,15 @@ def model_input(rel: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]) -
     """Network input ``(B, 2, *size)`` from relative maps and validity masks ``(B, 1, H, W)``:
     holes filled, resized, scaled to [-1, 1], with the resized validity as a second channel."""
     filled = fill_holes(rel, valid)
-    return torch.cat([resize(filled, size) * 2 - 1, resize(valid.float(), size)], dim=1)
+    return torch.cat([resize(filled, size) * 2 - 1, resize(valid.to(rel.dtype), size)], dim=1)
+
+
+def _groups(keys: list, chunk: int) -> list[tuple[Any, list[int]]]:
+    """Indices of equal keys, in chunks of at most ``chunk``, each chunk with its key."""
+    by_key: dict[Any, list[int]] = {}
+    for i, key in enumerate(keys):
+        by_key.setdefault(key, []).append(i)
+    return [(key, index[s : s + chunk]) for key, index in by_key.items() for s in range(0, len(index), chunk)]
 
 
 class GridDepthTokenizer(PerceptionTokenizer):
@@ -60,7 +68,8 @@ class GridDepthTokenizer(PerceptionTokenizer):
 
     Subclasses turn relative maps of one grid into ids (``_encode_grid``) and back
     (``_decode_grid``). Their configs have ``grids``, ``cell_size``, ``codebook_size`` and
-    ``token_prefix``.
+    ``token_prefix``. Maps are processed on their own device, in batches of equal size; ids and
+    decoded maps come back on the input's device.
     """
 
     def __init__(self, config: Any):
@@ -85,19 +94,19 @@ class GridDepthTokenizer(PerceptionTokenizer):
         return self.config.tokens_per_map
 
     @abc.abstractmethod
-    def _encode_grid(self, rels: list[torch.Tensor], valids: list[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
-        """Relative maps ``(H, W)`` in [0, 1] (0 where invalid) and masks of one grid → ids ``(b, N)``."""
+    def _encode_grid(self, rel: torch.Tensor, valid: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Relative maps ``(b, H, W)`` in [0, 1] (0 where invalid) and masks of one grid → ids ``(b, N)``."""
 
     @abc.abstractmethod
     def _decode_grid(self, ids: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        """Ids ``(b, N)`` → relative maps ``(b, 1, H', W')`` in [0, 1]."""
+        """Ids ``(b, N)`` → relative maps ``(b, 1, H', W')`` in [0, 1], float32 or wider."""
 
     def default_size(self, grid: tuple[int, int]) -> tuple[int, int]:
         return grid[0] * self.config.cell_size, grid[1] * self.config.cell_size
     # --- inputs -----------------------------------------------------------------------------
 
-    def _as_maps(self, depth: Any, kind: str, valid: Any) -> tuple[list[torch.Tensor], list[torch.Tensor], str, bool]:
-        """Normalise the accepted input forms to lists of ``(H, W)`` maps and masks."""
+    def _as_maps(self, depth: Any, kind: str, valid: Any) -> tuple[list[torch.Tensor], list[torch.Tensor | None], str, bool]:
+        """Normalise the accepted input forms to lists of ``(H, W)`` maps and masks (device and dtype kept)."""
         if isinstance(depth, (str, bytes, os.PathLike)):
             raise TypeError(f"depth must be a tensor, an array, a DepthMap or a list of them, got the path {depth!r}; "
                             "read files with perceptok.io.read_depth")
@@ -115,7 +124,8 @@ class GridDepthTokenizer(PerceptionTokenizer):
             single = t.ndim == 2
             maps = [t] if single else list(t)
         elif isinstance(depth, Sequence) and depth:
-            maps, single = [torch.as_tensor(np.asarray(d)) for d in depth], False
+            maps = [d if isinstance(d, torch.Tensor) else torch.as_tensor(np.asarray(d)) for d in depth]
+            single = False
             if any(m.ndim != 2 or 0 in m.shape for m in maps):
                 raise ValueError(f"each map of a batch must be a non-empty (H, W) array, got {[tuple(m.shape) for m in maps]}")
         else:
@@ -125,11 +135,11 @@ class GridDepthTokenizer(PerceptionTokenizer):
         else:
             v = torch.as_tensor(valid)
             valids = [v] if single else list(v)
-            if any(a is not None and a.shape != m.shape for a, m in zip(valids, maps)):
+            if len(valids) != len(maps) or any(a.shape != m.shape for a, m in zip(valids, maps)):
                 raise ValueError("valid must have the same shape as depth")
-        if maps[0].dtype.is_complex or maps[0].dtype == torch.bool:
+        if any(m.dtype.is_complex or m.dtype == torch.bool for m in maps):
             raise TypeError(f"depth must hold real numbers, got {maps[0].dtype}")
-        return [m.float() for m in maps], valids, check_kind(kind), single
+        return maps, valids, check_kind(kind), single
 
     # --- encode / decode ----------------------------------------------------------------------
 
@@ -139,43 +149,46 @@ class GridDepthTokenizer(PerceptionTokenizer):
 
         Args:
             depth: one ``(H, W)`` map, a ``(B, H, W)`` batch, a list of maps of any sizes, or
-                ``DepthMap``s from ``perceptok.io`` (which carry their kind and validity).
+                ``DepthMap``s from ``perceptok.io`` (which carry their kind and validity); any
+                real dtype, on any device (normalisation runs there; the network on the
+                tokenizer's device; ids come back on the input's device).
             kind: "metric" (metres, smaller = closer), "disparity" (larger = closer) or
                 "relative_inverse" (Depth Anything-like, larger = closer).
             valid: optional bool mask(s) shaped like ``depth``; 0, NaN and ±inf are invalid anyway.
         """
         maps, valids, kind, single = self._as_maps(depth, kind, valid)
-        lows, highs, grids, rels, oks = [], [], [], [], []
-        for i, (d, v) in enumerate(zip(maps, valids)):
-            ok = valid_mask(d, kind, v)
-            if int(ok.sum()) < 2:
+        device = maps[0].device
+        ids = torch.empty(len(maps), self.tokens_per_map, dtype=torch.long, device=device)
+        low = torch.empty(len(maps), dtype=stats_dtype(device), device=device)
+        high = torch.empty_like(low)
+        for shape, chunk in _groups([tuple(m.shape) for m in maps], CHUNK):
+            d = torch.stack([maps[i].to(device) for i in chunk])  # (b, H, W)
+            v = torch.stack([valids[i].to(device) for i in chunk]) if valids[chunk[0]] is not None else None
+            norm = normalize_depth(d, kind, v)
+            counts = norm.valid.flatten(1).sum(1)
+            if bool((counts < 2).any()):
+                j = int(torch.nonzero(counts < 2)[0, 0])
                 raise ValueError(
-                    f"map {i} ({tuple(d.shape)}) has {int(ok.sum())} valid pixels; a map needs measurements "
+                    f"map {chunk[j]} ({shape}) has {int(counts[j])} valid pixels; a map needs measurements "
                     "(0, NaN and ±inf are invalid). Check the encoding, scale and kind it was read with"
                 )
-            inv = to_inverse(torch.where(ok, d, torch.ones_like(d)), kind)
-            low, high = robust_range(inv, ok)
-            rels.append(((inv - low) / (high - low)).clamp(0, 1).where(ok, torch.zeros_like(inv)))
-            oks.append(ok)
-            lows.append(low), highs.append(high), grids.append(self.config.choose_grid(*d.shape))
-        ids = torch.zeros(len(maps), self.tokens_per_map, dtype=torch.long)
-        for grid in set(grids):
-            index = [i for i, g in enumerate(grids) if g == grid]
-            for start in range(0, len(index), CHUNK):
-                chunk = index[start : start + CHUNK]
-                ids[chunk] = self._encode_grid([rels[i] for i in chunk], [oks[i] for i in chunk], grid)
-        stats = DepthStats(torch.tensor(lows, dtype=torch.float64), torch.tensor(highs, dtype=torch.float64), kind,
-                           [tuple(m.shape) for m in maps], grids)
+            rows = torch.tensor(chunk, device=device)
+            ids[rows] = self._encode_grid(norm.rel, norm.valid, self.config.choose_grid(*shape)).to(device)
+            low[rows], high[rows] = norm.low.to(low.dtype), norm.high.to(high.dtype)
+        stats = DepthStats(low, high, kind, [tuple(m.shape) for m in maps],
+                           [self.config.choose_grid(*m.shape) for m in maps])
         return DepthEncoding(ids=ids[0] if single else ids, stats=stats)
 
     def _check_ids(self, ids: Any) -> tuple[torch.Tensor, bool]:
         if isinstance(ids, TokenizerOutput):
             ids = ids.ids
+        if ids is None:
+            raise TypeError("ids must be integer token ids (a tensor, an array or a list), got None")
         ids = torch.as_tensor(ids)
         n = self.tokens_per_map
-        if ids.dtype.is_floating_point or ids.ndim not in (1, 2) or ids.shape[-1] != n:
+        if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.ndim not in (1, 2) or ids.shape[-1] != n:
             raise ValueError(f"expected integer ids of shape ({n},) or (B, {n}), got {ids.dtype} {tuple(ids.shape)}")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.codebook_size):
+        if ids.numel() and bool(((ids < 0) | (ids >= self.config.codebook_size)).any()):
             raise ValueError(f"ids must lie in 0..{self.config.codebook_size - 1}")
         return (ids[None] if ids.ndim == 1 else ids).long(), ids.ndim == 1
 
@@ -183,7 +196,7 @@ class GridDepthTokenizer(PerceptionTokenizer):
     def decode(
         self, ids: Any, size: tuple[int, int] | None = None, stats: DepthStats | None = None
     ) -> torch.Tensor | list[torch.Tensor]:
-        """Ids → maps.
+        """Ids → maps, float32 (or wider), on the ids' device.
 
         Without ``stats``: relative inverse depth in [0, 1] (1 = nearest). With ``stats`` (from
         ``encode``): depth in the input's own kind and units. ``size=(H, W)`` sets the output size
@@ -192,22 +205,23 @@ class GridDepthTokenizer(PerceptionTokenizer):
         """
         batch, single = self._check_ids(ids)
         cfg = self.config
+        if size is not None:
+            size = tuple(int(s) for s in size)
+            if len(size) != 2 or min(size) < 1:
+                raise ValueError(f"size must be (H, W) with both at least 1, got {size}")
         if stats is not None and len(stats.sizes) != len(batch):
             raise ValueError(f"stats describe {len(stats.sizes)} maps but ids hold {len(batch)}")
         grids = stats.grids if stats is not None else [cfg.choose_grid(*size) if size else cfg.grids[0]] * len(batch)
-        outs: list[torch.Tensor] = [torch.empty(0)] * len(batch)
-        for grid in set(grids):
-            index = [i for i, g in enumerate(grids) if g == grid]
-            for start in range(0, len(index), CHUNK):
-                chunk = index[start : start + CHUNK]
-                rel = self._decode_grid(batch[chunk], grid)  # (b, 1, H', W')
-                for j, i in enumerate(chunk):
-                    target = size or (stats.sizes[i] if stats is not None else self.default_size(grid))
-                    out = resize(rel[j : j + 1], tuple(target))[0, 0]
-                    if stats is not None:
-                        inv = out.double() * (stats.high[i] - stats.low[i]) + stats.low[i]
-                        out = from_inverse(inv, stats.kind).float()
-                    outs[i] = out
+        targets = [size or (stats.sizes[i] if stats is not None else self.default_size(grids[i])) for i in range(len(batch))]
+        outs: list[torch.Tensor] = [batch.new_empty(0)] * len(batch)
+        for (grid, target), chunk in _groups(list(zip(grids, map(tuple, targets))), CHUNK):
+            rows = torch.tensor(chunk, device=batch.device)
+            out = resize(self._decode_grid(batch[rows], grid), target)[:, 0].to(batch.device)  # (b, H, W)
+            if stats is not None:
+                low, high = (t.to(batch.device)[rows, None, None] for t in (stats.low, stats.high))
+                out = from_inverse(out.to(low.dtype) * (high - low) + low, stats.kind).to(out.dtype)
+            for j, i in enumerate(chunk):
+                outs[i] = out[j]
         if single:
             return outs[0]
         return torch.stack(outs) if len({o.shape for o in outs}) == 1 else outs
@@ -248,28 +262,36 @@ class DepthTokenizer(GridDepthTokenizer):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device: str | torch.device) -> DepthTokenizer:
-        self.model.to(device)
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> DepthTokenizer:
+        """Move the networks to ``device`` and/or cast them to the float ``dtype`` (e.g.
+        ``tok.to("cuda", torch.bfloat16)``); normalisation keeps at least float32 either way."""
+        if dtype is not None and not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating-point type such as torch.bfloat16, got {dtype}")
+        self.model.to(device=device, dtype=dtype)
         return self
 
-    def _encode_grid(self, rels, valids, grid):
-        x = torch.stack([model_input(r[None, None], v[None, None], self.default_size(grid))[0]
-                         for r, v in zip(rels, valids)]).to(self.device)
-        return self.model.quantize(self.model.net.encode(x))[1].cpu()
+    def _encode_grid(self, rel, valid, grid):
+        x = model_input(rel[:, None], valid[:, None], self.default_size(grid))  # (b, 2, H, W)
+        return self.model.encode_ids(x.to(self.device))
 
     def _decode_grid(self, ids, grid):
-        codes = self.model.codes(ids.to(self.device))
-        return self.model.decode_codes(codes, grid).clamp(0, 1).cpu()
+        rel = self.model.decode_codes(self.model.codes(ids.to(self.device)), grid)
+        return rel.clamp(0, 1).to(work_dtype(rel.dtype))
 
     def decode_soft(self, probs: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
         """Differentiable decoding of code probabilities ``(B, N, K)`` (e.g. an LM's softmax over
         the depth tokens): probability-weighted code vectors through the decoder → relative
-        inverse depth ``(B, H', W')`` at the decoder's resolution (AURORA §3.3, reconstruction loss)."""
+        inverse depth ``(B, H', W')`` at the decoder's resolution, in the networks' dtype, on
+        ``probs``' device (AURORA §3.3, reconstruction loss)."""
         k = self.config.codebook_size
         if probs.ndim != 3 or probs.shape[1:] != (self.tokens_per_map, k):
             raise ValueError(f"probs must be (B, {self.tokens_per_map}, {k}), got {tuple(probs.shape)}")
-        codes = probs.to(self.device, torch.float32) @ self.model.all_codes()  # (B, N, D)
-        return self.model.decode_codes(codes, grid or self.config.grids[0])[:, 0]
+        codes = probs.to(self.device, self.dtype) @ self.model.all_codes().to(self.dtype)  # (B, N, D)
+        return self.model.decode_codes(codes, grid or self.config.grids[0])[:, 0].to(probs.device)
 
     # --- weights ----------------------------------------------------------------------------
 

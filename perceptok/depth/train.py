@@ -1,6 +1,11 @@
 """Training loop of the depth tokenizer: one CPU, one GPU, or many through ``torchrun`` /
-``accelerate launch`` (DDP; each rank draws its own batches, the VQ codebook is synchronised
-by vector-quantize-pytorch).
+``accelerate launch`` (DDP; each rank renders its share of the scenes and draws its own
+batches on its device; the VQ codebook is synchronised by vector-quantize-pytorch).
+
+Under DDP every rank takes the same steps: rank 0 alone reads the clock, and at every step it
+broadcasts whether to stop and how many steps the run will have, from which every rank derives
+the same learning rate. Validation and saving happen on rank 0 between two steps, with no
+collective, so the other ranks simply wait at the next step's broadcast.
 
 Two recipes:
 
@@ -28,7 +33,8 @@ from tqdm import tqdm
 
 from perceptok.checkpoint import atomic_write
 from perceptok.depth.config import DepthTokenizerConfig
-from perceptok.depth.data import Batch, InverseMap, load_sources, make_batch
+from perceptok.depth.augment import Batch, Generators, make_batch, validation_batches
+from perceptok.depth.data import MapPool, SourceStream
 from perceptok.depth.evaluate import evaluate_depth
 from perceptok.depth.tokenizer import DepthTokenizer
 from perceptok.io.depth_files import DepthMap
@@ -59,6 +65,9 @@ class TrainConfig:
     val_scenes: int = 64
     # Continue from out/checkpoint.pt when it exists.
     resume: bool = True
+    # Processes rendering synthetic scenes (None: the cores but one); 0 renders in a thread of
+    # this process. Training starts once a batch worth of maps is there.
+    workers: int | None = None
     # Optional manifest of real maps scored at every validation (abs_rel, ordinal_acc, codebook
     # use of `perceptok eval depth`), to watch generalisation from synthetic training data.
     eval_manifest: str | None = None
@@ -72,9 +81,11 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class StepLoss:
+    """Scalars of one step (tensors, so that logging them is the only thing that waits for the device)."""
+
     total: torch.Tensor
-    recon: float
-    commit: float
+    recon: torch.Tensor
+    commit: torch.Tensor
 
 
 def reconstruction_loss(pred: torch.Tensor, batch: Batch, commit: torch.Tensor, recipe: str) -> StepLoss:
@@ -91,20 +102,50 @@ def reconstruction_loss(pred: torch.Tensor, batch: Batch, commit: torch.Tensor, 
             mg = m.narrow(dim, 1, m.shape[dim] - 1) * m.narrow(dim, 0, m.shape[dim] - 1)
             dp, dt = pred.diff(dim=dim), batch.target.diff(dim=dim)
             recon = recon + 0.5 * ((dp - dt).abs() * mg).sum() / mg.sum().clamp_min(1)
-    return StepLoss(recon + commit, float(recon.detach()), float(commit.detach()))
+    return StepLoss(recon + commit, recon.detach(), commit.detach())
 
 
-def _lr_at(step: int, elapsed_s: float, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay over the run: the steps, or the wall time when that ends first."""
+def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 0 at step ``total`` (the planned length of the run)."""
     if cfg.recipe == "aurora":
         return cfg.lr
     warmup = max(min(cfg.steps // 50, 200), 1)  # 2 % of the steps, at most 200
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
-    progress = (step - warmup) / max(cfg.steps - warmup, 1)
-    if cfg.minutes is not None:
-        progress = max(progress, elapsed_s / (cfg.minutes * 60))
+    progress = (step - warmup) / max(total - warmup, 1)
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class Schedule:
+    """How long the run is: ``steps``, or fewer when ``minutes`` of wall time end first. Only
+    rank 0 reads the clock; every ``sync_every`` steps it broadcasts (stop now?, planned total
+    steps), so every rank stops at the same step with the same learning rates. Between those
+    steps nothing waits for the device."""
+
+    def __init__(self, cfg: TrainConfig, step: int, device: torch.device, world: int, sync_every: int = 10):
+        self.cfg, self.world, self.sync_every = cfg, world, sync_every
+        self.rank0 = world == 1 or dist.get_rank() == 0
+        self.started, self.first_step = time.time(), step
+        self.total = cfg.steps
+        self.state = torch.zeros(2, dtype=torch.float64, device=device)  # (stop, planned total)
+
+    def plan(self, step: int) -> tuple[bool, int]:
+        """(stop now?, planned total steps), identical on every rank."""
+        if step >= self.cfg.steps:
+            return True, self.total
+        if self.cfg.minutes is None or (step - self.first_step) % self.sync_every:
+            return False, self.total
+        stop = False
+        if self.rank0:
+            elapsed, budget = time.time() - self.started, self.cfg.minutes * 60
+            stop, done = elapsed >= budget, step - self.first_step
+            if done:  # the pace so far sets the planned length
+                self.total = min(self.cfg.steps, step + int((budget - elapsed) * done / max(elapsed, 1e-9)))
+        if self.world > 1:
+            self.state.copy_(torch.tensor([float(stop), float(self.total)], dtype=torch.float64))
+            dist.broadcast(self.state, src=0)
+            stop, self.total = bool(self.state[0]), int(self.state[1])
+        return stop, self.total
 
 
 def _distributed() -> tuple[int, int, torch.device]:
@@ -140,21 +181,24 @@ def train_depth(tok_cfg: DepthTokenizerConfig, cfg: TrainConfig, progress: bool 
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    maps = load_sources(cfg.data, seed=cfg.seed)
-    val_maps = load_sources([f"synthetic:{cfg.val_scenes}"], seed=10_000 + cfg.seed)
+    val = SourceStream([f"synthetic:{cfg.val_scenes}"], MapPool(device), seed=10_000 + cfg.seed, workers=cfg.workers,
+                       progress=False) if rank == 0 else None
     real_maps = [e.load() for e in read_manifest(cfg.eval_manifest)] if cfg.eval_manifest else []
-    g = torch.Generator().manual_seed(cfg.seed * 7919 + rank + step)
+    stream = SourceStream(cfg.data, MapPool(device), seed=cfg.seed, workers=cfg.workers, rank=rank, world=world,
+                          progress=progress and rank == 0)
+    pool = stream.wait(cfg.batch_size)
+    gens = Generators.seeded(cfg.seed * 7919 + rank * 104_729 + step, device)
     augment = cfg.recipe != "aurora"
-    started = time.time()
+    schedule = Schedule(cfg, step, device, world)
     metrics: dict = {}
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train depth ({cfg.recipe})", disable=not progress or rank != 0)
-    while step < cfg.steps:
-        if cfg.minutes is not None and time.time() - started > cfg.minutes * 60:
+    while True:
+        stop, total = schedule.plan(step)
+        if stop:
             break
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, time.time() - started, cfg)
-        batch = make_batch(maps, tok_cfg, cfg.batch_size, g, augment=augment)
-        batch = batch.to(device)
+            group["lr"] = _lr_at(step, total, cfg)
+        batch = make_batch(stream.wait(0), tok_cfg, cfg.batch_size, gens, augment=augment)
         pred, _, commit = ddp(batch.x)
         loss = reconstruction_loss(pred, batch, commit, cfg.recipe)
         opt.zero_grad(set_to_none=True)
@@ -162,15 +206,16 @@ def train_depth(tok_cfg: DepthTokenizerConfig, cfg: TrainConfig, progress: bool 
         opt.step()
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.recon:.4f}", commit=f"{loss.commit:.4f}")
-        if rank == 0 and (step % cfg.eval_every == 0 or step == cfg.steps):
-            metrics = _validate(tok, val_maps, real_maps, tok_cfg, device)
-            metrics.update(step=step, minutes=round((time.time() - started) / 60, 2), train_loss=loss.recon)
+        if step % 10 == 0:  # reading the loss waits for the device: not at every step
+            bar.set_postfix(loss=f"{float(loss.recon):.4f}", commit=f"{float(loss.commit):.4f}", maps=len(pool))
+        if rank == 0 and step % cfg.eval_every == 0:
+            metrics = _validate(tok, val.wait(val.total), real_maps, tok_cfg)
+            metrics.update(step=step, minutes=round((time.time() - schedule.started) / 60, 2), train_loss=float(loss.recon))
             _save(tok, model, opt, step, out, metrics)
             model.train()
     if rank == 0:
-        metrics = _validate(tok, val_maps, real_maps, tok_cfg, device)
-        metrics.update(step=step, minutes=round((time.time() - started) / 60, 2))
+        metrics = _validate(tok, val.wait(val.total), real_maps, tok_cfg)
+        metrics.update(step=step, minutes=round((time.time() - schedule.started) / 60, 2))
         _save(tok, model, opt, step, out, metrics)
     bar.close()
     if world > 1:
@@ -189,15 +234,15 @@ def _training_notes(cfg: TrainConfig) -> str:
 
 
 @torch.no_grad()
-def _validate(tok: DepthTokenizer, maps: list[InverseMap], real_maps: list[DepthMap], tok_cfg: DepthTokenizerConfig,
-              device: torch.device) -> dict:
+def _validate(tok: DepthTokenizer, val: MapPool, real_maps: list[DepthMap], tok_cfg: DepthTokenizerConfig) -> dict:
     tok.model.eval()
-    g = torch.Generator().manual_seed(1234)
-    batch = make_batch(maps, tok_cfg, len(maps), g, augment=False)
-    pred, ids, _ = tok.model(batch.x.to(device))
-    loss = reconstruction_loss(pred.cpu(), batch, torch.zeros(()), "perceptok")
-    used = torch.unique(ids).numel() / tok_cfg.codebook_size
-    metrics = {"val_l1_grad": round(loss.recon, 5), "val_codebook_usage": round(used, 3)}
+    recon, ids = [], []
+    for batch in validation_batches(val, tok_cfg):
+        pred, batch_ids, _ = tok.model(batch.x)
+        recon.append(float(reconstruction_loss(pred, batch, pred.new_zeros(()), "perceptok").recon) * len(batch.x))
+        ids.append(batch_ids)
+    used = torch.unique(torch.cat(ids)).numel() / tok_cfg.codebook_size
+    metrics = {"val_l1_grad": round(sum(recon) / len(val), 5), "val_codebook_usage": round(used, 3)}
     if real_maps:
         real = evaluate_depth(tok, real_maps)
         metrics.update({f"real_{k}": real[k] for k in ("abs_rel", "ordinal_acc", "codebook_usage")})
