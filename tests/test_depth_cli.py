@@ -3,13 +3,17 @@ decode to a file, and training from the command line."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from perceptok import PooledDepthTokenizer
+from perceptok import DepthTokenizer, PooledDepthTokenizer
 from perceptok.cli import main
 
 KEYS = {"abs_rel", "delta1", "rmse_rel", "ordinal_acc", "ordinal_acc_3pt", "ordinal_acc_4pt", "ordinal_acc_5pt",
@@ -90,14 +94,34 @@ def test_eval_appends_to_the_model_card(capsys, shared_data, tmp_path):
 
 
 def test_training_under_torchrun_with_two_processes(tmp_path):
-    import subprocess
-    import sys
-
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "perceptok.cli", "train", "depth",
            "--preset", "tiny", "--data", "synthetic:8", "--out", str(tmp_path), "--steps", "4", "--batch-size", "4",
-           "--eval-every", "2", "--val-scenes", "4"]
+           "--eval-every", "2", "--val-scenes", "4", "--workers", "0"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     printed = [line for line in out.stdout.splitlines() if line.startswith("{")]
     assert len(printed) == 1 and json.loads(printed[0])["step"] == 4  # rank 0 reports once
     assert (tmp_path / "tokenizer" / "model.safetensors").exists()
+
+
+def test_three_ranks_with_a_time_limit_stop_together_with_identical_weights(tmp_path):
+    """The time limit is read by rank 0 alone and broadcast, so ranks whose clocks and pools
+    differ (7 scenes on 3 ranks; rank 0 also validates) take the same steps; a rank that
+    stopped on its own clock would leave the others blocked in DDP's all-reduce (the timeout
+    below) or with different weights."""
+    worker = Path(__file__).with_name("ddp_depth_worker.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=3", str(worker), str(tmp_path), "0.1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=240)  # about 35 s when correct
+    assert out.returncode == 0, out.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(3)]
+    assert ranks[0]["steps"] > 3  # it trained, and validated on the way
+    assert len({r["steps"] for r in ranks}) == 1 and len({r["weights"] for r in ranks}) == 1
+    saved = DepthTokenizer.from_pretrained(tmp_path / "tokenizer")
+    assert ranks[0]["weights"] == _fingerprint(saved)
+
+
+def _fingerprint(tok) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(tok.state_tensors().items()):
+        digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -26,7 +26,7 @@ def _train(args: argparse.Namespace) -> None:
                       lr=args.lr or (3e-4 if recipe == "aurora" else 1e-3), eval_every=args.eval_every,
                       seed=args.seed, val_scenes=args.val_scenes, resume=not args.no_resume,
                       eval_manifest=args.eval_manifest, workers=args.workers)
-    metrics = train_depth(tok_cfg, cfg)
+    metrics = train_depth(tok_cfg, cfg).metrics
     if metrics:  # rank 0 only
         print(json.dumps(metrics))
 

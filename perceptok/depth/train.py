@@ -162,9 +162,24 @@ def _distributed() -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def train_depth(tok_cfg: DepthTokenizerConfig, cfg: TrainConfig, progress: bool = True) -> dict:
-    """Train a depth tokenizer; returns the last validation metrics (empty on ranks other than 0). Writes ``out/tokenizer``
-    (a ``save_pretrained`` folder), ``out/checkpoint.pt`` (resumable) and ``out/log.jsonl``."""
+@dataclasses.dataclass
+class TrainResult:
+    """What ``train_depth`` returns on each rank.
+
+    Attributes:
+        tokenizer: the trained tokenizer (this rank's copy; DDP keeps the copies identical).
+        metrics: the last validation metrics (rank 0; empty elsewhere).
+        steps: optimiser steps taken in all, a resumed run's earlier ones included.
+    """
+
+    tokenizer: DepthTokenizer
+    metrics: dict
+    steps: int
+
+
+def train_depth(tok_cfg: DepthTokenizerConfig, cfg: TrainConfig, progress: bool = True) -> TrainResult:
+    """Train a depth tokenizer. Writes (rank 0) ``out/tokenizer`` (a ``save_pretrained``
+    folder), ``out/checkpoint.pt`` (resumable) and ``out/log.jsonl``."""
     rank, world, device = _distributed()
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed + rank)
@@ -220,7 +235,8 @@ def train_depth(tok_cfg: DepthTokenizerConfig, cfg: TrainConfig, progress: bool 
     bar.close()
     if world > 1:
         dist.barrier()
-    return metrics
+    tok.model.eval()
+    return TrainResult(tok, metrics, step)
 
 
 def _training_notes(cfg: TrainConfig) -> str:
