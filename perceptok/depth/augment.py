@@ -73,21 +73,21 @@ def make_batch(pool: MapPool, cfg: DepthTokenizerConfig, batch_size: int, gens: 
     """Sample one batch on the pool's device. Targets are at the decoder's resolution,
     1/decoder_stride of the input's. ``augment=False``: whole frames of the first grid."""
     grids = list(cfg.grids)
-    probs = torch.tensor([0.6 if i == 0 else 0.4 / max(len(grids) - 1, 1) for i in range(len(grids))])
+    probs = torch.tensor([0.6 if i == 0 else 0.4 / max(len(grids) - 1, 1) for i in range(len(grids))], device="cpu")
     grid = grids[int(torch.multinomial(probs, 1, generator=gens.host))] if augment else grids[0]
     counts = pool.counts()
     if not counts:
         raise ValueError("the map pool is empty: add maps (or wait for the render workers) before sampling")
     keys = list(counts)
-    key = keys[int(torch.multinomial(torch.tensor([float(counts[k]) for k in keys]), 1, generator=gens.host))]
+    key = keys[int(torch.multinomial(torch.tensor([float(counts[k]) for k in keys], device="cpu"), 1, generator=gens.host))]
     source = pool.bucket(key)  # (n, H, W)
     index = torch.randint(len(source), (batch_size,), generator=gens.device, device=pool.device)
     if not augment:
         return batch_from_maps(source, index, cfg, grid, None, complete=pool.complete(key))
-    sensors = torch.multinomial(torch.tensor([p for _, p in SENSORS]), batch_size, True, generator=gens.host)
+    sensors = torch.multinomial(torch.tensor([p for _, p in SENSORS], device="cpu"), batch_size, True, generator=gens.host)
     noisy = round(NOISY * batch_size)
     plan = Plan(torch.bincount(sensors, minlength=len(SENSORS)).tolist(),
-                int(torch.randint(batch_size - noisy + 1, (), generator=gens.host)), noisy)
+                int(torch.randint(batch_size - noisy + 1, (), generator=gens.host, device="cpu")), noisy)
     return batch_from_maps(source, index, cfg, grid, gens.device, plan, pool.complete(key))
 
 

@@ -62,5 +62,5 @@ class SpanGrammar:
 
     def ids_tensor(self, texts: str | list[str], strict: bool) -> torch.Tensor:
         if isinstance(texts, str):
-            return torch.tensor(self.parse(texts, strict), dtype=torch.long)
-        return torch.tensor([self.parse(t, strict) for t in texts], dtype=torch.long).view(len(texts), self.length)
+            return torch.tensor(self.parse(texts, strict), dtype=torch.long, device="cpu")
+        return torch.tensor([self.parse(t, strict) for t in texts], dtype=torch.long, device="cpu").view(len(texts), self.length)

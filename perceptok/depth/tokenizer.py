@@ -54,6 +54,11 @@ def model_input(rel: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]) -
     return torch.cat([resize(filled, size) * 2 - 1, resize(valid.to(rel.dtype), size)], dim=1)
 
 
+def as_tensor(x: Any) -> torch.Tensor:
+    """A tensor stays where it is; arrays and lists become CPU tensors (never the default device)."""
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(x, device="cpu")
+
+
 def _groups(keys: list, chunk: int) -> list[tuple[Any, list[int]]]:
     """Indices of equal keys, in chunks of at most ``chunk``, each chunk with its key."""
     by_key: dict[Any, list[int]] = {}
@@ -118,13 +123,13 @@ class GridDepthTokenizer(PerceptionTokenizer):
                 raise ValueError(f"a batch must share one depth kind, got {sorted(kinds)}; encode them separately")
             return [d.values for d in depth], [d.valid for d in depth], kinds.pop(), False
         if isinstance(depth, (torch.Tensor, np.ndarray)):
-            t = torch.as_tensor(depth)
+            t = as_tensor(depth)
             if t.ndim not in (2, 3) or 0 in t.shape:
                 raise ValueError(f"depth must be one (H, W) map or a (B, H, W) batch, got shape {tuple(t.shape)}")
             single = t.ndim == 2
             maps = [t] if single else list(t)
         elif isinstance(depth, Sequence) and depth:
-            maps = [d if isinstance(d, torch.Tensor) else torch.as_tensor(np.asarray(d)) for d in depth]
+            maps = [as_tensor(d if isinstance(d, torch.Tensor) else np.asarray(d)) for d in depth]
             single = False
             if any(m.ndim != 2 or 0 in m.shape for m in maps):
                 raise ValueError(f"each map of a batch must be a non-empty (H, W) array, got {[tuple(m.shape) for m in maps]}")
@@ -133,7 +138,7 @@ class GridDepthTokenizer(PerceptionTokenizer):
         if valid is None:
             valids: list[Any] = [None] * len(maps)
         else:
-            v = torch.as_tensor(valid)
+            v = as_tensor(valid)
             valids = [v] if single else list(v)
             if len(valids) != len(maps) or any(a.shape != m.shape for a, m in zip(valids, maps)):
                 raise ValueError("valid must have the same shape as depth")
@@ -184,7 +189,7 @@ class GridDepthTokenizer(PerceptionTokenizer):
             ids = ids.ids
         if ids is None:
             raise TypeError("ids must be integer token ids (a tensor, an array or a list), got None")
-        ids = torch.as_tensor(ids)
+        ids = as_tensor(ids)
         n = self.tokens_per_map
         if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.ndim not in (1, 2) or ids.shape[-1] != n:
             raise ValueError(f"expected integer ids of shape ({n},) or (B, {n}), got {ids.dtype} {tuple(ids.shape)}")

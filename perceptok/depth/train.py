@@ -142,7 +142,7 @@ class Schedule:
             if done:  # the pace so far sets the planned length
                 self.total = min(self.cfg.steps, step + int((budget - elapsed) * done / max(elapsed, 1e-9)))
         if self.world > 1:
-            self.state.copy_(torch.tensor([float(stop), float(self.total)], dtype=torch.float64))
+            self.state.copy_(torch.tensor([float(stop), float(self.total)], dtype=torch.float64, device="cpu"))
             dist.broadcast(self.state, src=0)
             stop, self.total = bool(self.state[0]), int(self.state[1])
         return stop, self.total
