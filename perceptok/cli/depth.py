@@ -1,5 +1,5 @@
-"""``perceptok train depth``, ``perceptok eval depth``, ``perceptok encode depth`` and
-``perceptok decode depth``."""
+"""``perceptok train depth``, ``perceptok eval depth``, ``perceptok encode depth``,
+``perceptok decode depth``, ``perceptok bench depth`` and ``perceptok export depth``."""
 
 from __future__ import annotations
 
@@ -200,3 +200,68 @@ def add_decode(decode: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", default="depth")
     p.add_argument("--lenient", action="store_true")
     p.set_defaults(run=_decode)
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from perceptok.depth.bench import BenchConfig, bench_depth
+
+    torch.set_num_threads(args.threads) if args.threads else None
+    cfg = BenchConfig(device=args.device, dtype=args.dtype, batch_sizes=tuple(args.batch_sizes),
+                      train_batch=args.train_batch, scenes=args.scenes, seconds=args.seconds, repeats=args.repeats)
+    result = bench_depth(cfg, progress=lambda what: print(f"bench: {what}", file=sys.stderr))
+    if args.json:
+        print(json.dumps(result))
+        return
+    for name in ("default", "aurora"):
+        for key, value in result[name].items():
+            print(f"{name:8s} {key:26s} {value}")
+
+
+def add_bench(bench: argparse._SubParsersAction) -> None:
+    p = bench.add_parser("depth", help="maps/s of the depth tokenizer: networks, 640×480 round trip, training "
+                                       "data and steps, the default beside the original architecture")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="network precision (default: fp32)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64, 1024], metavar="N",
+                   help="batch sizes of the network figures (default: 1 64 1024)")
+    p.add_argument("--train-batch", type=int, default=256, help="maps per training batch (default: 256)")
+    p.add_argument("--scenes", type=int, default=32, help="synthetic scenes for the training figures (default: 32)")
+    p.add_argument("--seconds", type=float, default=1.0, help="minimum length of each timed run (default: 1)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per figure, the best is kept (default: 3)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_bench)
+
+
+def _export(args: argparse.Namespace) -> None:
+    from perceptok.depth.onnx import export_onnx
+    from perceptok.depth.tokenizer import DepthTokenizer
+    from perceptok.loading import load
+
+    tok = load(args.tokenizer)
+    if not isinstance(tok, DepthTokenizer):
+        raise ValueError(f"{args.tokenizer!r} is a {tok.tokenizer_type!r} tokenizer; ONNX export takes a VQ-VAE "
+                         "depth tokenizer (the pooled baseline has no network to export)")
+    try:
+        out = export_onnx(tok, args.onnx)
+    except ImportError as err:
+        raise ValueError(f"ONNX export needs the onnx package: pip install 'perceptok[onnx]' ({err})") from err
+    print(f"encoder.onnx, decoder.onnx and export.json written to {out}", file=sys.stderr)
+    if args.check:
+        from perceptok.depth.onnx_check import check_onnx
+        from perceptok.io import read_manifest
+
+        try:
+            result = check_onnx(tok, out, [e.load() for e in read_manifest(args.check)])
+        except ImportError as err:
+            raise ValueError(str(err)) from err
+        print(json.dumps(result))
+
+
+def add_export(export: argparse._SubParsersAction) -> None:
+    p = export.add_parser("depth", help="the encoder (network input → ids) and decoder (ids → map) as ONNX graphs")
+    p.add_argument("--onnx", required=True, metavar="OUT_DIR", help="folder for encoder.onnx, decoder.onnx, export.json")
+    p.add_argument("--tokenizer", default="depth", help="preset name, folder or Hub id (default: the shipped one)")
+    p.add_argument("--check", metavar="MANIFEST", help="compare with the torch tokenizer on these maps through "
+                                                       "onnxruntime and print JSON (ids_equal_fraction, max_abs_decode_diff)")
+    p.set_defaults(run=_export)

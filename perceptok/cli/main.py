@@ -30,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="evaluate a tokenizer").add_subparsers(
         dest="modality", required=True, metavar="MODALITY")
     depth.add_eval(evaluate)
+    bench = sub.add_parser("bench", help="measure throughput").add_subparsers(
+        dest="modality", required=True, metavar="MODALITY")
+    depth.add_bench(bench)
+    export = sub.add_parser("export", help="export a tokenizer's networks (ONNX)").add_subparsers(
+        dest="modality", required=True, metavar="MODALITY")
+    depth.add_export(export)
     hub.add_info(sub)
     hub.add_push(sub)
     return parser
