@@ -74,3 +74,32 @@ def test_tokenizer_round_trip_640x480(benchmark, name):
     out = benchmark.pedantic(run, rounds=3, warmup_rounds=1)
     assert out.shape == (16, 480, 640)
     benchmark.extra_info["maps_per_s"] = 16 / benchmark.stats["mean"]
+
+
+@pytest.fixture(scope="module")
+def pool():
+    from perceptok.depth.data import load_pool
+
+    return load_pool(["synthetic:32"])
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_training_data_one_core(benchmark, pool, batched):
+    """The training data pipeline on one core: 256 maps as one batched call, beside the same
+    code called map by map (the per-item loop it replaced had this shape; baseline)."""
+    from perceptok.depth.augment import Generators, make_batch
+
+    cfg = perceptok.load("depth").config
+    gens = Generators.seeded(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if batched:
+            out = benchmark.pedantic(lambda: make_batch(pool, cfg, 256, gens), rounds=5, warmup_rounds=1)
+        else:
+            out = benchmark.pedantic(lambda: [make_batch(pool, cfg, 1, gens) for _ in range(256)], rounds=2,
+                                     warmup_rounds=1)[0]
+    finally:
+        torch.set_num_threads(threads)
+    assert out.x.shape[1] == 2
+    benchmark.extra_info["maps_per_s"] = 256 / benchmark.stats["mean"]

@@ -83,7 +83,7 @@ def _train(args: argparse.Namespace) -> None:
                            batch_size=args.batch_size, grad_accum=args.grad_accum, stages=args.stages,
                            samples_per_stage=args.samples_per_stage, schedule=args.schedule,
                            recon_weight=args.recon_weight, gradient_checkpointing=not args.no_gradient_checkpointing,
-                           seed=args.seed)
+                           seed=args.seed, minutes=args.minutes)
     result = train_llava(model, processor, tokenizers, records, cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"out": result["out"], "steps": len(result["losses"]),
@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--recon-weight", type=float, default=0.0)
     t.add_argument("--no-gradient-checkpointing", action="store_true")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--minutes", type=float, help="stop after this much wall time (rank 0 decides for every rank)")
     t.set_defaults(run=_train)
     return parser
 

@@ -7,7 +7,11 @@ temperature schedule (AURORA §3.3).
   where w_t are fixed weights or the latest task losses (``update_losses``), so hard tasks gain
   weight as τ falls.
 
-Deterministic per (seed, stage); under DDP each rank reads its own shard of every stage.
+Deterministic per (seed, stage, task weights); every stage holds a whole number of global batches
+(``batch_size`` records on each of ``world_size`` ranks), drawn, not repeated, to round it up, so
+under DDP every rank gets the same number of batches in every stage and stages start on the same
+step everywhere. A stage is drawn when iteration reaches it, so losses reported with
+``update_losses`` before then (the same on every rank: reduce them first) steer it.
 """
 
 from __future__ import annotations
@@ -31,16 +35,21 @@ class CurriculumSampler:
         schedule: "linear" or "temperature".
         tau0, lam: the temperature schedule's τ0 and λ.
         weights: fixed task weights for "temperature" (default 1 each).
-        seed, rank, world_size: determinism and DDP sharding.
+        seed: determinism.
+        rank, world_size: this rank's share: batches rank, rank + world_size, … of each stage
+            (1 rank: the whole global order, for a loader that shards it, such as accelerate's).
+        batch_size: records per batch per rank; ``world_size`` × ``batch_size`` divides every stage.
     """
 
     def __init__(self, tasks: Sequence[str], atomic_tasks: Sequence[str], samples_per_stage: int, stages: int = 10,
                  schedule: str = "linear", tau0: float = 1.0, lam: float = 4.0, weights: dict[str, float] | None = None,
-                 seed: int = 0, rank: int = 0, world_size: int = 1):
+                 seed: int = 0, rank: int = 0, world_size: int = 1, batch_size: int = 1):
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
+        if samples_per_stage < 1 or batch_size < 1 or stages < 1:
+            raise ValueError("samples_per_stage, batch_size and stages must be positive")
         self.by_task: dict[str, list[int]] = {}
         for i, t in enumerate(tasks):
             self.by_task.setdefault(t, []).append(i)
@@ -53,7 +62,12 @@ class CurriculumSampler:
         self.samples_per_stage, self.stages, self.schedule = samples_per_stage, stages, schedule
         self.tau0, self.lam = tau0, lam
         self.weights = {t: (weights or {}).get(t, 1.0) for t in self.by_task}
-        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.seed, self.rank, self.world_size, self.batch_size = seed, rank, world_size, batch_size
+        # stage → the task probabilities it was drawn with, and the task weights behind them
+        self.drawn: dict[int, dict[str, float]] = {}
+        self.drawn_weights: dict[int, dict[str, float]] = {}
+        unit = world_size * batch_size
+        self.stage_size = math.ceil(samples_per_stage / unit) * unit  # records per stage over all ranks
 
     def atomic_share(self, stage: int) -> float:
         """The linear schedule's atomic share: 1.0, 0.9, …, 0.1 over 10 stages."""
@@ -79,21 +93,23 @@ class CurriculumSampler:
                 self.weights[task] = loss
 
     def stage_indices(self, stage: int) -> list[int]:
-        """This rank's record indices for ``stage`` (the same on every call)."""
+        """This rank's record indices for ``stage`` (the same on every call with the same weights)."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + stage)
         probs = self.task_probabilities(stage)
+        self.drawn[stage], self.drawn_weights[stage] = probs, dict(self.weights)
         names = list(probs)
-        picks = torch.multinomial(torch.tensor([probs[t] for t in names]), self.samples_per_stage, replacement=True,
+        picks = torch.multinomial(torch.tensor([probs[t] for t in names]), self.stage_size, replacement=True,
                                   generator=g)
         out = []
         for k in picks.tolist():
             pool = self.by_task[names[k]]
             out.append(pool[int(torch.randint(len(pool), (), generator=g))])
-        return out[self.rank :: self.world_size]
+        b, w = self.batch_size, self.world_size
+        return [i for start in range(self.rank * b, len(out), w * b) for i in out[start : start + b]]
 
     def __iter__(self) -> Iterator[int]:
         for stage in range(self.stages):
             yield from self.stage_indices(stage)
 
     def __len__(self) -> int:
-        return sum(len(range(self.rank, self.samples_per_stage, self.world_size)) for _ in range(self.stages))
+        return self.stages * self.stage_size // self.world_size

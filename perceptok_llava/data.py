@@ -112,12 +112,12 @@ def _pick_points(rel: torch.Tensor, ok: torch.Tensor, k: int, rng: np.random.Gen
     """k valid pixels (x, y) ≥ 20 px apart on the 336-px image, with pairwise depth gaps ≥ 20/255."""
     h, w = rel.shape
     ys, xs = np.nonzero(ok.numpy())
-    if len(xs) < k:
-        return None
     scale = np.array([MARK_SIDE / w, MARK_SIDE / h])
     margin = 0.06
     inside = (xs > margin * w) & (xs < (1 - margin) * w) & (ys > margin * h) & (ys < (1 - margin) * h)
     xs, ys = xs[inside], ys[inside]
+    if len(xs) < k:  # counted after the margin: fewer candidates than points is no sample, not an error
+        return None
     for _ in range(tries):
         pick = rng.choice(len(xs), k, replace=False)
         pts = np.stack([xs[pick], ys[pick]], 1).astype(np.float64)

@@ -25,7 +25,8 @@ class MonocularDepth:
     Args:
         model: any Hub id or local folder of a depth-estimation model, or a loaded model.
         image_processor: with a loaded model, its processor.
-        cache_dir: where estimates are kept (one .npy per image content hash); None = no cache.
+        cache_dir: where estimates are kept (a folder per model fingerprint, one .npy per image
+            content hash); None = no cache.
         batch_size: images per forward pass.
         device: torch device for the pipeline (default: CUDA if available).
     """
@@ -37,9 +38,20 @@ class MonocularDepth:
         if device is None:
             device = 0 if torch.cuda.is_available() else -1
         self.pipe = pipeline("depth-estimation", model=model, image_processor=image_processor, device=device)
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.model_key = self._model_key(self.pipe.model)
+        # estimates of different models (or weights) never share a cache entry
+        self.cache_dir = Path(cache_dir) / self.model_key if cache_dir is not None else None
         self.batch_size = batch_size
         self.estimated = 0  # images run through the model (not served from the cache)
+
+    @staticmethod
+    def _model_key(model: Any) -> str:
+        """A fingerprint of the model: its name, its config and a checksum of its weights."""
+        digest = hashlib.sha1(str(getattr(model.config, "_name_or_path", "")).encode())
+        digest.update(model.config.to_json_string().encode())
+        with torch.no_grad():
+            digest.update(repr([float(p.double().sum()) for p in model.parameters()]).encode())
+        return digest.hexdigest()[:16]
 
     @staticmethod
     def _key(image: Image.Image) -> str:

@@ -12,13 +12,16 @@ shard of every curriculum stage).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from perceptok.depth import GridDepthTokenizer
@@ -52,12 +55,16 @@ class LlavaTrainConfig:
     recon_weight: float = 0.0
     gradient_checkpointing: bool = True
     seed: int = 0
+    # Stop after this much wall time (rank 0's clock, broadcast, so every rank stops together).
+    minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.lora_r < 1 or self.batch_size < 1 or self.grad_accum < 1 or self.stages < 1:
             raise ValueError("lora_r, batch_size, grad_accum and stages must be positive")
         if self.recon_weight < 0:
             raise ValueError(f"recon_weight must be ≥ 0, got {self.recon_weight}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ValueError(f"minutes must be positive, got {self.minutes}")
 
 
 def chat(prompt: str, target: str | None = None) -> str:
@@ -66,8 +73,9 @@ def chat(prompt: str, target: str | None = None) -> str:
     return text if target is None else f"{text} {target}"
 
 
-def collate(records: list[dict], processor: Any) -> dict[str, torch.Tensor]:
-    """Tokenise records with their images; labels cover only the answer (and the end token)."""
+def collate(records: list[dict], processor: Any, task_names: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Tokenise records with their images; labels cover only the answer (and the end token).
+    With ``task_names``, ``task_index`` ``(B,)`` says which task each record is."""
     lm_tok = processor.tokenizer
     texts = [chat(r["prompt"], r["target"]) + lm_tok.eos_token for r in records]
     images = [r["image"] for r in records]
@@ -79,8 +87,15 @@ def collate(records: list[dict], processor: Any) -> dict[str, torch.Tensor]:
     for i in range(len(records)):
         n_prompt = int(prompts["attention_mask"][i].sum())
         start = 0 if right else int((batch["attention_mask"][i] == 0).sum())
+        p_start = 0 if right else int((prompts["attention_mask"][i] == 0).sum())
+        if not torch.equal(batch["input_ids"][i, start : start + n_prompt], prompts["input_ids"][i, p_start : p_start + n_prompt]):
+            raise ValueError(f"record {records[i].get('id', i)!r}: the prompt's tokens are not a prefix of prompt + "
+                             "target (the tokenizer merges across the boundary), so the answer cannot be masked "
+                             "exactly; start the target with a space or a special token")
         labels[i, start : start + n_prompt] = IGNORE
     batch["labels"] = labels
+    if task_names is not None:
+        batch["task_index"] = torch.tensor([task_names.index(r["task"]) for r in records])
     return dict(batch)
 
 
@@ -139,6 +154,44 @@ def reconstruction_loss(logits: torch.Tensor, labels: torch.Tensor, vocab: Perce
     return F.mse_loss(pred, truth.to(pred.device))
 
 
+class TaskLosses:
+    """Per-task sums and counts of per-record answer losses between optimiser steps."""
+
+    def __init__(self, names: list[str], device: torch.device):
+        self.names = names
+        self.totals = torch.zeros(2, len(names), device=device, dtype=torch.float64)  # (sum, count) per task
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, task_index: torch.Tensor) -> None:
+        ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE,
+                             reduction="none").view(labels.shape[0], -1)  # (B, T-1): token t predicts t + 1
+        counted = (labels[:, 1:] != IGNORE).sum(1)
+        per_record = ce.sum(1) / counted.clamp_min(1)
+        seen = (counted > 0).double()
+        self.totals[0].index_add_(0, task_index.to(self.totals.device), (per_record.double() * seen))
+        self.totals[1].index_add_(0, task_index.to(self.totals.device), seen)
+
+    def reduce(self, accelerator: Any) -> dict[str, float]:
+        """Means over every rank since the last call (tasks not seen are left out); resets."""
+        totals = accelerator.reduce(self.totals, reduction="sum")
+        self.totals.zero_()
+        return {name: float(totals[0, i] / totals[1, i]) for i, name in enumerate(self.names) if totals[1, i] > 0}
+
+
+class _StopClock:
+    """``minutes`` of wall time as rank 0 reads them, broadcast at every optimiser step."""
+
+    def __init__(self, minutes: float | None, accelerator: Any):
+        self.minutes, self.accelerator, self.started = minutes, accelerator, time.time()
+
+    def expired(self) -> bool:
+        if self.minutes is None:
+            return False
+        from accelerate.utils import broadcast
+
+        flag = torch.tensor([float(time.time() - self.started > self.minutes * 60)], device=self.accelerator.device)
+        return bool(broadcast(flag, from_process=0)[0]) if self.accelerator.num_processes > 1 else bool(flag[0])
+
+
 def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict], cfg: LlavaTrainConfig,
                 progress: bool = True) -> dict[str, Any]:
     """Add the perception vocabularies, train with the curriculum, save to ``cfg.out``.
@@ -146,6 +199,7 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     Runs under ``accelerate`` (one process, ``torchrun``/``accelerate launch`` DDP, or FSDP and
     DeepSpeed from an accelerate config). Returns the per-step losses and the saved paths."""
     from accelerate import Accelerator
+    from transformers import get_cosine_schedule_with_warmup
 
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", gradient_accumulation_steps=cfg.grad_accum,
@@ -164,41 +218,51 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     others = [p for n, p in model.named_parameters() if p.requires_grad and "multi_modal_projector" not in n]
     opt = torch.optim.AdamW([{"params": others, "lr": cfg.lr}, {"params": projector, "lr": cfg.projector_lr}],
                             weight_decay=0.0)
-    base_lrs = [cfg.lr, cfg.projector_lr]
-    model, opt = accelerator.prepare(model, opt)
+    task_names = sorted({r["task"] for r in records})
+    # One global curriculum order; accelerate's prepared loader gives each rank every
+    # num_processes-th batch, and every stage holds a whole number of batches on every rank.
     sampler = CurriculumSampler([r["task"] for r in records], ATOMIC_TASKS, cfg.samples_per_stage, stages=cfg.stages,
-                                schedule=cfg.schedule, seed=cfg.seed, rank=accelerator.process_index,
-                                world_size=accelerator.num_processes)
-    order = list(sampler)
-    micro = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-    steps = max(1, math.ceil(len(micro) / cfg.grad_accum))
-    warmup = max(1, round(0.03 * steps))
+                                schedule=cfg.schedule, seed=cfg.seed,
+                                batch_size=cfg.batch_size * accelerator.num_processes)
+    loader = DataLoader(records, batch_size=cfg.batch_size, sampler=sampler,
+                        collate_fn=functools.partial(collate, processor=processor, task_names=task_names))
+    model, opt, loader = accelerator.prepare(model, opt, loader)
+    steps = max(1, math.ceil(len(loader) / cfg.grad_accum))
+    schedule = get_cosine_schedule_with_warmup(opt, max(1, round(0.03 * steps)), steps)
+    clock = _StopClock(cfg.minutes, accelerator)
+    task_loss = TaskLosses(task_names, accelerator.device)
+    task_means: dict[str, float] = {}  # latest mean answer loss per task (temperature schedule)
     losses: list[float] = []
     running = 0.0
     bar = tqdm(total=steps, desc="train llava", disable=not progress or not accelerator.is_main_process)
     model.train()
-    for k, chunk in enumerate(micro):
-        step = len(losses)
-        scale = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(steps - warmup, 1)))
-        for group, base in zip(opt.param_groups, base_lrs):
-            group["lr"] = base * scale
-        batch = {key: v.to(accelerator.device) for key, v in collate([records[i] for i in chunk], processor).items()}
+    for batch in loader:
+        task_index = batch.pop("task_index")
         with accelerator.accumulate(model):
             out = model(**batch)
             loss = out.loss
             if cfg.recon_weight > 0 and "depth" in vocab.tokenizers:
                 loss = loss + cfg.recon_weight * reconstruction_loss(out.logits, batch["labels"], vocab)
             accelerator.backward(loss)
-            running += float(loss.detach()) / cfg.grad_accum
-            if accelerator.sync_gradients or k == len(micro) - 1:
+            running += loss.detach() / cfg.grad_accum
+            if cfg.schedule == "temperature":
+                task_loss.add(out.logits.detach(), batch["labels"], task_index)
+            if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
-        if accelerator.sync_gradients or k == len(micro) - 1:
-            losses.append(running)
-            running = 0.0
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if not accelerator.sync_gradients:
+            continue
+        schedule.step()
+        losses.append(float(running))
+        running = 0.0
+        if cfg.schedule == "temperature":  # every rank gets the same means: the same next stage
+            task_means.update(task_loss.reduce(accelerator))
+            sampler.update_losses(task_means)
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if clock.expired():
+            break
     bar.close()
     accelerator.wait_for_everyone()
     out_dir = Path(cfg.out)
@@ -207,7 +271,9 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
         unwrapped.save_pretrained(out_dir, state_dict=accelerator.get_state_dict(model))
         processor.save_pretrained(out_dir)
         vocab.save(out_dir)
-        (out_dir / "train_log.json").write_text(json.dumps({"losses": losses, "config": dataclasses.asdict(cfg)}))
+        log = {"losses": losses, "config": dataclasses.asdict(cfg), "stage_probabilities": sampler.drawn,
+               "stage_weights": sampler.drawn_weights, "task_losses": task_means}
+        (out_dir / "train_log.json").write_text(json.dumps(log))
     accelerator.wait_for_everyone()
     return {"losses": losses, "out": str(out_dir), "vocab": vocab, "model": unwrapped}
 

@@ -199,8 +199,12 @@ def test_convert_between_presets_keeps_labels_and_counts():
 
 
 def half_bin(preset: str) -> float:
-    """Largest round-trip error of one coordinate, as a fraction of the image side."""
+    """Largest round-trip error of one coordinate, as a fraction of the image side: half a bin,
+    except Kosmos-2, whose reference decodes a box whose corners share a row or a column to the
+    cells' edges (up to a whole cell off; see test_kosmos2_decodes_like_the_reference)."""
     cfg = BoxTokenizer.from_preset(preset).config
+    if cfg.quantization == "grid":
+        return 1.0 / cfg.bins
     return 0.5 / (cfg.bins - 1) if cfg.quantization == "round" else 0.5 / cfg.bins
 
 
@@ -234,3 +238,31 @@ def test_round_trip_error_is_at_most_half_a_bin(preset, corners, h, w):
     back = tok.decode(tok.encode(box, canvas_size=(h, w)).ids, canvas_size=(h, w)).double()
     limit = torch.tensor([w, h, w, h]) * half_bin(preset) * (1 + 1e-6) + 1e-3
     assert ((back - box).abs() <= limit).all()
+
+
+def _kosmos2_reference(ul_idx: int, lr_idx: int, n: int) -> tuple[float, float, float, float]:
+    """patch_index_to_coordinate of microsoft/unilm kosmos-2/demo/decode_string.py (commit
+    97e4923e, lines 35-75), as transformers' Kosmos2Processor copies it; written out here from
+    the reference so the test checks the library against it."""
+    cell = 1.0 / n
+    ul_x, ul_y, lr_x, lr_y = ul_idx % n, ul_idx // n, lr_idx % n, lr_idx // n
+    if ul_idx == lr_idx or ul_x == lr_x or ul_y == lr_y:
+        return ul_x * cell, ul_y * cell, lr_x * cell + cell, lr_y * cell + cell
+    return ul_x * cell + cell / 2, ul_y * cell + cell / 2, lr_x * cell + cell / 2, lr_y * cell + cell / 2
+
+
+def test_kosmos2_decodes_like_the_reference():
+    """Issue 13 (9): (0.10, 0.10, 0.60, 0.12) came back with zero height (both corners in one
+    row, decoded to the row's centre); the reference spans the row's edges."""
+    tok = BoxTokenizer.from_preset("kosmos2")
+    g = torch.Generator().manual_seed(0)
+    ul = torch.randint(0, 1024, (2000,), generator=g)
+    lr = torch.randint(0, 1024, (2000,), generator=g)
+    ul[:50], lr[:50] = lr[:50], lr[:50]  # one cell
+    lr[50:100] = ul[50:100] // 32 * 32 + lr[50:100] % 32  # one row
+    ids = torch.stack([ul, lr], 1)
+    got = tok.decode(ids, canvas_size=(1, 1))
+    expected = torch.tensor([_kosmos2_reference(int(a), int(b), 32) for a, b in zip(ul, lr)], dtype=got.dtype)
+    assert torch.allclose(got, expected, atol=1e-9)
+    box = tok.decode(tok.encode([[0.10, 0.10, 0.60, 0.12]], canvas_size=(1, 1)).ids, canvas_size=(1, 1))[0]
+    assert box.tolist() == pytest.approx([3 / 32, 3 / 32, 20 / 32, 4 / 32])  # cells 3..19 × row 3, edges

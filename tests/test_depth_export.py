@@ -90,3 +90,18 @@ def test_bench_says_when_a_device_is_missing(capsys):
     assert main(["bench", "depth", "--device", "cuda"]) == 2
     err = capsys.readouterr().err
     assert "not available here" in err and len(err.strip().splitlines()) == 1
+
+
+def test_gpu_check_script_runs_on_a_cpu():
+    """benchmarks/gpu_check.py is prepared for a lent GPU; --device cpu --quick runs the same code."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    out = subprocess.run([sys.executable, str(script), "--device", "cpu", "--quick"], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    phases = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [p["phase"] for p in phases][-3:] == ["bench", "bench", "train"]
+    assert phases[-1]["steps"] > 0 and phases[-2]["dtype"] == "bf16"

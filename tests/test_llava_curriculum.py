@@ -55,3 +55,21 @@ def test_bad_arguments():
         CurriculumSampler(["depth_generation"] * 3, ATOMIC, 10)
     with pytest.raises(ValueError, match="rank"):
         CurriculumSampler(TASKS, ATOMIC, 10, rank=2, world_size=2)
+
+
+@pytest.mark.parametrize("samples, world, batch", [(64, 3, 1), (25, 3, 2), (7, 2, 4)])
+def test_every_rank_gets_the_same_batches_in_every_stage(samples, world, batch):
+    """Issue 13: 64 records a stage on 3 ranks gave 22/21/21 records, so rank 0 ran one step more
+    and blocked in all-reduce. Stages are now rounded up to whole global batches (drawn, not
+    repeated), and the ranks' shards of a stage are disjoint parts of one global order."""
+    ranks = [CurriculumSampler(TASKS, ATOMIC, samples, stages=3, seed=5, rank=r, world_size=world, batch_size=batch)
+             for r in range(world)]
+    glob = CurriculumSampler(TASKS, ATOMIC, samples, stages=3, seed=5, batch_size=world * batch)
+    for stage in range(3):
+        shards = [r.stage_indices(stage) for r in ranks]
+        assert len({len(s) for s in shards}) == 1 and len(shards[0]) % batch == 0
+        assert len(shards[0]) * world >= samples
+        order = glob.stage_indices(stage)  # what accelerate's loader deals out batch by batch
+        dealt = [order[k : k + batch] for k in range(0, len(order), batch)]
+        assert shards == [sum(dealt[r::world], []) for r in range(world)]
+    assert len({len(r) for r in ranks}) == 1 and len(list(ranks[0])) == len(ranks[0])

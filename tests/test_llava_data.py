@@ -51,3 +51,16 @@ def test_unknown_task():
     with pytest.raises(ValueError, match="unknown tasks"):
         build_records([], **TOKS, tasks=["captioning"])
     assert set(MULTI_TASKS) >= {"counting_cot"}
+
+
+def test_few_valid_pixels_inside_the_margin_give_no_sample_rather_than_an_error():
+    """Issue 13 (6): the count was checked before the margin filter, so rng.choice(0, k) raised."""
+    import numpy as np
+    import torch
+
+    from perceptok_llava.data import _pick_points
+
+    rel = torch.rand(100, 100)
+    ok = torch.zeros(100, 100, dtype=torch.bool)
+    ok[:, :3] = True  # plenty of valid pixels, all in the left margin
+    assert _pick_points(rel, ok, 3, np.random.default_rng(0)) is None

@@ -31,8 +31,28 @@ def test_batched_estimates_are_cached(tmp_path):
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)) for _ in range(3)]
     maps = estimator(images)
-    assert estimator.estimated == 3 and len(list(tmp_path.glob("*.npy"))) == 3
+    assert estimator.estimated == 3 and len(list(tmp_path.glob("*/*.npy"))) == 3
     assert all(m.values.shape == (40, 60) and m.kind == "relative_inverse" for m in maps)
     again = estimator(images[:2] + [images[2].transpose(Image.FLIP_LEFT_RIGHT)])
     assert estimator.estimated == 4  # two from the cache, one new image
     assert np.allclose(again[0].values.numpy(), maps[0].values.numpy())
+
+
+def test_another_model_does_not_reuse_the_cache(tmp_path):
+    """Issue 13 (7): the cache keyed on image bytes alone served one model's estimates to another."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)) for _ in range(2)]
+    torch.manual_seed(0)
+    first = MonocularDepth(*tiny_depth_anything(), cache_dir=tmp_path, device=-1)
+    a = first(images)
+    torch.manual_seed(1)  # the same architecture with other weights
+    second = MonocularDepth(*tiny_depth_anything(), cache_dir=tmp_path, device=-1)
+    b = second(images)
+    assert second.estimated == 2 and not np.allclose(a[0].values.numpy(), b[0].values.numpy())
+    torch.manual_seed(0)  # the first model's weights again: served from its cache
+    again = MonocularDepth(*tiny_depth_anything(), cache_dir=tmp_path, device=-1)
+    c = again(images)
+    assert again.model_key == first.model_key and again.estimated == 0
+    assert np.allclose(c[0].values.numpy(), a[0].values.numpy())

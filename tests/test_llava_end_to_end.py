@@ -89,6 +89,54 @@ def test_training_entry_point_under_torchrun_gloo(tmp_path):
     assert (tmp_path / "run" / "perception_vocab.json").exists()
 
 
+def test_three_ranks_uneven_records_grad_accum_and_a_time_limit(tmp_path):
+    """accelerate's prepared DataLoader over the curriculum: 3 gloo ranks, 25 records a stage,
+    batch 2, grad_accum 2, and a time limit read on rank 0 only while the other ranks' clocks
+    run ahead. Every rank must take the same optimiser steps and end with the same weights; a
+    rank with one batch more (the old [rank::world] shards) or one that stopped on its own clock
+    would block the others in all-reduce until the timeout below."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    lm_tok = tiny_lm_tokenizer()
+    tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>")).save_pretrained(tmp_path / "base")
+    tiny_processor(lm_tok).save_pretrained(tmp_path / "base")
+    worker = Path(__file__).with_name("ddp_llava_worker.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=3", str(worker), str(tmp_path / "base"),
+           str(tmp_path / "run"), "0.15"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # about a minute when correct
+    assert out.returncode == 0, out.stderr[-3000:]
+    ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in range(3)]
+    assert len({r["steps"] for r in ranks}) == 1 and len({r["weights"] for r in ranks}) == 1
+    assert ranks[0]["steps"] >= 1
+
+
+def test_temperature_schedule_follows_the_training_losses(tmp_path):
+    """AURORA §3.3: task t is drawn with probability softmax(loss_t / τ). Training reports each
+    task's answer loss to the sampler, so later stages lean towards the task the model finds
+    hardest, and the log says so."""
+    import json
+
+    lm_tok = tiny_lm_tokenizer()
+    model = tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>"))
+    toks = tokenizers()
+    records = build_records(synthetic_samples(3, size=(64, 80)), **toks, seed=0)
+    cfg = LlavaTrainConfig(out=str(tmp_path), lora_r=4, lora_alpha=8, batch_size=2, stages=4, samples_per_stage=8,
+                           schedule="temperature", gradient_checkpointing=False)
+    train_llava(model, tiny_processor(lm_tok), toks, records, cfg, progress=False)
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    stages, weights = log["stage_probabilities"], log["stage_weights"]
+    assert len(log["task_losses"]) >= 2 and len(stages) == 4
+    first, last = stages["0"], stages["3"]
+    assert max(first.values()) - min(first.values()) < 1e-9  # before any loss: uniform
+    # the last stage was drawn with the losses measured by then (not the initial 1.0 each)
+    assert weights["3"] != weights["0"] and set(weights["3"]) == set(last)
+    hardest = max(weights["3"], key=weights["3"].get)
+    assert max(last, key=last.get) == hardest and last[hardest] > first[hardest]
+
+
 def test_gpu_smoke_script_runs_tiny_on_cpu():
     import json
     import subprocess

@@ -45,6 +45,15 @@ def ids_to_points(ids: torch.Tensor, cfg: CoordinateConfig) -> torch.Tensor:
     """``(..., T)`` coordinate ids → ``(..., P, 2)`` normalised x, y (float64)."""
     if cfg.quantization == "grid":
         q = torch.stack([ids % cfg.bins, ids // cfg.bins], dim=-1)  # (..., P, 2)
+        centres = _axis_values(q, cfg)
+        if q.shape[-2] != 2:
+            return centres
+        # Kosmos-2's reference post-processing (patch_index_to_coordinate in microsoft/unilm
+        # kosmos-2/demo/decode_string.py, copied into transformers' Kosmos2Processor): a box whose
+        # corners share a cell, a row or a column spans those cells' edges, else cell centres.
+        shared = (q[..., 0, :] == q[..., 1, :]).any(-1)  # (...,)
+        edges = torch.stack([q[..., 0, :].double() / cfg.bins, (q[..., 1, :].double() + 1) / cfg.bins], dim=-2)
+        return torch.where(shared[..., None, None], edges, centres)
     else:
         q = ids.unflatten(-1, (-1, 2))
         if cfg.order == "yx":

@@ -131,7 +131,7 @@ def batch_from_maps(source: torch.Tensor, index: torch.Tensor, cfg: DepthTokeniz
     k = full if complete else 0  # maps measured everywhere: nothing to fill
     dense = resize(noisy[:k, None], size) * 2 - 1
     x = torch.cat([torch.cat([dense, torch.ones_like(dense)], dim=1),
-                   model_input((noisy * measured)[k:, None], measured[k:, None], size)])
+                   model_input((noisy * measured)[k:, None], measured[k:, None], size, holes=True)])
     if complete:  # every crop pixel is valid
         target, weight = resize(rel[:, None], out_size), torch.ones_like(rel[:, None, :1, :1])
     else:

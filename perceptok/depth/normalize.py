@@ -96,11 +96,13 @@ def stats_dtype(device: torch.device) -> torch.dtype:
 
 def valid_mask(depth: torch.Tensor, kind: str, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Pixels with a usable measurement: finite, positive for metric and disparity (non-negative
-    for relative inverse depth), a finite inverse (1e-45 m is no measurement), and'ed with ``valid``."""
+    for relative inverse depth; for metric depth at least the smallest normal float, so 1e-45 m
+    is no measurement), and'ed with ``valid``."""
     ok = torch.isfinite(depth)
-    ok &= depth > 0 if kind != "relative_inverse" else depth >= 0
-    if kind == "metric":
-        ok &= torch.isfinite(1.0 / depth.to(work_dtype(depth.dtype)))
+    if kind == "metric":  # at least the smallest normal number: a denormal depth has no finite inverse
+        ok &= depth >= torch.finfo(work_dtype(depth.dtype)).tiny
+    else:
+        ok &= depth > 0 if kind == "disparity" else depth >= 0
     return ok & valid.to(device=depth.device, dtype=torch.bool) if valid is not None else ok
 
 
@@ -116,17 +118,21 @@ def from_inverse(inverse: torch.Tensor, kind: str) -> torch.Tensor:
     return inverse
 
 
-def robust_range(inverse: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def robust_range(inverse: torch.Tensor, valid: torch.Tensor, complete: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """2nd and 98th percentiles of the valid values of each map: ``(B, H, W)`` → two ``(B,)``.
+    ``complete=True`` promises every pixel is valid (a faster path, same result).
 
     Maps without valid values get NaN; ``normalize_depth`` rejects those before."""
     dtype = stats_dtype(inverse.device)
-    values = inverse.to(dtype).masked_fill(~valid, float("nan")).flatten(1)  # (B, H·W)
+    values = inverse.to(dtype).flatten(1)  # (B, H·W)
+    if complete is not True:
+        values = values.masked_fill(~valid.flatten(1), float("nan"))
     if values.shape[1] > MAX_QUANTILE_VALUES:  # an exact-enough strided sample of huge maps
         values = values[:, :: values.shape[1] // MAX_QUANTILE_VALUES + 1]
     q = torch.tensor([LOW_Q, HIGH_Q], dtype=dtype, device=values.device)
     rows = max(QUANTILE_LIMIT // max(values.shape[1], 1), 1)
-    bounds = torch.cat([torch.nanquantile(chunk, q, dim=1) for chunk in values.split(rows)], dim=1)  # (2, B)
+    quantile = torch.quantile if complete is True else torch.nanquantile  # the same values where nothing is NaN
+    bounds = torch.cat([quantile(chunk, q, dim=1) for chunk in values.split(rows)], dim=1)  # (2, B)
     low, high = bounds[0], bounds[1]
     flat = (high - low) < 1e-6 * high.abs().clamp_min(1e-6)  # a flat map: give it a unit-free span
     low = torch.where(flat, low - 1e-3 * low.abs().clamp_min(1e-3), low)
@@ -150,7 +156,9 @@ def normalize_depth(depth: torch.Tensor, kind: str, valid: torch.Tensor | None =
     x = depth.to(work_dtype(depth.dtype))
     ok = valid_mask(x, kind, valid)
     inverse = to_inverse(torch.where(ok, x, torch.ones_like(x)), kind)
-    low, high = robust_range(inverse, ok & measured if measured is not None else ok)
+    use = ok & measured if measured is not None else ok
+    complete = bool(use.all()) if use.device.type == "cpu" else None  # on accelerators: no host sync for a shortcut
+    low, high = robust_range(inverse, use, complete)
     span = (high - low)[:, None, None]
     rel = ((inverse - low[:, None, None].to(x.dtype)) / span.to(x.dtype)).clamp(0, 1)
     return Normalized(rel.masked_fill(~ok, 0), ok, low, high, inverse)
