@@ -90,9 +90,9 @@ def test_training_entry_point_under_torchrun_gloo(tmp_path):
 
 
 def test_three_ranks_uneven_records_grad_accum_and_a_time_limit(tmp_path):
-    """accelerate's prepared DataLoader over the curriculum: 3 gloo ranks, 25 records a stage,
+    """accelerate's prepared DataLoader over the curriculum: 3 gloo ranks, 301 records a stage,
     batch 2, grad_accum 2, and a time limit read on rank 0 only while the other ranks' clocks
-    run ahead. Every rank must take the same optimiser steps and end with the same weights; a
+    run 2 and 3 times as fast. Every rank must take the same optimiser steps and end with the same weights; a
     rank with one batch more (the old [rank::world] shards) or one that stopped on its own clock
     would block the others in all-reduce until the timeout below."""
     import json
@@ -105,12 +105,12 @@ def test_three_ranks_uneven_records_grad_accum_and_a_time_limit(tmp_path):
     tiny_processor(lm_tok).save_pretrained(tmp_path / "base")
     worker = Path(__file__).with_name("ddp_llava_worker.py")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=3", str(worker), str(tmp_path / "base"),
-           str(tmp_path / "run"), "0.15"]
+           str(tmp_path / "run"), "0.1"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # about a minute when correct
     assert out.returncode == 0, out.stderr[-3000:]
     ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in range(3)]
     assert len({r["steps"] for r in ranks}) == 1 and len({r["weights"] for r in ranks}) == 1
-    assert ranks[0]["steps"] >= 1
+    assert 1 <= ranks[0]["steps"] < 50  # stopped by the clock: 2 stages of 51 micro-batches / 2 would be 51 steps
 
 
 def test_temperature_schedule_follows_the_training_losses(tmp_path):
