@@ -67,8 +67,10 @@ def generate_with_perception(model: Any, processor: Any, vocab: PerceptionVocab,
     lm_tok = processor.tokenizer
     side, lm_tok.padding_side = lm_tok.padding_side, "left"
     texts = [chat(p) + (f" {start_with}" if start_with else "") for p in prompts]
-    batch = processor(text=texts, images=images, return_tensors="pt", padding=True)
-    lm_tok.padding_side = side
+    try:
+        batch = processor(text=texts, images=images, return_tensors="pt", padding=True)
+    finally:  # the caller's tokenizer keeps its padding side even when the processor raises
+        lm_tok.padding_side = side
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     processor_list = [PerceptionLogitsProcessor(vocab, lm_tok)]

@@ -278,9 +278,12 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     return {"losses": losses, "out": str(out_dir), "vocab": vocab, "model": unwrapped}
 
 
-def load_trained(out: str | Path, base_model: str | Path, dtype: torch.dtype | None = None) -> tuple[Any, Any, PerceptionVocab]:
+def load_trained(out: str | Path, base_model: str | Path, dtype: torch.dtype | None = None,
+                 merge: bool = False) -> tuple[Any, Any, PerceptionVocab]:
     """Reload a trained model in one call: base weights, the saved processor, embeddings sized to
-    it, the adapter and the checked vocabulary."""
+    it, the adapter and the checked vocabulary. ``merge=True`` folds the adapter into the weights
+    (``merge_and_unload``) for inference: one matrix product per layer instead of three, the
+    plain model's generation speed."""
     from peft import PeftModel
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
@@ -289,6 +292,8 @@ def load_trained(out: str | Path, base_model: str | Path, dtype: torch.dtype | N
     if base.get_input_embeddings().weight.shape[0] < len(processor.tokenizer):
         base.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
     model = PeftModel.from_pretrained(base, out).eval()
+    if merge:
+        model = model.merge_and_unload().eval()
     vocab = PerceptionVocab.load(out)
     vocab.validate(processor.tokenizer, model)
     return model, processor, vocab

@@ -15,6 +15,7 @@ from perceptok import BoxTokenizer, PointTokenizer, PooledDepthTokenizer  # noqa
 from perceptok_llava.data import build_records, coco_samples, manifest_samples, synthetic_samples  # noqa: E402
 from perceptok_llava.generate import generate_with_perception  # noqa: E402
 from perceptok_llava.train import LlavaTrainConfig, collate, load_trained, train_llava  # noqa: E402
+from perceptok_llava.vocab import add_perception_tokens  # noqa: E402
 
 
 def tiny_processor(lm_tok):
@@ -58,6 +59,10 @@ def test_train_save_reload_generate(tmp_path, shared_data):
     assert sum(losses[-8:]) / 8 < 0.9 * sum(losses[:8]) / 8
 
     model, processor, vocab = load_trained(tmp_path / "run", tmp_path / "base")
+    merged, _, _ = load_trained(tmp_path / "run", tmp_path / "base", merge=True)
+    assert not any("lora_" in name for name, _ in merged.named_parameters())  # folded into the weights
+    inputs = {k: v for k, v in collate(records[:2], processor).items() if k != "labels"}
+    assert torch.allclose(model(**inputs).logits, merged(**inputs).logits, atol=1e-4)
     image = records[0]["image"]
     outs = generate_with_perception(model, processor, vocab, [image, image],
                                     ["<image>\nWhat is the depth map of this image? Answer with depth tokens."] * 2,
@@ -165,3 +170,15 @@ def test_mismatched_processor_is_caught_before_training():
                            num_additional_image_tokens=0)
     with pytest.raises(ValueError, match="image tokens"):
         check_image_tokens(model, wrong, record)
+
+
+def test_generation_restores_the_padding_side_when_the_processor_fails():
+    lm_tok = tiny_lm_tokenizer()
+    model = tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>"))
+    processor = tiny_processor(lm_tok)
+    vocab = add_perception_tokens(model, lm_tok, tokenizers())
+    lm_tok.padding_side = "right"
+    image = build_records(synthetic_samples(1, size=(64, 80)), **tokenizers(), tasks=["counting_direct"])[0]["image"]
+    with pytest.raises(ValueError):  # two prompts, one image
+        generate_with_perception(model, processor, vocab, [image], ["<image>\nHow many?", "<image>\nHow many?"])
+    assert lm_tok.padding_side == "right"
