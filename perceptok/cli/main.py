@@ -13,29 +13,24 @@ from perceptok.errors import PerceptokError
 EXIT_USAGE = 2
 
 
+def _by_modality(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """A command whose subcommands are modalities (``perceptok NAME depth ...``)."""
+    return sub.add_parser(name, help=help).add_subparsers(dest="modality", required=True, metavar="MODALITY")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perceptok", description="Perception tokens for multimodal LMs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     hub.add_list(sub)
-    encode = sub.add_parser("encode", help="structure → token text").add_subparsers(
-        dest="modality", required=True, metavar="MODALITY")
-    decode = sub.add_parser("decode", help="token text → structure (JSON)").add_subparsers(
-        dest="modality", required=True, metavar="MODALITY")
+    encode = _by_modality(sub, "encode", "structure → token text")
+    decode = _by_modality(sub, "decode", "token text → structure (JSON)")
     coords.add_commands(encode, decode)
     depth.add_encode(encode)
     depth.add_decode(decode)
-    train = sub.add_parser("train", help="train a tokenizer").add_subparsers(
-        dest="modality", required=True, metavar="MODALITY")
-    depth.add_train(train)
-    evaluate = sub.add_parser("eval", help="evaluate a tokenizer").add_subparsers(
-        dest="modality", required=True, metavar="MODALITY")
-    depth.add_eval(evaluate)
-    bench = sub.add_parser("bench", help="measure throughput").add_subparsers(
-        dest="modality", required=True, metavar="MODALITY")
-    depth.add_bench(bench)
-    export = sub.add_parser("export", help="export a tokenizer's networks (ONNX)").add_subparsers(
-        dest="modality", required=True, metavar="MODALITY")
-    depth.add_export(export)
+    depth.add_train(_by_modality(sub, "train", "train a tokenizer"))
+    depth.add_eval(_by_modality(sub, "eval", "evaluate a tokenizer"))
+    depth.add_bench(_by_modality(sub, "bench", "measure throughput"))
+    depth.add_export(_by_modality(sub, "export", "export a tokenizer's networks (ONNX)"))
     hub.add_info(sub)
     hub.add_push(sub)
     return parser

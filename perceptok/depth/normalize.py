@@ -49,11 +49,6 @@ class DepthStats:
     sizes: list[tuple[int, int]]
     grids: list[tuple[int, int]]
 
-    def to_json(self) -> dict:
-        """Plain numbers, for ``perceptok encode --json`` and tokenized datasets."""
-        return {"low": self.low.tolist(), "high": self.high.tolist(), "kind": self.kind,
-                "sizes": [list(s) for s in self.sizes], "grids": [list(g) for g in self.grids]}
-
 
 @dataclasses.dataclass
 class Normalized:
