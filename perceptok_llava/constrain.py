@@ -4,8 +4,9 @@
 Rules, applied to each whole sequence, prompt included, so a prompt that ends in
 ``<DEPTH_START>`` makes the model write a depth map (batched; greedy, sampling and beam search):
 
-- a delimited span (depth): after ``<DEPTH_START>`` exactly the tokenizer's number of codes,
-  then ``<DEPTH_END>``; codes and ``<DEPTH_END>`` are forbidden outside a span;
+- a delimited span (depth): after ``<DEPTH_START>`` optionally one grid marker
+  (``<DEPTH_GRID_5x20>``) as the first token, then exactly the tokenizer's number of codes, then
+  ``<DEPTH_END>``; codes, markers and ``<DEPTH_END>`` are forbidden outside a span;
 - coordinate boxes and points: once a coordinate token starts an item, the item's remaining
   coordinate tokens follow, with the layout's single-token punctuation (``,`` and ``)``) between
   them where the LM has those as tokens;
@@ -28,6 +29,15 @@ class _Span:
     end: int
     codes: torch.Tensor  # LM ids allowed inside
     length: int
+    markers: torch.Tensor  # LM ids of grid markers, allowed as the first token only
+
+    def allowed(self, after: list[int]) -> torch.Tensor:
+        """LM ids allowed next, ``after`` being the tokens since the start token (no end yet)."""
+        marked = bool(after) and after[0] in set(self.markers.tolist())
+        count = len(after) - marked
+        if not after:
+            return torch.cat([self.codes, self.markers])
+        return self.codes if count < self.length else torch.tensor([self.end])
 
 
 @dataclasses.dataclass
@@ -85,7 +95,8 @@ class PerceptionLogitsProcessor:
             ids = torch.tensor(vocab.lm_ids[name])
             if name in vocab.delimiters and len(vocab.delimiters[name]) == 2:
                 d = vocab.delimiters[name]
-                self.spans.append(_Span(d["start"], d["end"], ids, getattr(tok, "tokens_per_map")))
+                markers = torch.tensor(vocab.markers.get(name, []), dtype=torch.long)
+                self.spans.append(_Span(d["start"], d["end"], ids, getattr(tok, "tokens_per_map"), markers))
             elif isinstance(tok, CoordinateTokenizer):
                 key = tuple(vocab.lm_ids[name])
                 if key in by_coords:
@@ -97,7 +108,7 @@ class PerceptionLogitsProcessor:
                                         _single_token(lm_tok, between) if between else None,
                                         _single_token(lm_tok, layout.item_close) if layout.item_close else None)
         self.items = list(by_coords.values())
-        outside = [span.codes for span in self.spans] + [torch.tensor([span.end]) for span in self.spans]
+        outside = [t for span in self.spans for t in (span.codes, span.markers, torch.tensor([span.end]))]
         self.outside = torch.cat(outside) if outside else torch.zeros(0, dtype=torch.long)
 
     def _allowed(self, generated: list[int]) -> torch.Tensor | None:
@@ -107,7 +118,7 @@ class PerceptionLogitsProcessor:
                 last = len(generated) - 1 - generated[::-1].index(span.start)
                 after = generated[last + 1 :]
                 if span.end not in after:
-                    return span.codes if len(after) < span.length else torch.tensor([span.end])
+                    return span.allowed(after)
         for items in self.items:
             allowed = items.allowed(generated)
             if allowed is not None:

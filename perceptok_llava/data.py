@@ -169,7 +169,7 @@ def build_records(samples: Iterable[Sample], depth: GridDepthTokenizer, boxes: B
 def _depth_records(sample: Sample, depth: GridDepthTokenizer, points: PointTokenizer, tasks: set[str],
                    rng: np.random.Generator) -> list[dict]:
     out = []
-    depth_text = depth.to_text(depth.encode(sample.depth).ids)
+    depth_text = depth.to_text(depth.encode(sample.depth))  # with the map's grid marker where it has one
     if "depth_generation" in tasks:
         out.append(dict(id=f"{sample.id}/depth", task="depth_generation", image=sample.image,
                         prompt=_depth_prompt(), target=depth_text))

@@ -41,8 +41,8 @@ def parse_perception(text: str, vocab: PerceptionVocab, depth_size: tuple[int, i
         if isinstance(tok, GridDepthTokenizer):
             pattern = re.escape(tok.start_token) + r"(.*?)" + re.escape(tok.end_token)
             for span in re.finditer(pattern, text, flags=re.S):
-                ids = tok.from_text(span.group(0).replace(" ", ""), strict=False)
-                depth_maps.append(tok.decode(ids, size=depth_size))
+                parsed = tok.parse(span.group(0).replace(" ", ""), strict=False)  # ids and the span's grid
+                depth_maps.append(tok.decode(parsed, size=depth_size))
         elif isinstance(tok, CoordinateTokenizer):
             parsed = tok.parse(text, strict=False)
             if len(parsed.ids):

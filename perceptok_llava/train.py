@@ -129,29 +129,38 @@ def apply_lora(model: Any, vocab: PerceptionVocab, cfg: LlavaTrainConfig) -> Any
 
 def reconstruction_loss(logits: torch.Tensor, labels: torch.Tensor, vocab: PerceptionVocab, name: str = "depth") -> torch.Tensor:
     """MSE between decode_soft of the predicted code distributions and the decoded target codes,
-    over every complete depth span among the labels (AURORA §3.3)."""
+    over every complete depth span among the labels (AURORA §3.3), each decoded on its own grid
+    (a grid marker after the start token names it; the first grid without one)."""
     tok = vocab.tokenizers[name]
     if not isinstance(tok, GridDepthTokenizer) or not hasattr(tok, "decode_soft"):
         return logits.new_zeros(())
     code_ids = torch.tensor(vocab.lm_ids[name], device=logits.device)
+    grid_of = dict(zip(vocab.markers.get(name, []), tok.config.grids[1:]))
     start = vocab.delimiters[name]["start"]
     n = tok.tokens_per_map
-    probs, targets = [], []
+    by_grid: dict[tuple[int, int], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
     for row in range(labels.shape[0]):
         for pos in (labels[row] == start).nonzero().flatten().tolist():
+            first = int(labels[row, pos + 1]) if pos + 1 < labels.shape[1] else -1
+            grid = grid_of.get(first, tok.config.grids[0])
+            pos += first in grid_of  # the codes start after the marker
             span = labels[row, pos + 1 : pos + 1 + n]
             if len(span) < n or not torch.isin(span, code_ids).all():
                 continue
+            probs, targets = by_grid.setdefault(grid, ([], []))
             # logits at position p predict token p + 1
-            step_logits = logits[row, pos : pos + n][:, code_ids].float()
-            probs.append(step_logits.softmax(-1))
-            targets.append(tok.from_text(tok.to_text(vocab.from_lm(name, span.cpu()))))
-    if not probs:
+            probs.append(logits[row, pos : pos + n][:, code_ids].float().softmax(-1))
+            targets.append(vocab.from_lm(name, span.cpu()))
+    if not by_grid:
         return logits.new_zeros(())
-    pred = tok.decode_soft(torch.stack(probs))
-    with torch.no_grad():
-        truth = tok.decode_soft(F.one_hot(torch.stack(targets), tok.vocab_size).float())
-    return F.mse_loss(pred, truth.to(pred.device))
+    errors, count = logits.new_zeros(()), 0
+    for grid, (probs, targets) in by_grid.items():
+        pred = tok.decode_soft(torch.stack(probs), grid)
+        with torch.no_grad():
+            truth = tok.decode_soft(F.one_hot(torch.stack(targets), tok.vocab_size).float(), grid)
+        errors = errors + F.mse_loss(pred, truth.to(pred.device), reduction="sum").to(errors.dtype)
+        count += pred.numel()
+    return errors / count
 
 
 class TaskLosses:

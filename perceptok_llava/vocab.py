@@ -41,11 +41,14 @@ class PerceptionVocab:
         tokenizers: name → perceptok tokenizer (e.g. "depth", "boxes").
         lm_ids: name → LM id of each local id (``vocab[i]`` is LM id ``lm_ids[name][i]``).
         delimiters: name → {"start": id, "end": id} where the tokenizer has them.
+        markers: name → LM ids of the tokens that may follow its start token to name a grid
+            (depth maps on a grid other than the first).
     """
 
     tokenizers: dict[str, PerceptionTokenizer]
     lm_ids: dict[str, list[int]]
     delimiters: dict[str, dict[str, int]]
+    markers: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
     def to_lm(self, name: str, local_ids: torch.Tensor) -> torch.Tensor:
         """Local ids (any shape) → LM ids."""
@@ -64,6 +67,7 @@ class PerceptionVocab:
         """Every LM id this vocabulary uses (the rows LoRA's trainable_token_indices should train)."""
         ids = {i for v in self.lm_ids.values() for i in v}
         ids |= {i for d in self.delimiters.values() for i in d.values()}
+        ids |= {i for m in self.markers.values() for i in m}
         return sorted(ids)
 
     def validate(self, lm_tokenizer: Any, model: torch.nn.Module) -> None:
@@ -78,6 +82,7 @@ class PerceptionVocab:
         for name, tok in self.tokenizers.items():
             pairs = list(zip(tok.vocab, self.lm_ids[name]))
             pairs += [(getattr(tok, f"{k}_token"), i) for k, i in self.delimiters.get(name, {}).items()]
+            pairs += list(zip(getattr(tok, "grid_markers", []), self.markers.get(name, [])))
             for token, expected in pairs:
                 actual = lm_tokenizer.convert_tokens_to_ids(token)
                 if actual != expected:
@@ -91,7 +96,8 @@ class PerceptionVocab:
         folder = Path(folder)
         for name, tok in self.tokenizers.items():
             tok.save_pretrained(folder / "perception_tokenizers" / name)
-        write_text(folder / VOCAB_FILE, json.dumps({"lm_ids": self.lm_ids, "delimiters": self.delimiters}) + "\n")
+        write_text(folder / VOCAB_FILE, json.dumps({"lm_ids": self.lm_ids, "delimiters": self.delimiters,
+                                                    "markers": self.markers}) + "\n")
 
     @classmethod
     def load(cls, folder: str | Path) -> PerceptionVocab:
@@ -101,7 +107,7 @@ class PerceptionVocab:
             raise FileNotFoundError(f"{path} not found: save the vocabulary with PerceptionVocab.save")
         data = json.loads(path.read_text(encoding="utf-8"))
         tokenizers = {name: load(folder / "perception_tokenizers" / name) for name in data["lm_ids"]}
-        return cls(tokenizers, data["lm_ids"], data["delimiters"])
+        return cls(tokenizers, data["lm_ids"], data["delimiters"], data.get("markers", {}))
 
 
 def describe(token: str) -> str:
@@ -134,7 +140,9 @@ def add_perception_tokens(model: Any, lm_tokenizer: Any, tokenizers: dict[str, P
     lm_ids = {name: lm_tok.convert_tokens_to_ids(tok.vocab) for name, tok in tokenizers.items()}
     delimiters = {name: {k: lm_tok.convert_tokens_to_ids(getattr(tok, f"{k}_token"))
                          for k in ("start", "end") if getattr(tok, f"{k}_token")} for name, tok in tokenizers.items()}
-    vocab = PerceptionVocab(dict(tokenizers), lm_ids, delimiters)
+    markers = {name: lm_tok.convert_tokens_to_ids(tok.grid_markers) for name, tok in tokenizers.items()
+               if getattr(tok, "grid_markers", None)}
+    vocab = PerceptionVocab(dict(tokenizers), lm_ids, delimiters, markers)
     vocab.validate(lm_tok, model)
     return vocab
 

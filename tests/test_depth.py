@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conformance import TokenizerConformance
+import perceptok
 from perceptok import AutoPerceptionTokenizer, DepthTokenizer, PooledDepthTokenizer, TokenParseError
 from perceptok.depth import PRESETS
 from perceptok.depth.augment import Generators, make_batch, validation_batches
@@ -224,3 +225,45 @@ def test_training_scores_real_maps_at_each_validation(tmp_path, shared_data):
     assert [entry["step"] for entry in log] == [2, 4, 4]
     for entry in log:
         assert entry["real_abs_rel"] > 0 and 0 <= entry["real_ordinal_acc"] <= 1 and entry["real_codebook_usage"] > 0
+
+
+@pytest.mark.parametrize("h, w", [(48, 64), (30, 120), (120, 30), (24, 150)])
+def test_text_carries_the_grid(h, w):
+    """Issue 13 (3): a 5×20 map written as text and read back decoded as 10×10 stripes. A map on
+    any grid but the first now says so after the start token; 10×10 text is AURORA's, unchanged."""
+    tok = perceptok.load("depth")
+    depth = ramp_map(h, w)
+    enc = tok.encode(depth)
+    grid = enc.stats.grids[0]
+    text = tok.to_text(enc)
+    marker = f"<DEPTH_GRID_{grid[0]}x{grid[1]}>"
+    assert (marker in text) == (grid != (10, 10)) and text.startswith("<DEPTH_START>")
+    if grid == (10, 10):
+        assert text == tok.to_text(enc.ids)  # no marker: the original's text
+    parsed = tok.parse(text)
+    assert parsed.grids == [grid] and torch.equal(parsed.ids, enc.ids)
+    assert torch.equal(tok.decode(parsed), tok.decode(enc.ids, grids=grid))
+    assert tok.decode(parsed).shape == tok.default_size(grid)
+    assert torch.equal(tok.decode(parsed, size=(h, w)), tok.decode(enc.ids, stats=dataclasses.replace(
+        enc.stats, kind="relative_inverse", low=torch.zeros(1, dtype=torch.float64), high=torch.ones(1, dtype=torch.float64))))
+    lenient = tok.parse("model says: " + text.replace("<DEPTH_END>", ""), strict=False)
+    assert lenient.grids == [grid] and torch.equal(lenient.ids, enc.ids)
+    soft = tok.decode_soft(torch.nn.functional.one_hot(parsed.ids, tok.vocab_size).float()[None], parsed.grids[0])
+    assert soft.shape[-2:] == tuple(s // tok.config.decoder_stride for s in tok.default_size(grid))
+
+
+def test_grid_markers_are_tokens_and_strict_parsing_checks_them():
+    tok = perceptok.load("depth")
+    assert tok.grid_markers == ["<DEPTH_GRID_5x20>", "<DEPTH_GRID_20x5>", "<DEPTH_GRID_4x25>", "<DEPTH_GRID_25x4>"]
+    assert set(tok.grid_markers) <= set(tok.special_tokens)
+    codes = "".join(f"<DEPTH_{i}>" for i in range(100))
+    with pytest.raises(TokenParseError, match="grid marker"):
+        tok.parse(f"<DEPTH_START><DEPTH_GRID_7x7>{codes}<DEPTH_END>")
+    with pytest.raises(TokenParseError):  # a marker must come first
+        tok.parse(f"<DEPTH_START><DEPTH_1><DEPTH_GRID_5x20>{codes[11:]}<DEPTH_END>")
+    batch = tok.parse([f"<DEPTH_START>{codes}<DEPTH_END>", f"<DEPTH_START><DEPTH_GRID_4x25>{codes}<DEPTH_END>"])
+    assert batch.grids == [(10, 10), (4, 25)] and batch.ids.shape == (2, 100)
+    maps = tok.decode(batch)
+    assert [m.shape for m in maps] == [(40, 40), (16, 100)]
+    with pytest.raises(ValueError, match="grids must be"):
+        tok.decode(batch.ids, grids=(7, 7))

@@ -3,12 +3,13 @@
 from perceptok.depth.config import PRESETS, DepthTokenizerConfig
 from perceptok.depth.normalize import DepthStats
 from perceptok.depth.pooled import PooledDepthConfig, PooledDepthTokenizer
-from perceptok.depth.tokenizer import DepthEncoding, DepthTokenizer, GridDepthTokenizer
+from perceptok.depth.tokenizer import DepthEncoding, DepthText, DepthTokenizer, GridDepthTokenizer
 
 __all__ = [
     "PRESETS",
     "DepthEncoding",
     "DepthStats",
+    "DepthText",
     "DepthTokenizer",
     "DepthTokenizerConfig",
     "GridDepthTokenizer",

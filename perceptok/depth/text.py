@@ -1,4 +1,9 @@
-"""Token text of depth maps: ``<DEPTH_START><DEPTH_17>…<DEPTH_END>``, exactly N codes."""
+"""Token text of depth maps: ``<DEPTH_START><DEPTH_17>…<DEPTH_END>``, exactly N codes.
+
+A map on the first (square) grid is written exactly as AURORA writes its 10×10 maps. A map on
+another grid says so with one marker right after the start token, ``<DEPTH_GRID_5x20>``, so text
+alone decodes to the right grid: the same 100 codes read as 10×10 would be stripes.
+"""
 
 from __future__ import annotations
 
@@ -10,38 +15,56 @@ from perceptok.errors import TokenParseError
 
 
 class SpanGrammar:
-    """Render and parse one delimited span of ``length`` codes ``<{prefix}_{k}>``."""
+    """Render and parse one delimited span of ``length`` codes ``<{prefix}_{k}>``, with a grid
+    marker ``<{prefix}_GRID_{rows}x{cols}>`` for every grid but the first."""
 
-    def __init__(self, prefix: str, length: int, codebook_size: int):
+    def __init__(self, prefix: str, length: int, codebook_size: int, grids: list[tuple[int, int]]):
         self.start, self.end = f"<{prefix}_START>", f"<{prefix}_END>"
         self.prefix = prefix
         self.length = length
         self.codebook_size = codebook_size
+        self.grids = [tuple(g) for g in grids]
+        self.markers = {f"<{prefix}_GRID_{r}x{c}>": (r, c) for r, c in self.grids[1:]}
+        self._marker_of = {grid: marker for marker, grid in self.markers.items()}
         self._code = re.compile(rf"<{re.escape(prefix)}_(\d+)>")
+        self._any_marker = re.compile(rf"<{re.escape(prefix)}_GRID_\d+x\d+>")
 
-    def render(self, ids: list[int]) -> str:
-        return self.start + "".join(f"<{self.prefix}_{i}>" for i in ids) + self.end
+    def render(self, ids: list[int], grid: tuple[int, int] | None = None) -> str:
+        if grid is not None and tuple(grid) not in self.grids:
+            raise ValueError(f"grid {tuple(grid)} is not one of this tokenizer's grids {self.grids}")
+        marker = self._marker_of.get(tuple(grid), "") if grid is not None else ""
+        return self.start + marker + "".join(f"<{self.prefix}_{i}>" for i in ids) + self.end
 
-    def parse(self, text: str, strict: bool = True) -> list[int]:
-        """Codes of one span. Strict: the text is exactly one span (up to surrounding white space).
-        Lenient: the first span's codes, truncated or padded (repeating the last code) to
-        ``length``; a missing start or end token is tolerated."""
+    def parse(self, text: str, strict: bool = True) -> tuple[list[int], tuple[int, int]]:
+        """Codes and grid of one span. Strict: the text is exactly one span (up to surrounding
+        white space). Lenient: the first span's codes, truncated or padded (repeating the last
+        code) to ``length``, and its grid marker if one comes before the codes; a missing start
+        or end token is tolerated."""
         if strict:
             return self._parse_strict(text)
         begin = text.find(self.start)
         body = text[begin + len(self.start):] if begin >= 0 else text
         stop = body.find(self.end)
         body = body[:stop] if stop >= 0 else body
-        ids = [int(m) for m in self._code.findall(body) if int(m) < self.codebook_size][: self.length]
-        if not ids:
+        codes = [m for m in self._code.finditer(body) if int(m.group(1)) < self.codebook_size][: self.length]
+        if not codes:
             raise TokenParseError(text, max(begin, 0), f"at least one code like <{self.prefix}_0>")
-        return ids + [ids[-1]] * (self.length - len(ids))
+        marker = self._any_marker.search(body, 0, codes[0].start())
+        grid = self.markers.get(marker.group(0), self.grids[0]) if marker else self.grids[0]
+        ids = [int(m.group(1)) for m in codes]
+        return ids + [ids[-1]] * (self.length - len(ids)), grid
 
-    def _parse_strict(self, text: str) -> list[int]:
+    def _parse_strict(self, text: str) -> tuple[list[int], tuple[int, int]]:
         pos = len(text) - len(text.lstrip())
         if not text.startswith(self.start, pos):
             raise TokenParseError(text, pos, repr(self.start))
         pos += len(self.start)
+        grid = self.grids[0]
+        marker = self._any_marker.match(text, pos)
+        if marker:
+            if marker.group(0) not in self.markers:
+                raise TokenParseError(text, pos, f"a grid marker of {sorted(self.markers)} or a code")
+            grid, pos = self.markers[marker.group(0)], marker.end()
         ids = []
         for n in range(self.length):
             m = self._code.match(text, pos)
@@ -58,9 +81,10 @@ class SpanGrammar:
         pos += len(self.end)
         if text[pos:].strip():
             raise TokenParseError(text, pos, "the end of the text")
-        return ids
+        return ids, grid
 
-    def ids_tensor(self, texts: str | list[str], strict: bool) -> torch.Tensor:
-        if isinstance(texts, str):
-            return torch.tensor(self.parse(texts, strict), dtype=torch.long, device="cpu")
-        return torch.tensor([self.parse(t, strict) for t in texts], dtype=torch.long, device="cpu").view(len(texts), self.length)
+    def parse_many(self, texts: str | list[str], strict: bool) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """``(N,)`` ids and one grid for a string, ``(B, N)`` and B grids for a list (CPU tensors)."""
+        spans = [self.parse(t, strict) for t in ([texts] if isinstance(texts, str) else texts)]
+        ids = torch.tensor([s[0] for s in spans], dtype=torch.long, device="cpu").view(len(spans), self.length)
+        return (ids[0] if isinstance(texts, str) else ids), [s[1] for s in spans]

@@ -47,6 +47,18 @@ class DepthEncoding(TokenizerOutput):
     stats: DepthStats
 
 
+@dataclasses.dataclass
+class DepthText(TokenizerOutput):
+    """Depth spans read from text.
+
+    Attributes:
+        ids: ``(N,)`` for one span, ``(B, N)`` for a list; long.
+        grids: the token grid of each span (from its grid marker; the first grid without one).
+    """
+
+    grids: list[tuple[int, int]]
+
+
 def model_input(rel: torch.Tensor, valid: torch.Tensor, size: tuple[int, int], holes: bool | None = None) -> torch.Tensor:
     """Network input ``(B, 2, *size)`` from relative maps and validity masks ``(B, 1, H, W)``:
     holes filled, resized, scaled to [-1, 1], with the resized validity as a second channel.
@@ -82,7 +94,7 @@ class GridDepthTokenizer(PerceptionTokenizer):
 
     def __init__(self, config: Any):
         super().__init__(config)
-        self.text = SpanGrammar(config.token_prefix, config.tokens_per_map, config.codebook_size)
+        self.text = SpanGrammar(config.token_prefix, config.tokens_per_map, config.codebook_size, list(config.grids))
         self._vocab = [f"<{config.token_prefix}_{i}>" for i in range(config.codebook_size)]
 
     @property
@@ -100,6 +112,15 @@ class GridDepthTokenizer(PerceptionTokenizer):
     @property
     def tokens_per_map(self) -> int:
         return self.config.tokens_per_map
+
+    @property
+    def grid_markers(self) -> list[str]:
+        """Tokens that may follow the start token to name a grid other than the first."""
+        return list(self.text.markers)
+
+    @property
+    def special_tokens(self) -> list[str]:
+        return [*super().special_tokens, *self.grid_markers]
 
     @abc.abstractmethod
     def _encode_grid(self, rel: torch.Tensor, valid: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -200,17 +221,32 @@ class GridDepthTokenizer(PerceptionTokenizer):
             raise ValueError(f"ids must lie in 0..{self.config.codebook_size - 1}")
         return (ids[None] if ids.ndim == 1 else ids).long(), ids.ndim == 1
 
+    def _grids(self, ids: Any, grids: Any, n: int) -> list[tuple[int, int]] | None:
+        """Per-map grids from an argument (one grid or one per map) or what ``ids`` carries."""
+        if grids is None:
+            grids = ids.stats.grids if isinstance(ids, DepthEncoding) else ids.grids if isinstance(ids, DepthText) else None
+        if grids is None:
+            return None
+        grids = [tuple(grids)] * n if len(grids) == 2 and isinstance(grids[0], int) else [tuple(g) for g in grids]
+        if len(grids) != n or any(g not in self.config.grids for g in grids):
+            raise ValueError(f"grids must be one of {list(self.config.grids)} or one per map ({n}), got {grids}")
+        return grids
+
     @torch.no_grad()
     def decode(
-        self, ids: Any, size: tuple[int, int] | None = None, stats: DepthStats | None = None
+        self, ids: Any, size: tuple[int, int] | None = None, stats: DepthStats | None = None,
+        grids: Any = None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Ids → maps, float32 (or wider), on the ids' device.
 
         Without ``stats``: relative inverse depth in [0, 1] (1 = nearest). With ``stats`` (from
         ``encode``): depth in the input's own kind and units. ``size=(H, W)`` sets the output size
-        (default: the input's size from ``stats``, else the network's input size). ``(N,)`` ids
-        give ``(H, W)``; ``(B, N)`` give ``(B, H, W)``, or a list where sizes differ.
+        (default: the input's size from ``stats``, else the network's input size for the grid).
+        The grid comes from ``stats``, else ``grids`` (one, or one per map), else what ``ids``
+        carries (a ``DepthText`` from ``parse``), else the grid that suits ``size``, else the
+        first. ``(N,)`` ids give ``(H, W)``; ``(B, N)`` give ``(B, H, W)``, or a list where sizes differ.
         """
+        given = grids
         batch, single = self._check_ids(ids)
         cfg = self.config
         if size is not None:
@@ -219,7 +255,9 @@ class GridDepthTokenizer(PerceptionTokenizer):
                 raise ValueError(f"size must be (H, W) with both at least 1, got {size}")
         if stats is not None and len(stats.sizes) != len(batch):
             raise ValueError(f"stats describe {len(stats.sizes)} maps but ids hold {len(batch)}")
-        grids = stats.grids if stats is not None else [cfg.choose_grid(*size) if size else cfg.grids[0]] * len(batch)
+        grids = stats.grids if stats is not None else self._grids(ids, given, len(batch))
+        if grids is None:
+            grids = [cfg.choose_grid(*size) if size else cfg.grids[0]] * len(batch)
         targets = [size or (stats.sizes[i] if stats is not None else self.default_size(grids[i])) for i in range(len(batch))]
         outs: list[torch.Tensor] = [batch.new_empty(0)] * len(batch)
         for (grid, target), chunk in _groups(list(zip(grids, map(tuple, targets))), CHUNK):
@@ -236,15 +274,23 @@ class GridDepthTokenizer(PerceptionTokenizer):
 
     # --- text -------------------------------------------------------------------------------
 
-    def to_text(self, ids: Any, **kwargs: Any) -> str | list[str]:
+    def to_text(self, ids: Any, grids: Any = None, **kwargs: Any) -> str | list[str]:
+        """Spans of ``ids`` (or of a ``DepthEncoding``, which knows each map's grid); a map on a
+        grid other than the first gets that grid's marker after the start token."""
         batch, single = self._check_ids(ids)
-        texts = [self.text.render(row.tolist()) for row in batch]
+        per_map = self._grids(ids, grids, len(batch)) or [None] * len(batch)
+        texts = [self.text.render(row.tolist(), grid) for row, grid in zip(batch, per_map)]
         return texts[0] if single else texts
 
     def from_text(self, text: str | Sequence[str], strict: bool = True) -> torch.Tensor:
         """``(N,)`` ids of one span, ``(B, N)`` for a list. Lenient parsing pads a short span by
-        repeating its last code and truncates a long one."""
-        return self.text.ids_tensor(text if isinstance(text, str) else list(text), strict)
+        repeating its last code and truncates a long one. ``parse`` also gives the grids."""
+        return self.parse(text, strict).ids
+
+    def parse(self, text: str | Sequence[str], strict: bool = True) -> DepthText:
+        """Ids and grids of one span (or a list): ``decode(tok.parse(text))`` needs nothing else."""
+        ids, grids = self.text.parse_many(text if isinstance(text, str) else list(text), strict)
+        return DepthText(ids=ids, grids=grids)
 
 
 
