@@ -68,3 +68,26 @@ def test_free_text_never_gets_stray_depth_codes(setup):
     for row in out.tolist():
         if start not in row:
             assert not any(t in codes for t in row)
+
+
+def test_incremental_state_matches_a_full_rescan_under_beam_reordering(setup):
+    """The processor advances each row's state by its new token only, following rows that beam
+    search reorders; it must mask exactly as a fresh processor that reads every sequence whole."""
+    lm_tok, _, vocab = setup
+    g = torch.Generator().manual_seed(0)
+    special = vocab.lm_ids["depth"][:5] + vocab.lm_ids["boxes"][:5] + [vocab.delimiters["depth"]["start"],
+                                                                       vocab.delimiters["depth"]["end"]]
+    special += lm_tok([",", ")"], add_special_tokens=False)["input_ids"][0] + lm_tok(")", add_special_tokens=False)["input_ids"]
+    pool = torch.tensor(special + list(range(5, 40)))
+    ids = pool[torch.randint(len(pool), (4, 30), generator=g)]
+    proc = PerceptionLogitsProcessor(vocab, lm_tok)
+    scores = torch.zeros(4, len(lm_tok) + 200)
+    for step in range(40):
+        got = proc(ids, scores)
+        expected = PerceptionLogitsProcessor(vocab, lm_tok)(ids, scores)
+        assert torch.equal(got, expected), step
+        parents = torch.randint(4, (4,), generator=g)  # beams: rows continue from any row
+        choices = torch.nonzero(got[torch.arange(4)] > float("-inf"))
+        nxt = torch.stack([choices[choices[:, 0] == r][torch.randint(int((choices[:, 0] == r).sum()), (1,), generator=g), 1]
+                           for r in range(4)]).view(4)
+        ids = torch.cat([ids[parents], nxt[parents, None]], dim=1)

@@ -330,7 +330,7 @@ class DepthTokenizer(GridDepthTokenizer):
 
     def _encode_grid(self, rel, valid, grid):
         x = model_input(rel[:, None], valid[:, None], self.default_size(grid))  # (b, 2, H, W)
-        return self.model.encode_ids(x.to(self.device))
+        return self.model.encode_ids(x.to(self.device, work_dtype(self.dtype)))  # the networks' precision, ≥ float32
 
     def _decode_grid(self, ids, grid):
         rel = self.model.decode_codes(self.model.codes(ids.to(self.device)), grid)
