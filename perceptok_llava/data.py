@@ -32,6 +32,8 @@ from perceptok.depth.normalize import normalize_depth
 from perceptok.io import DepthMap, read_manifest
 from perceptok.synthetic import render_scene
 
+# LLaVA-1.5's expand2square fill: CLIP's image mean × 255.
+PAD_COLOUR = (122, 116, 104)
 ATOMIC_TASKS = ("depth_generation", "box_listing")
 MULTI_TASKS = ("relative_depth_cot", "relative_depth_direct", "counting_cot", "counting_direct")
 MARK_SIDE = 336  # the original's image side for the distance rule
@@ -55,6 +57,67 @@ class Sample:
     depth: DepthMap | None = None
     boxes: np.ndarray | None = None
     labels: list[str] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SquareFrame:
+    """Where a ``w × h`` image sits on the ``side × side`` square it is padded to (LLaVA-1.5's
+    ``pad`` aspect: centred, the rest filled with ``PAD_COLOUR``)."""
+
+    w: int
+    h: int
+
+    @property
+    def side(self) -> int:
+        return max(self.w, self.h)
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        return (self.side - self.w) // 2, (self.side - self.h) // 2
+
+    def pad_image(self, image: Image.Image) -> Image.Image:
+        if self.w == self.h:
+            return image
+        square = Image.new("RGB", (self.side, self.side), PAD_COLOUR)
+        square.paste(image, self.offset)
+        return square
+
+    def to_original(self, normalized: torch.Tensor) -> torch.Tensor:
+        """``(..., 2k)`` x, y, … normalised to the square → normalised to the image."""
+        x0, y0 = self.offset
+        scale = torch.tensor([self.side / self.w, self.side / self.h], dtype=normalized.dtype)
+        shift = torch.tensor([x0 / self.w, y0 / self.h], dtype=normalized.dtype)
+        pairs = normalized.unflatten(-1, (-1, 2)) * scale - shift
+        return pairs.flatten(-2)
+
+    def crop(self, square_map: torch.Tensor) -> torch.Tensor:
+        """A ``(S, S)`` map of the square → the image's part of it."""
+        s = square_map.shape[-1] / self.side
+        x0, y0 = self.offset
+        return square_map[round(y0 * s) : round((y0 + self.h) * s), round(x0 * s) : round((x0 + self.w) * s)]
+
+
+def pad_to_square(sample: Sample) -> Sample:
+    """The sample as LLaVA-1.5 saw its images (padded to a square, not centre-cropped as
+    llava-hf's processor would): the image centred on the square, depth padded with
+    no-measurement pixels, boxes moved with the image. Every target then describes the pixels the
+    model sees."""
+    frame = SquareFrame(sample.image.width, sample.image.height)
+    if frame.w == frame.h:
+        return sample
+    depth = sample.depth
+    if depth is not None:
+        dh, dw = depth.values.shape
+        d = SquareFrame(dw, dh)
+        x0, y0 = d.offset
+        values = torch.full((d.side, d.side), float("nan"), dtype=depth.values.dtype)
+        valid = torch.zeros(d.side, d.side, dtype=torch.bool)
+        values[y0 : y0 + dh, x0 : x0 + dw], valid[y0 : y0 + dh, x0 : x0 + dw] = depth.values, depth.valid
+        depth = DepthMap(values, valid, depth.kind, depth.path)
+    boxes = sample.boxes
+    if boxes is not None:
+        boxes = np.asarray(boxes, np.float64) + np.tile(frame.offset, 2)
+    return dataclasses.replace(sample, image=frame.pad_image(sample.image), depth=depth, boxes=boxes)
 
 
 def synthetic_samples(n: int, seed: int = 0, size: tuple[int, int] = (240, 320)) -> Iterator[Sample]:
@@ -145,10 +208,14 @@ def _relative_prompt(k: int, cot: bool) -> str:
 
 
 def build_records(samples: Iterable[Sample], depth: GridDepthTokenizer, boxes: BoxTokenizer, points: PointTokenizer,
-                  seed: int = 0, tasks: Iterable[str] = ATOMIC_TASKS + MULTI_TASKS, estimator=None) -> list[dict]:
+                  seed: int = 0, tasks: Iterable[str] = ATOMIC_TASKS + MULTI_TASKS, estimator=None,
+                  square: bool = True) -> list[dict]:
     """Records of every requested task that each sample supports.
 
-    ``estimator`` (a ``MonocularDepth``) gives depth to samples that have none.
+    ``estimator`` (a ``MonocularDepth``) gives depth to samples that have none. ``square``: pad
+    each sample to a square first (``pad_to_square``), as LLaVA-1.5 trained; llava-hf's image
+    processor centre-crops a non-square photo, which would cut off the sides that the targets
+    describe. Generation pads the same way (``generate_with_perception``).
     """
     tasks = set(tasks)
     unknown = tasks - set(ATOMIC_TASKS + MULTI_TASKS)
@@ -159,6 +226,8 @@ def build_records(samples: Iterable[Sample], depth: GridDepthTokenizer, boxes: B
     for sample in samples:
         if sample.depth is None and estimator is not None:
             sample = dataclasses.replace(sample, depth=estimator([sample.image])[0])
+        if square:
+            sample = pad_to_square(sample)
         if sample.depth is not None:
             records += _depth_records(sample, depth, points, tasks, rng)
         if sample.boxes is not None and sample.labels:

@@ -11,7 +11,9 @@ import torch
 
 from perceptok.coordinates import CoordinateTokenizer
 from perceptok.depth import GridDepthTokenizer
+from perceptok.depth.normalize import resize
 from perceptok_llava.constrain import PerceptionLogitsProcessor
+from perceptok_llava.data import SquareFrame
 from perceptok_llava.train import chat
 from perceptok_llava.vocab import PerceptionVocab
 
@@ -33,8 +35,11 @@ class PerceptionOutput:
     answer: str
 
 
-def parse_perception(text: str, vocab: PerceptionVocab, depth_size: tuple[int, int] | None = None) -> PerceptionOutput:
-    """Read depth maps, boxes and the answer out of generated text (leniently, as model output)."""
+def parse_perception(text: str, vocab: PerceptionVocab, depth_size: tuple[int, int] | None = None,
+                     frame: SquareFrame | None = None) -> PerceptionOutput:
+    """Read depth maps, boxes and the answer out of generated text (leniently, as model output).
+    With the ``frame`` of an image that was padded to a square, boxes and depth maps are given in
+    the image's own frame (depth maps at its size unless ``depth_size`` says otherwise)."""
     depth_maps: list[torch.Tensor] = []
     boxes: dict[str, torch.Tensor] = {}
     for name, tok in vocab.tokenizers.items():
@@ -42,11 +47,17 @@ def parse_perception(text: str, vocab: PerceptionVocab, depth_size: tuple[int, i
             pattern = re.escape(tok.start_token) + r"(.*?)" + re.escape(tok.end_token)
             for span in re.finditer(pattern, text, flags=re.S):
                 parsed = tok.parse(span.group(0).replace(" ", ""), strict=False)  # ids and the span's grid
-                depth_maps.append(tok.decode(parsed, size=depth_size))
+                if frame is None:
+                    depth_maps.append(tok.decode(parsed, size=depth_size))
+                    continue
+                image_part = frame.crop(tok.decode(parsed, size=(frame.side, frame.side)))  # (h, w)
+                depth_maps.append(image_part if depth_size is None else
+                                  resize(image_part[None, None], tuple(depth_size))[0, 0])
         elif isinstance(tok, CoordinateTokenizer):
             parsed = tok.parse(text, strict=False)
             if len(parsed.ids):
-                boxes[name] = tok.decode(parsed.ids)
+                found = tok.decode(parsed.ids)
+                boxes[name] = found if frame is None else frame.to_original(found)
     last = max((m.end() for m in re.finditer(r"<[A-Za-z_]+\d*>|[)\]]", text)), default=0)
     answer = re.sub(r"^[\s:.,]+", "", text[last:]).strip() or text.strip()
     return PerceptionOutput(text, depth_maps, boxes, answer)
@@ -55,18 +66,23 @@ def parse_perception(text: str, vocab: PerceptionVocab, depth_size: tuple[int, i
 @torch.no_grad()
 def generate_with_perception(model: Any, processor: Any, vocab: PerceptionVocab, images: list, prompts: list[str],
                              start_with: str | None = None, depth_size: tuple[int, int] | None = None,
-                             **generate_kwargs: Any) -> list[PerceptionOutput]:
+                             square: bool = True, **generate_kwargs: Any) -> list[PerceptionOutput]:
     """Generate answers with well-formed perception spans (``PerceptionLogitsProcessor``).
 
     Args:
         images, prompts: one image and one prompt (with ``<image>``) per answer.
         start_with: text the answer is forced to begin with, e.g. ``"<DEPTH_START>"``.
-        depth_size: ``(H, W)`` for decoded depth maps (default: the tokenizer's).
+        depth_size: ``(H, W)`` for decoded depth maps (default: the image's size with ``square``,
+            else the tokenizer's).
+        square: pad each image to a square as training did (``build_records(square=True)``);
+            boxes and depth maps come back in the image's own frame.
         generate_kwargs: passed to ``model.generate`` (``max_new_tokens``, ``num_beams``, ``do_sample``…).
     """
     lm_tok = processor.tokenizer
     side, lm_tok.padding_side = lm_tok.padding_side, "left"
     texts = [chat(p) + (f" {start_with}" if start_with else "") for p in prompts]
+    frames = [SquareFrame(im.width, im.height) if square else None for im in images]
+    images = [f.pad_image(im) if f else im for f, im in zip(frames, images)]
     try:
         batch = processor(text=texts, images=images, return_tensors="pt", padding=True)
     finally:  # the caller's tokenizer keeps its padding side even when the processor raises
@@ -76,10 +92,10 @@ def generate_with_perception(model: Any, processor: Any, vocab: PerceptionVocab,
     processor_list = [PerceptionLogitsProcessor(vocab, lm_tok)]
     out = model.generate(**batch, logits_processor=processor_list, pad_token_id=lm_tok.pad_token_id, **generate_kwargs)
     results = []
-    for row in out[:, batch["input_ids"].shape[1]:].tolist():
+    for row, frame in zip(out[:, batch["input_ids"].shape[1]:].tolist(), frames):
         if lm_tok.eos_token_id in row:
             row = row[: row.index(lm_tok.eos_token_id)]
         row = [t for t in row if t != lm_tok.pad_token_id]
         text = (start_with or "") + lm_tok.decode(row, skip_special_tokens=False)
-        results.append(parse_perception(text, vocab, depth_size))
+        results.append(parse_perception(text, vocab, depth_size, frame))
     return results

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import torch
 import pytest
 
 from perceptok import BoxTokenizer, PointTokenizer, PooledDepthTokenizer
-from perceptok_llava.data import MULTI_TASKS, build_records, coco_samples, manifest_samples, synthetic_samples
+from perceptok_llava.data import (MULTI_TASKS, build_records, coco_samples, manifest_samples, pad_to_square,
+                                  synthetic_samples)
 
 TOKS = dict(depth=PooledDepthTokenizer(), boxes=BoxTokenizer.from_preset("aurora"), points=PointTokenizer.from_preset("aurora"))
 
@@ -19,7 +21,7 @@ def test_synthetic_records_cover_every_task_with_exact_answers():
     assert tasks == {"depth_generation", "box_listing", "relative_depth_cot", "relative_depth_direct",
                      "counting_cot", "counting_direct"}
     for r in records:
-        assert r["prompt"].count("<image>") == 1 and r["image"].size == (128, 96)
+        assert r["prompt"].count("<image>") == 1 and r["image"].size == (128, 128)  # padded to a square
         if r["task"] == "depth_generation":
             assert TOKS["depth"].from_text(r["target"]).shape == (100,)
         if r["task"] == "relative_depth_direct":
@@ -35,7 +37,8 @@ def test_synthetic_records_cover_every_task_with_exact_answers():
 def test_marked_points_are_drawn():
     sample = next(synthetic_samples(1, seed=3, size=(96, 128)))
     records = build_records([sample], **TOKS, tasks=["relative_depth_direct"], seed=2)
-    assert records and np.abs(np.asarray(records[0]["image"], float) - np.asarray(sample.image, float)).sum() > 0
+    padded = pad_to_square(sample).image
+    assert records and np.abs(np.asarray(records[0]["image"], float) - np.asarray(padded, float)).sum() > 0
 
 
 def test_real_sources(shared_data):
@@ -64,3 +67,29 @@ def test_few_valid_pixels_inside_the_margin_give_no_sample_rather_than_an_error(
     ok = torch.zeros(100, 100, dtype=torch.bool)
     ok[:, :3] = True  # plenty of valid pixels, all in the left margin
     assert _pick_points(rel, ok, 3, np.random.default_rng(0)) is None
+
+
+@pytest.mark.parametrize("square", [True, False])
+def test_a_box_lands_on_the_pixels_the_model_sees(square):
+    """Issue 13 (10): llava-hf's CLIPImageProcessor resizes the short side to 336 and centre-crops,
+    so targets about the full photo described pixels the model never saw. Records pad to a square
+    (LLaVA-1.5's way); the box's tokens then name the red pixels of the processed image. Without
+    padding (square=False) they do not, which is what the padding fixes."""
+    from PIL import Image, ImageDraw
+    from transformers import CLIPImageProcessor
+
+    from perceptok_llava.data import Sample
+
+    photo = Image.new("RGB", (500, 281), (90, 90, 90))
+    box = [400, 50, 480, 150]  # near the right edge, which a centre crop cuts away
+    ImageDraw.Draw(photo).rectangle([box[0], box[1], box[2] - 1, box[3] - 1], fill=(255, 0, 0))
+    record = build_records([Sample("photo", photo, boxes=np.array([box], float), labels=["red"])], **TOKS,
+                           tasks=["box_listing"], square=square)[0]
+    clip = CLIPImageProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})  # llava-hf's
+    pixels = clip(record["image"], return_tensors="pt")["pixel_values"][0]  # (3, 336, 336), normalised
+    red = (pixels[0] > 1.5) & (pixels[1] < -1.0)
+    ys, xs = torch.nonzero(red, as_tuple=True)
+    said = TOKS["boxes"].decode(TOKS["boxes"].parse(record["target"]).ids, canvas_size=(336, 336))[0]
+    seen = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=said.dtype) if len(xs) else None
+    agrees = seen is not None and bool(((said - seen).abs() <= 2).all())
+    assert agrees == square, (said, seen)
