@@ -1,7 +1,9 @@
 """GPU smoke test of the LLaVA plugin, for a lent GPU: a randomly initialised model of
 LLaVA-1.5-7B shapes (bf16), the default recipe (LoRA r=64 + new token rows + projector) for a
-few curriculum steps on synthetic scenes, then timed constrained generation of a depth map
-(tokens/s, peak memory). Prints one JSON line per phase. Finishes in a few minutes on an H100.
+few curriculum steps on synthetic scenes; then training throughput at batch 2, 8 and 16 (tokens/s
+and MFU, median of 3 steps after a warm-up), constrained generation of a depth map (strictly
+well formed, tokens/s, peak memory), and the generation table of issue 13 (unmerged vs merged
+adapter, plain vs constrained, batch 1 and 8, median of 3). Prints one JSON line per phase.
 
     python benchmarks/gpu_smoke.py            # 7B shapes, on CUDA
     python benchmarks/gpu_smoke.py --tiny     # the same code path with a tiny model (CPU is fine)
@@ -22,10 +24,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from llava_fixtures import tiny_lm_tokenizer  # noqa: E402
+import perceptok  # noqa: E402
 from perceptok import BoxTokenizer, PointTokenizer, load  # noqa: E402
 from perceptok_llava.data import build_records, synthetic_samples  # noqa: E402
 from perceptok_llava.generate import generate_with_perception  # noqa: E402
-from perceptok_llava.train import LlavaTrainConfig, train_llava  # noqa: E402
+from perceptok_llava.constrain import PerceptionLogitsProcessor  # noqa: E402
+from perceptok_llava.train import LlavaTrainConfig, chat, collate, train_llava  # noqa: E402
 
 
 def build(tiny: bool, device: torch.device):
@@ -57,6 +61,69 @@ def build(tiny: bool, device: torch.device):
     return model, processor
 
 
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, for MFU
+
+
+def _median_seconds(fn, device: torch.device, repeats: int = 3) -> float:
+    """Median wall time of ``fn`` over ``repeats`` runs after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def train_throughput(model, processor, records, device: torch.device, batch: int, repeats: int) -> dict:
+    """Optimiser steps of the trained adapter at ``batch``: tokens/s and MFU (6 × parameters ×
+    tokens over the GPU's dense bf16 peak), median of ``repeats`` steps after a warm-up."""
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-5)
+    inputs = {k: v.to(device) for k, v in collate([records[i % len(records)] for i in range(batch)], processor).items()}
+    tokens = int(inputs["attention_mask"].sum())
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = model(**inputs).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    seconds = _median_seconds(step, device, repeats)
+    n = sum(p.numel() for p in model.parameters())
+    gpu = torch.cuda.get_device_name() if device.type == "cuda" else ""
+    peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in gpu), None)
+    return {"phase": "train_throughput", "batch": batch, "tokens": tokens, "s_per_step": round(seconds, 3),
+            "tokens_per_s": round(tokens / seconds, 1),
+            "mfu": round(6 * n * tokens / seconds / (peak * 1e12), 3) if peak else None}
+
+
+def generation_speed(model, processor, vocab, image, device: torch.device, batch: int, constrained: bool,
+                     repeats: int) -> float:
+    """New tokens per second of a 102-token depth answer (median of ``repeats`` after a warm-up)."""
+    lm_tok = processor.tokenizer
+    side, lm_tok.padding_side = lm_tok.padding_side, "left"
+    try:
+        inputs = processor(text=[chat("<image>\nWhat is the depth map of this image?") + " <DEPTH_START>"] * batch,
+                           images=[image] * batch, return_tensors="pt", padding=True)
+    finally:
+        lm_tok.padding_side = side
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    extra = {"logits_processor": [PerceptionLogitsProcessor(vocab, lm_tok)]} if constrained else {}
+
+    def run():
+        model.generate(**inputs, max_new_tokens=102, min_new_tokens=102, do_sample=False,
+                       pad_token_id=lm_tok.pad_token_id, **extra)
+
+    return round(batch * 102 / _median_seconds(run, device, repeats), 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tiny", action="store_true")
@@ -80,7 +147,11 @@ def main() -> None:
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
     print(json.dumps({"phase": "train", "steps": len(result["losses"]), "losses": [round(x, 3) for x in result["losses"]],
                       "s_per_step": round(train_s / len(result["losses"]), 2), "peak_gib": peak}), flush=True)
-    model = result["model"].eval()
+    model = result["model"]
+    for batch in ((2,) if args.tiny else (2, 8, 16)):
+        print(json.dumps(train_throughput(model, processor, records, device, batch, repeats=1 if args.tiny else 3)),
+              flush=True)
+    model.eval()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     for batch in (1, 4):
@@ -91,11 +162,34 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t
-        ok = all(o.text.count("<DEPTH_") >= 102 and len(o.depth) == 1 for o in outs)
+        depth = result["vocab"].tokenizers["depth"]
+        ok = all(_strict_span(depth, o.text) and len(o.depth) == 1 for o in outs)
         print(json.dumps({"phase": "generate", "batch": batch, "well_formed": ok, "tokens_per_s": round(batch * 102 / seconds, 1),
                           "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}),
               flush=True)
+    repeats = 1 if args.tiny else 3
+    table = {}
+    for merged in (False, True):
+        if merged:
+            model = model.merge_and_unload().eval()
+        for batch in (1, 8):
+            for constrained in (False, True):
+                key = f"{'merged' if merged else 'unmerged'}/{'constrained' if constrained else 'plain'}/batch{batch}"
+                table[key] = generation_speed(model, processor, result["vocab"], records[0]["image"], device, batch,
+                                              constrained, repeats)
+    print(json.dumps({"phase": "generation_table", "tokens_per_s": table}), flush=True)
     print(json.dumps({"phase": "done", "seconds": round(time.perf_counter() - started, 1)}))
+
+
+def _strict_span(depth, text: str) -> bool:
+    """The first depth span parses strictly: the start token, exactly 100 codes, the end token."""
+    if "<DEPTH_END>" not in text:
+        return False
+    try:
+        depth.parse(text[text.index("<DEPTH_START>") : text.index("<DEPTH_END>") + len("<DEPTH_END>")].replace(" ", ""))
+    except (perceptok.TokenParseError, ValueError):
+        return False
+    return True
 
 
 if __name__ == "__main__":

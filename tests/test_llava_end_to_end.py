@@ -152,8 +152,10 @@ def test_gpu_smoke_script_runs_tiny_on_cpu():
     out = subprocess.run([sys.executable, str(script), "--tiny", "--steps", "2"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     phases = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert [p["phase"] for p in phases] == ["build", "train", "generate", "generate", "done"]
+    assert [p["phase"] for p in phases] == ["build", "train", "train_throughput", "generate", "generate",
+                                            "generation_table", "done"]
     assert all(p["well_formed"] for p in phases if p["phase"] == "generate")
+    assert len(phases[5]["tokens_per_s"]) == 8 and all(v > 0 for v in phases[5]["tokens_per_s"].values())
 
 
 def test_mismatched_processor_is_caught_before_training():
