@@ -7,9 +7,10 @@ Rules, applied to each whole sequence, prompt included, so a prompt that ends in
 - a delimited span (depth): after ``<DEPTH_START>`` optionally one grid marker
   (``<DEPTH_GRID_5x20>``) as the first token, then exactly the tokenizer's number of codes, then
   ``<DEPTH_END>``; codes, markers and ``<DEPTH_END>`` are forbidden outside a span;
-- coordinate boxes and points: once a coordinate token starts an item, the item's remaining
-  coordinate tokens follow, with the layout's single-token punctuation (``,`` and ``)``) between
-  them where the LM has those as tokens;
+- coordinate boxes and points: a coordinate token may start an item only right after the
+  layout's opener (``(`` for aurora); then the item's remaining coordinate tokens follow, with
+  the layout's single-token punctuation (``,`` and ``)``) between them where the LM has those as
+  tokens, and a ``,`` is always followed by a coordinate (so ``,)`` cannot happen);
 - free text elsewhere.
 
 Each row's place in these grammars is a small state that advances by the row's new token only
@@ -21,6 +22,7 @@ sampling); a first call, or a row with no parent, is read whole.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import torch
 
@@ -53,38 +55,47 @@ class _Items:
     lengths: set[int]  # coordinate tokens an item may have (4 for boxes, 2 for points sharing them)
     between: int | None  # LM id of the punctuation between coordinates (None: adjacent)
     close: int | None  # LM id of the punctuation closing an item
+    opener: str  # text that must come right before an item's first coordinate ("(" for aurora; "" none)
+    text_of: Callable[[int], str]  # an LM id's text
 
     def __post_init__(self) -> None:
         self.coord_set = set(self.coords.tolist())
 
-    def step(self, state: tuple[int, bool], token: int) -> tuple[int, bool]:
-        """The item grammar's state (coordinates in the open item, punctuation due?) after ``token``."""
-        count, need_sep = state
+    def step(self, state: tuple[int, bool, bool], token: int) -> tuple[int, bool, bool]:
+        """The item grammar's state after ``token``: (coordinates in the open item, a coordinate
+        was last (punctuation or the end may follow), the text so far ends with the opener)."""
+        count, after_coord, _ = state
         longest = max(self.lengths)
-        if need_sep and token == self.between:
-            return count, False
-        if token in self.coord_set and not need_sep and count < longest:
-            count, need_sep = count + 1, self.between is not None
-            return (0, False) if count == longest and self.close is None else (count, need_sep)
-        if count and token == self.close and count in self.lengths:
-            return 0, False
+        if count and after_coord and token == self.between and count < longest:
+            return count, False, False
+        if token in self.coord_set and (count == 0 or not after_coord or self.between is None) and count < longest:
+            count += 1
+            return (0, False, False) if count == longest and self.close is None else (count, True, False)
+        if count and after_coord and token == self.close and count in self.lengths:
+            return 0, False, False
         # anything else ends the item (only possible in unconstrained text)
-        return (1, self.between is not None) if token in self.coord_set else (0, False)
+        if token in self.coord_set:
+            return 1, True, False
+        return 0, False, not self.opener or self.text_of(token).rstrip().endswith(self.opener)
 
-    def allowed(self, state: tuple[int, bool]) -> torch.Tensor | None:
-        """The ids allowed next in ``state``, or None when free."""
-        count, need_sep = state
+    def allowed(self, state: tuple[int, bool, bool]) -> torch.Tensor | None:
+        """The ids allowed next in ``state``, or None when the text is free."""
+        count, after_coord, _ = state
         if count == 0:
             return None
         longest = max(self.lengths)
-        options: list[int] = []
-        if count < longest:
-            options += [self.between] if need_sep else self.coords.tolist()
+        if not after_coord:  # right after the punctuation between coordinates
+            return self.coords
+        options = ([self.between] if self.between is not None else self.coords.tolist()) if count < longest else []
         if count in self.lengths:
             if self.close is None:
                 return None  # the item may end here
             options.append(self.close)
         return torch.tensor(options)
+
+    def may_start(self, state: tuple[int, bool, bool]) -> bool:
+        """Whether free text may go on with a coordinate (only right after the opener)."""
+        return state[2] or not self.opener
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +106,7 @@ class _RowState:
     span: int
     after: int
     marked: bool
-    items: tuple[tuple[int, bool], ...]
+    items: tuple[tuple[int, bool, bool], ...]
 
 
 def _single_token(lm_tok, text: str) -> int | None:
@@ -108,6 +119,7 @@ class PerceptionLogitsProcessor:
 
     def __init__(self, vocab: PerceptionVocab, lm_tokenizer):
         lm_tok = getattr(lm_tokenizer, "tokenizer", lm_tokenizer)
+        self._lm_tok, self._texts = lm_tok, {}
         self.spans: list[_Span] = []
         self.items: list[_Items] = []
         by_coords: dict[tuple[int, ...], _Items] = {}
@@ -126,7 +138,8 @@ class PerceptionLogitsProcessor:
                 between = layout.coord_sep or layout.point_sep
                 by_coords[key] = _Items(ids, {tok.tokens_per_item},
                                         _single_token(lm_tok, between) if between else None,
-                                        _single_token(lm_tok, layout.item_close) if layout.item_close else None)
+                                        _single_token(lm_tok, layout.item_close) if layout.item_close else None,
+                                        (layout.item_open + layout.point_open).strip(), self._text_of)
         self.items = list(by_coords.values())
         outside = [t for span in self.spans for t in (span.codes, span.markers, torch.tensor([span.end]))]
         self.outside = torch.cat(outside) if outside else torch.zeros(0, dtype=torch.long)
@@ -134,8 +147,13 @@ class PerceptionLogitsProcessor:
         self._prev: torch.Tensor | None = None  # the last call's input_ids, and each row's state after them
         self._prev_states: list[_RowState] = []
 
+    def _text_of(self, token: int) -> str:
+        if token not in self._texts:
+            self._texts[token] = self._lm_tok.decode([token], skip_special_tokens=False)
+        return self._texts[token]
+
     def _initial(self) -> _RowState:
-        return _RowState(-1, 0, False, tuple((0, False) for _ in self.items))
+        return _RowState(-1, 0, False, tuple((0, False, not items.opener) for items in self.items))
 
     def _advance(self, state: _RowState, token: int) -> _RowState:
         span, after, marked = state.span, state.after, state.marked
@@ -192,6 +210,9 @@ class PerceptionLogitsProcessor:
             allowed = self._allowed(state)
             if allowed is None:
                 masked[row, outside] = float("-inf")
+                for items, st in zip(self.items, state.items):
+                    if not items.may_start(st):  # a coordinate starts an item only after its opener
+                        masked[row, items.coords.to(scores.device)] = float("-inf")
             else:
                 keep = torch.full_like(masked[row], float("-inf"))
                 keep[allowed.to(scores.device)] = 0

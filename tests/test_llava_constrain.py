@@ -91,3 +91,44 @@ def test_incremental_state_matches_a_full_rescan_under_beam_reordering(setup):
         nxt = torch.stack([choices[choices[:, 0] == r][torch.randint(int((choices[:, 0] == r).sum()), (1,), generator=g), 1]
                            for r in range(4)]).view(4)
         ids = torch.cat([ids[parents], nxt[parents, None]], dim=1)
+
+
+def test_high_temperature_sampling_writes_only_strictly_parsable_items():
+    """Issue 13 (4): sampled hot with the constraint on, items started without ``(`` and ``,)``
+    closings appeared (boxes and points share the <PIXEL_k> tokens). A biased, hot sampler that
+    keeps trying to write coordinates and punctuation anywhere must still produce only items
+    that the strict parsers read, and no coordinate outside an item."""
+    import re
+
+    from perceptok import PointTokenizer
+
+    torch.manual_seed(0)
+    lm_tok = tiny_lm_tokenizer()
+    model = tiny_llama(len(lm_tok)).eval()
+    boxes, points = BoxTokenizer.from_preset("aurora"), PointTokenizer.from_preset("aurora")
+    vocab = add_perception_tokens(model, lm_tok, {"boxes": boxes, "points": points})
+    punct = [lm_tok(c, add_special_tokens=False)["input_ids"][0] for c in "(),"]
+    favoured = torch.tensor(punct + vocab.lm_ids["boxes"])
+
+    class Chaos:  # pushes towards coordinates and punctuation everywhere
+        def __call__(self, input_ids, scores):
+            scores[:, favoured] += 4.0
+            return scores
+
+    prompt = lm_tok(["how many boxes"] * 16, return_tensors="pt")
+    out = model.generate(**prompt, do_sample=True, temperature=2.0, top_k=0, max_new_tokens=120,
+                         logits_processor=[Chaos(), PerceptionLogitsProcessor(vocab, lm_tok)],
+                         pad_token_id=lm_tok.pad_token_id)
+    finished = 0
+    for row in out[:, prompt["input_ids"].shape[1]:].tolist():
+        text = lm_tok.decode(row, skip_special_tokens=False).replace(" ", "")
+        items = list(re.finditer(r"\((?:<PIXEL_\d+>[,)]?)+", text))
+        for item in items:
+            if not item.group(0).endswith(")"):
+                assert item.end() == len(text)  # only the last item may be unfinished
+                continue
+            tok = boxes if item.group(0).count("<PIXEL_") == 4 else points
+            tok.parse(item.group(0))  # strict: raises on any malformed item
+            finished += 1
+        assert sum(i.group(0).count("<PIXEL_") for i in items) == text.count("<PIXEL_")  # none outside
+    assert finished >= 16  # the sampler did try hard
