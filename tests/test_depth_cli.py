@@ -125,3 +125,13 @@ def _fingerprint(tok) -> str:
     for name, tensor in sorted(tok.state_tensors().items()):
         digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def test_wide_map_round_trips_through_the_shell_with_its_grid(capsys, tmp_path):
+    wide = np.tile(np.linspace(2.0, 30.0, 60, dtype=np.float32)[:, None], (1, 240))  # 240×60, metres
+    np.save(tmp_path / "wide.npy", wide)
+    assert main(["encode", "depth", str(tmp_path / "wide.npy"), "--kind", "metric"]) == 0
+    text = capsys.readouterr().out.strip()
+    assert text.startswith("<DEPTH_START><DEPTH_GRID_5x20>")
+    assert main(["decode", "depth", text, "--out", str(tmp_path / "back.npy")]) == 0
+    assert np.load(tmp_path / "back.npy").shape == (20, 80)  # the 5×20 grid's own size, not 10×10 stripes

@@ -149,7 +149,7 @@ def _encode(args: argparse.Namespace) -> None:
         raise ValueError(f"{args.tokenizer!r} is not a depth tokenizer")
     depth = _read_input(args)
     enc = tok.encode(depth)
-    print(tok.to_text(enc.ids))
+    print(tok.to_text(enc))  # with the grid marker of a map on a non-square grid
     if args.preview:
         from perceptok.viz_depth import depth_preview
 
@@ -182,8 +182,8 @@ def _decode(args: argparse.Namespace) -> None:
     from perceptok.loading import load
 
     tok = load(args.tokenizer)
-    ids = tok.from_text(args.text, strict=not args.lenient)
-    rel = tok.decode(ids, size=tuple(args.size) if args.size else None)
+    parsed = tok.parse(args.text, strict=not args.lenient)  # ids and the span's grid
+    rel = tok.decode(parsed, size=tuple(args.size) if args.size else None)
     if args.out.endswith(".npy"):
         atomic_write(Path(args.out), lambda tmp: np.save(open(tmp, "wb"), rel.numpy()))
     else:
