@@ -22,6 +22,7 @@ sampling); a first call, or a row with no parent, is read whole.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 
 import torch
@@ -60,6 +61,9 @@ class _Items:
 
     def __post_init__(self) -> None:
         self.coord_set = set(self.coords.tolist())
+        # A tag opener (Kosmos-2's <object>) always starts an item, and its closing tag belongs to
+        # items only; "(" also opens plain text such as "(A)".
+        self.tag = bool(re.fullmatch(r"<[A-Za-z_]+>", self.opener))
 
     def step(self, state: tuple[int, bool, bool], token: int) -> tuple[int, bool, bool]:
         """The item grammar's state after ``token``: (coordinates in the open item, a coordinate
@@ -80,9 +84,9 @@ class _Items:
 
     def allowed(self, state: tuple[int, bool, bool]) -> torch.Tensor | None:
         """The ids allowed next in ``state``, or None when the text is free."""
-        count, after_coord, _ = state
+        count, after_coord, opened = state
         if count == 0:
-            return None
+            return self.coords if self.tag and opened and self.opener else None
         longest = max(self.lengths)
         if not after_coord:  # right after the punctuation between coordinates
             return self.coords
@@ -213,6 +217,8 @@ class PerceptionLogitsProcessor:
                 for items, st in zip(self.items, state.items):
                     if not items.may_start(st):  # a coordinate starts an item only after its opener
                         masked[row, items.coords.to(scores.device)] = float("-inf")
+                    if items.tag and items.close is not None:  # a closing tag outside an item
+                        masked[row, items.close] = float("-inf")
             else:
                 keep = torch.full_like(masked[row], float("-inf"))
                 keep[allowed.to(scores.device)] = 0

@@ -132,3 +132,40 @@ def test_high_temperature_sampling_writes_only_strictly_parsable_items():
             finished += 1
         assert sum(i.group(0).count("<PIXEL_") for i in items) == text.count("<PIXEL_")  # none outside
     assert finished >= 16  # the sampler did try hard
+
+
+def test_kosmos2_items_keep_their_object_tags_when_sampled_hot():
+    """Issue 13 (4): ``<object>``/``</object>`` were not LM tokens, so Kosmos-2 items were never
+    closed by the constraint. They are now added as tokens and enforced like any layout's."""
+    import re
+
+    torch.manual_seed(1)
+    lm_tok = tiny_lm_tokenizer()
+    model = tiny_llama(len(lm_tok)).eval()
+    kosmos = BoxTokenizer.from_preset("kosmos2")
+    vocab = add_perception_tokens(model, lm_tok, {"boxes": kosmos})
+    tags = lm_tok.convert_tokens_to_ids(["<object>", "</object>"])
+    assert all(t in vocab.new_token_ids or t < len(lm_tok) for t in tags) and lm_tok.convert_ids_to_tokens(tags) == ["<object>", "</object>"]
+    favoured = torch.tensor(tags + vocab.lm_ids["boxes"])
+
+    class Chaos:
+        def __call__(self, input_ids, scores):
+            scores[:, favoured] += 5.0
+            return scores
+
+    prompt = lm_tok(["how many boxes"] * 16, return_tensors="pt")
+    out = model.generate(**prompt, do_sample=True, temperature=2.0, top_k=0, max_new_tokens=60,
+                         logits_processor=[Chaos(), PerceptionLogitsProcessor(vocab, lm_tok)],
+                         pad_token_id=lm_tok.pad_token_id)
+    finished = 0
+    for row in out[:, prompt["input_ids"].shape[1]:].tolist():
+        text = lm_tok.decode(row, skip_special_tokens=False).replace(" ", "")
+        items = list(re.finditer(r"<object>(?:<patch_index_\d+>)*(?:</object>)?", text))
+        for item in items:
+            if not item.group(0).endswith("</object>"):
+                assert item.end() == len(text)
+                continue
+            kosmos.parse(item.group(0))  # strict
+            finished += 1
+        assert sum(i.group(0).count("<patch_index_") for i in items) == text.count("<patch_index_")
+    assert finished >= 16

@@ -7,6 +7,8 @@ or one ``(B, N, ...)`` tensor, and its ids are padded with ``PAD_ID`` up to the 
 
 from __future__ import annotations
 
+import re
+
 import abc
 import dataclasses
 from collections.abc import Sequence
@@ -70,6 +72,16 @@ class CoordinateTokenizer(PerceptionTokenizer):
     @property
     def vocab(self) -> list[str]:
         return self._vocab
+
+    @property
+    def special_tokens(self) -> list[str]:
+        """The coordinate tokens, and the layout's tag-like literals (Kosmos-2's ``<object>``,
+        ``</object>``, ``<phrase>``, ``</phrase>``), which an LM must know as single tokens for a
+        constraint to enforce them."""
+        L = self.grammar.layout
+        tags = [t for t in (L.item_open, L.item_close, L.label_open, L.label_close)
+                if re.fullmatch(r"</?[A-Za-z_]+>", t.strip())]
+        return [*super().special_tokens, *dict.fromkeys(t.strip() for t in tags)]
 
     @property
     def tokens_per_item(self) -> int:
