@@ -19,6 +19,7 @@ def render_model_card(tokenizer: PerceptionTokenizer) -> str:
     if len(vocab) > 3:
         preview += f", …, `{vocab[-1]}`"
     delimiters = [t for t in (tokenizer.start_token, tokenizer.end_token) if t]
+    extra = [t for t in tokenizer.special_tokens if t not in set(vocab) | set(delimiters)]  # grid markers, tags
     config = json.dumps(tokenizer.config.to_dict(), indent=2, sort_keys=True)
     lines = [
         "---",
@@ -37,6 +38,7 @@ def render_model_card(tokenizer: PerceptionTokenizer) -> str:
         "",
         f"- Vocabulary: {tokenizer.vocab_size} tokens ({preview})",
         f"- Span delimiters: {', '.join(f'`{t}`' for t in delimiters) if delimiters else 'none'}",
+        *([f"- Other special tokens: {', '.join(f'`{t}`' for t in extra)}"] if extra else []),
         f"- Weights: {'model.safetensors' if tokenizer.state_tensors() else 'none (rule-based)'}",
         "",
         "## Usage",
