@@ -37,3 +37,16 @@ def tiny_llava(vocab_size: int, image_token_id: int):
                               image_size=32, patch_size=8)
     return LlavaForConditionalGeneration(LlavaConfig(text_config=text, vision_config=vision,
                                                      image_token_index=image_token_id))
+
+
+def tiny_llama_with_vocab(tokenizers: dict, seed: int = 0):
+    """A tiny random Llama with the perception vocabularies of ``tokenizers`` added:
+    (LM tokenizer, model, ``PerceptionVocab``)."""
+    import torch
+
+    from perceptok_llava.vocab import add_perception_tokens
+
+    torch.manual_seed(seed)
+    lm_tok = tiny_lm_tokenizer()
+    model = tiny_llama(len(lm_tok)).eval()
+    return lm_tok, model, add_perception_tokens(model, lm_tok, tokenizers)

@@ -8,19 +8,14 @@ import torch
 
 pytest.importorskip("transformers")
 
-from llava_fixtures import tiny_llama, tiny_lm_tokenizer  # noqa: E402
+from llava_fixtures import tiny_llama_with_vocab  # noqa: E402
 from perceptok import BoxTokenizer, PooledDepthTokenizer  # noqa: E402
 from perceptok_llava.constrain import PerceptionLogitsProcessor  # noqa: E402
-from perceptok_llava.vocab import add_perception_tokens  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def setup():
-    torch.manual_seed(0)
-    lm_tok = tiny_lm_tokenizer()
-    model = tiny_llama(len(lm_tok)).eval()
-    vocab = add_perception_tokens(model, lm_tok, {"depth": PooledDepthTokenizer(), "boxes": BoxTokenizer.from_preset("aurora")})
-    return lm_tok, model, vocab
+    return tiny_llama_with_vocab({"depth": PooledDepthTokenizer(), "boxes": BoxTokenizer.from_preset("aurora")})
 
 
 def generate(setup, prompt_suffix_ids, **kwargs):
@@ -93,79 +88,73 @@ def test_incremental_state_matches_a_full_rescan_under_beam_reordering(setup):
         ids = torch.cat([ids[parents], nxt[parents, None]], dim=1)
 
 
+def _sample_hot(tokenizers: dict, favour, seed: int, max_new_tokens: int) -> tuple[list[str], object]:
+    """16 answers sampled at temperature 2 from a tiny random LM with the constraint on, behind a
+    processor that pushes hard towards ``favour(lm_tok, vocab)`` (coordinates and punctuation
+    everywhere); returns the texts (spaces removed) and the LM tokenizer."""
+    lm_tok, model, vocab = tiny_llama_with_vocab(tokenizers, seed)
+    favoured = torch.tensor(favour(lm_tok, vocab))
+
+    def chaos(input_ids, scores):
+        scores[:, favoured] += 4.0
+        return scores
+
+    prompt = lm_tok(["how many boxes"] * 16, return_tensors="pt")
+    out = model.generate(**prompt, do_sample=True, temperature=2.0, top_k=0, max_new_tokens=max_new_tokens,
+                         logits_processor=[chaos, PerceptionLogitsProcessor(vocab, lm_tok)],
+                         pad_token_id=lm_tok.pad_token_id)
+    rows = out[:, prompt["input_ids"].shape[1]:].tolist()
+    return [lm_tok.decode(row, skip_special_tokens=False).replace(" ", "") for row in rows], lm_tok
+
+
+def _check_items(texts: list[str], item: str, close: str, coordinate: str, parse) -> int:
+    """Every finished item (regex ``item``, ending in ``close``) parses strictly with
+    ``parse(text, coordinates)``; only a text's last item may be unfinished; no coordinate is
+    outside an item. Returns the number of finished items."""
+    import re
+
+    finished = 0
+    for text in texts:
+        items = list(re.finditer(item, text))
+        for m in items:
+            if not m.group(0).endswith(close):
+                assert m.end() == len(text)  # only the last item may be unfinished
+                continue
+            parse(m.group(0), m.group(0).count(coordinate))  # strict: raises on any malformed item
+            finished += 1
+        assert sum(m.group(0).count(coordinate) for m in items) == text.count(coordinate)  # none outside
+    return finished
+
+
 def test_high_temperature_sampling_writes_only_strictly_parsable_items():
     """Issue 13 (4): sampled hot with the constraint on, items started without ``(`` and ``,)``
     closings appeared (boxes and points share the <PIXEL_k> tokens). A biased, hot sampler that
     keeps trying to write coordinates and punctuation anywhere must still produce only items
     that the strict parsers read, and no coordinate outside an item."""
-    import re
-
     from perceptok import PointTokenizer
 
-    torch.manual_seed(0)
-    lm_tok = tiny_lm_tokenizer()
-    model = tiny_llama(len(lm_tok)).eval()
     boxes, points = BoxTokenizer.from_preset("aurora"), PointTokenizer.from_preset("aurora")
-    vocab = add_perception_tokens(model, lm_tok, {"boxes": boxes, "points": points})
-    punct = [lm_tok(c, add_special_tokens=False)["input_ids"][0] for c in "(),"]
-    favoured = torch.tensor(punct + vocab.lm_ids["boxes"])
 
-    class Chaos:  # pushes towards coordinates and punctuation everywhere
-        def __call__(self, input_ids, scores):
-            scores[:, favoured] += 4.0
-            return scores
+    def favour(lm_tok, vocab):
+        return [lm_tok(c, add_special_tokens=False)["input_ids"][0] for c in "(),"] + vocab.lm_ids["boxes"]
 
-    prompt = lm_tok(["how many boxes"] * 16, return_tensors="pt")
-    out = model.generate(**prompt, do_sample=True, temperature=2.0, top_k=0, max_new_tokens=120,
-                         logits_processor=[Chaos(), PerceptionLogitsProcessor(vocab, lm_tok)],
-                         pad_token_id=lm_tok.pad_token_id)
-    finished = 0
-    for row in out[:, prompt["input_ids"].shape[1]:].tolist():
-        text = lm_tok.decode(row, skip_special_tokens=False).replace(" ", "")
-        items = list(re.finditer(r"\((?:<PIXEL_\d+>[,)]?)+", text))
-        for item in items:
-            if not item.group(0).endswith(")"):
-                assert item.end() == len(text)  # only the last item may be unfinished
-                continue
-            tok = boxes if item.group(0).count("<PIXEL_") == 4 else points
-            tok.parse(item.group(0))  # strict: raises on any malformed item
-            finished += 1
-        assert sum(i.group(0).count("<PIXEL_") for i in items) == text.count("<PIXEL_")  # none outside
+    texts, _ = _sample_hot({"boxes": boxes, "points": points}, favour, seed=0, max_new_tokens=120)
+    finished = _check_items(texts, r"\((?:<PIXEL_\d+>[,)]?)+", ")", "<PIXEL_",
+                            lambda text, n: (boxes if n == 4 else points).parse(text))
     assert finished >= 16  # the sampler did try hard
 
 
 def test_kosmos2_items_keep_their_object_tags_when_sampled_hot():
     """Issue 13 (4): ``<object>``/``</object>`` were not LM tokens, so Kosmos-2 items were never
     closed by the constraint. They are now added as tokens and enforced like any layout's."""
-    import re
-
-    torch.manual_seed(1)
-    lm_tok = tiny_lm_tokenizer()
-    model = tiny_llama(len(lm_tok)).eval()
     kosmos = BoxTokenizer.from_preset("kosmos2")
-    vocab = add_perception_tokens(model, lm_tok, {"boxes": kosmos})
-    tags = lm_tok.convert_tokens_to_ids(["<object>", "</object>"])
-    assert all(t in vocab.new_token_ids or t < len(lm_tok) for t in tags) and lm_tok.convert_ids_to_tokens(tags) == ["<object>", "</object>"]
-    favoured = torch.tensor(tags + vocab.lm_ids["boxes"])
 
-    class Chaos:
-        def __call__(self, input_ids, scores):
-            scores[:, favoured] += 5.0
-            return scores
+    def favour(lm_tok, vocab):
+        tags = lm_tok.convert_tokens_to_ids(["<object>", "</object>"])
+        assert lm_tok.convert_ids_to_tokens(tags) == ["<object>", "</object>"]  # single tokens of the LM
+        return tags + vocab.lm_ids["boxes"]
 
-    prompt = lm_tok(["how many boxes"] * 16, return_tensors="pt")
-    out = model.generate(**prompt, do_sample=True, temperature=2.0, top_k=0, max_new_tokens=60,
-                         logits_processor=[Chaos(), PerceptionLogitsProcessor(vocab, lm_tok)],
-                         pad_token_id=lm_tok.pad_token_id)
-    finished = 0
-    for row in out[:, prompt["input_ids"].shape[1]:].tolist():
-        text = lm_tok.decode(row, skip_special_tokens=False).replace(" ", "")
-        items = list(re.finditer(r"<object>(?:<patch_index_\d+>)*(?:</object>)?", text))
-        for item in items:
-            if not item.group(0).endswith("</object>"):
-                assert item.end() == len(text)
-                continue
-            kosmos.parse(item.group(0))  # strict
-            finished += 1
-        assert sum(i.group(0).count("<patch_index_") for i in items) == text.count("<patch_index_")
+    texts, _ = _sample_hot({"boxes": kosmos}, favour, seed=1, max_new_tokens=60)
+    finished = _check_items(texts, r"<object>(?:<patch_index_\d+>)*(?:</object>)?", "</object>", "<patch_index_",
+                            lambda text, n: kosmos.parse(text))
     assert finished >= 16

@@ -10,20 +10,16 @@ import torch
 pytest.importorskip("transformers")
 
 import perceptok  # noqa: E402
-from llava_fixtures import tiny_llama, tiny_lm_tokenizer  # noqa: E402
+from llava_fixtures import tiny_llama_with_vocab  # noqa: E402
 from perceptok_llava.constrain import PerceptionLogitsProcessor  # noqa: E402
 from perceptok_llava.generate import parse_perception  # noqa: E402
 from perceptok_llava.train import reconstruction_loss  # noqa: E402
-from perceptok_llava.vocab import PerceptionVocab, add_perception_tokens  # noqa: E402
+from perceptok_llava.vocab import PerceptionVocab  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def setup():
-    torch.manual_seed(0)
-    lm_tok = tiny_lm_tokenizer()
-    model = tiny_llama(len(lm_tok)).eval()
-    vocab = add_perception_tokens(model, lm_tok, {"depth": perceptok.load("depth")})
-    return lm_tok, model, vocab
+    return tiny_llama_with_vocab({"depth": perceptok.load("depth")})
 
 
 def test_markers_are_lm_tokens_saved_with_the_vocabulary(setup, tmp_path):
