@@ -267,3 +267,17 @@ def test_grid_markers_are_tokens_and_strict_parsing_checks_them():
     assert [m.shape for m in maps] == [(40, 40), (16, 100)]
     with pytest.raises(ValueError, match="grids must be"):
         tok.decode(batch.ids, grids=(7, 7))
+
+
+def test_denormal_depths_and_bad_decode_arguments():
+    """Issue 10's fuzz findings on depth: 1e-45 m gave ids of -2**31 and NaN stats; decode(None)
+    and size=(0, 0) raised raw errors."""
+    tok = perceptok.load("depth")
+    depth = ramp_map()
+    depth[:5] = 1e-45  # no finite inverse: not a measurement
+    enc = tok.encode(depth)
+    assert 0 <= int(enc.ids.min()) and int(enc.ids.max()) < 128 and bool(torch.isfinite(enc.stats.high).all())
+    with pytest.raises(TypeError, match="got None"):
+        tok.decode(None)
+    with pytest.raises(ValueError, match="at least 1"):
+        tok.decode(enc.ids, size=(0, 0))
