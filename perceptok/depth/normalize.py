@@ -159,13 +159,14 @@ def normalize_depth(depth: torch.Tensor, kind: str, valid: torch.Tensor | None =
     return Normalized(rel.masked_fill(~ok, 0), ok, low, high, inverse)
 
 
-def fill_holes(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def fill_holes(x: torch.Tensor, valid: torch.Tensor, sync: bool = False) -> torch.Tensor:
     """Push-pull fill of ``(B, 1, H, W)`` maps: each hole takes the average of the nearest
-    scale at which its neighbourhood has measurements. The pyramid always goes down to 1×1 so
-    nothing depends on the values on the host (no device sync); a map with no measurement is 0."""
+    scale at which its neighbourhood has measurements; a map with no measurement is 0. The
+    pyramid goes down to 1×1, so nothing waits on the device; ``sync=True`` stops at the first
+    level where every cell has a measurement (the same result, cheaper, one host sync a level)."""
     w = valid.to(x.dtype)
     levels = [(x * w, w)]
-    while max(levels[-1][0].shape[-2:]) > 1:
+    while max(levels[-1][0].shape[-2:]) > 1 and not (sync and bool((levels[-1][1] > 0).all())):
         xs, ws = levels[-1]
         levels.append((F.avg_pool2d(xs, 2, ceil_mode=True), F.avg_pool2d(ws, 2, ceil_mode=True)))
     xs, ws = levels[-1]

@@ -63,9 +63,10 @@ def model_input(rel: torch.Tensor, valid: torch.Tensor, size: tuple[int, int], h
     """Network input ``(B, 2, *size)`` from relative maps and validity masks ``(B, 1, H, W)``:
     holes filled, resized, scaled to [-1, 1], with the resized validity as a second channel.
     ``holes``: whether any pixel is invalid, where the caller knows (None: look, one device sync)."""
-    if holes is None:
+    look = holes is None  # the caller already waits on the device: the fill may stop early too
+    if look:
         holes = not bool(valid.all())
-    filled = fill_holes(rel, valid) if holes else rel
+    filled = fill_holes(rel, valid, sync=look) if holes else rel
     return torch.cat([resize(filled, size) * 2 - 1, resize(valid.to(rel.dtype), size)], dim=1)
 
 
