@@ -86,7 +86,7 @@ class _Items:
         """The ids allowed next in ``state``, or None when the text is free."""
         count, after_coord, opened = state
         if count == 0:
-            return self.coords if self.tag and opened and self.opener else None
+            return self.coords if self.tag and opened else None
         longest = max(self.lengths)
         if not after_coord:  # right after the punctuation between coordinates
             return self.coords

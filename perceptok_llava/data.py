@@ -85,8 +85,9 @@ class SquareFrame:
     def to_original(self, normalized: torch.Tensor) -> torch.Tensor:
         """``(..., 2k)`` x, y, … normalised to the square → normalised to the image."""
         x0, y0 = self.offset
-        scale = torch.tensor([self.side / self.w, self.side / self.h], dtype=normalized.dtype)
-        shift = torch.tensor([x0 / self.w, y0 / self.h], dtype=normalized.dtype)
+        opts = dict(dtype=normalized.dtype, device=normalized.device)
+        scale = torch.tensor([self.side / self.w, self.side / self.h], **opts)
+        shift = torch.tensor([x0 / self.w, y0 / self.h], **opts)
         pairs = normalized.unflatten(-1, (-1, 2)) * scale - shift
         return pairs.flatten(-2)
 
@@ -110,8 +111,8 @@ def pad_to_square(sample: Sample) -> Sample:
         dh, dw = depth.values.shape
         d = SquareFrame(dw, dh)
         x0, y0 = d.offset
-        values = torch.full((d.side, d.side), float("nan"), dtype=depth.values.dtype)
-        valid = torch.zeros(d.side, d.side, dtype=torch.bool)
+        values = depth.values.new_full((d.side, d.side), float("nan"))
+        valid = depth.valid.new_zeros((d.side, d.side), dtype=torch.bool)
         values[y0 : y0 + dh, x0 : x0 + dw], valid[y0 : y0 + dh, x0 : x0 + dw] = depth.values, depth.valid
         depth = DepthMap(values, valid, depth.kind, depth.path)
     boxes = sample.boxes
