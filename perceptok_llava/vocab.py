@@ -126,9 +126,10 @@ def add_perception_tokens(model: Any, lm_tokenizer: Any, tokenizers: dict[str, P
     trained_rows = len(lm_tok)  # rows beyond this are padding or new: never trained
     wanted: list[str] = []
     for name, tok in tokenizers.items():
-        if not all(t.startswith("<") and t.endswith(">") for t in tok.special_tokens):
-            raise ValueError(f"{name}: {tok.vocab[:2]}… are plain text, not tokens to add (e.g. the qwen2vl preset "
-                             "writes digits); use that convention as ordinary text")
+        if getattr(tok, "textual", False) or not all(t.startswith("<") and t.endswith(">") for t in tok.special_tokens):
+            raise ValueError(f"{name}: the {getattr(tok.config, 'preset', type(tok).__name__)} convention writes "
+                             f"coordinates as plain text ({tok.vocab[1]!r}…), so there are no tokens to add: train on "
+                             "tok.to_text(...) as ordinary text and read answers with tok.parse(text, strict=False)")
         wanted += [t for t in tok.special_tokens if t not in known and t not in wanted]
     descriptions = {t: lm_tok(describe(t), add_special_tokens=False)["input_ids"] for t in wanted}
     lm_tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in wanted], special_tokens=True)

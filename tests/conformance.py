@@ -4,7 +4,8 @@ A test class for a tokenizer subclasses ``TokenizerConformance`` and provides:
 
 - ``make_tokenizer()``: a fresh tokenizer (tiny where it has weights);
 - ``samples()``: a few single inputs (not batched);
-- ``encode_kwargs``: keyword arguments that ``encode`` needs for the samples.
+- ``encode_kwargs``: keyword arguments that ``encode`` needs for the samples;
+- ``decode_kwargs``: keyword arguments that ``decode`` needs (a canvas size for pixel presets).
 
 It then gets shapes, dtypes, determinism, batch = loop, text and save/load round trips, and the
 strict-loading failures for free.
@@ -26,6 +27,7 @@ from perceptok._version import __version__
 
 class TokenizerConformance:
     encode_kwargs: dict[str, Any] = {}
+    decode_kwargs: dict[str, Any] = {}
     # Text that no tokenizer can parse strictly.
     garbage_text = "<<this is not perception-token text>>"
 
@@ -80,9 +82,9 @@ class TokenizerConformance:
     def test_decode_batch_equals_loop_of_singles(self, tok):
         samples = self.samples()
         batched = tok.encode(self.batch(samples), **self.encode_kwargs).ids
-        decoded = tok.decode(batched)
+        decoded = tok.decode(batched, **self.decode_kwargs)
         for i, x in enumerate(samples):
-            single = tok.decode(tok.encode(x, **self.encode_kwargs).ids)
+            single = tok.decode(tok.encode(x, **self.encode_kwargs).ids, **self.decode_kwargs)
             assert torch.allclose(decoded[i], single, atol=1e-6)
 
     # --- text -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import torch
 
 from conformance import TokenizerConformance
 from perceptok import PAD_ID, PointTokenizer
-from perceptok.coordinates import PRESETS
+from perceptok.coordinates import presets_for
 
 CANVAS = (240, 320)
 
@@ -15,6 +15,7 @@ CANVAS = (240, 320)
 class PointConformance(TokenizerConformance):
     preset = "aurora"
     encode_kwargs = {"canvas_size": CANVAS}
+    decode_kwargs = {"canvas_size": CANVAS}
 
     def make_tokenizer(self):
         return PointTokenizer.from_preset(self.preset)
@@ -27,7 +28,7 @@ class PointConformance(TokenizerConformance):
         return rows[(rows != PAD_ID).all(-1)]
 
 
-for _preset in PRESETS:
+for _preset in presets_for("point"):
     globals()[f"TestPointConformance_{_preset}"] = type(
         f"TestPointConformance_{_preset}", (PointConformance,), {"preset": _preset})
 

@@ -15,6 +15,7 @@ from torchvision import tv_tensors
 from torchvision.ops import box_convert
 
 from perceptok.coordinates.config import PRESETS, CoordinateConfig
+from perceptok.coordinates.layouts import LAYOUTS
 from perceptok.coordinates.tokenizer import CanvasSize, CoordinateTokenizer
 from perceptok.coordinates.validate import as_float_tensor, check_finite, check_range, normalise
 from perceptok.registry import register_preset, register_tokenizer
@@ -85,4 +86,5 @@ class BoxTokenizer(CoordinateTokenizer):
 
 register_preset("boxes", lambda: BoxTokenizer.from_preset("aurora"))
 for _name in PRESETS:
-    register_preset(f"boxes:{_name}", lambda _name=_name: BoxTokenizer.from_preset(_name))
+    if "box" in LAYOUTS[str(PRESETS[_name]["layout"])].kinds:
+        register_preset(f"boxes:{_name}", lambda _name=_name: BoxTokenizer.from_preset(_name))

@@ -7,11 +7,11 @@ or one ``(B, N, ...)`` tensor, and its ids are padded with ``PAD_ID`` up to the 
 
 from __future__ import annotations
 
-import re
-
 import abc
 import dataclasses
+import re
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,8 +19,11 @@ import torch
 
 from perceptok.base import PerceptionTokenizer, TokenizerOutput
 from perceptok.coordinates.config import PRESETS, CoordinateConfig, token_format_parts
-from perceptok.coordinates.grammar import LAYOUTS, ItemGrammar
-from perceptok.coordinates.quantize import ids_to_points, points_to_ids
+from perceptok.coordinates.fastparse import CanonicalReader
+from perceptok.coordinates.grammar import ItemGrammar
+from perceptok.coordinates.layouts import LAYOUTS
+from perceptok.coordinates.quantize import ids_to_points, points_to_ids, smart_resize
+from perceptok.coordinates.render import TableRenderer
 
 PAD_ID = -1  # fills the rows of images with fewer items than the largest in a batch
 
@@ -55,10 +58,15 @@ class CoordinateTokenizer(PerceptionTokenizer):
     def __init__(self, config: CoordinateConfig | None = None):
         super().__init__(config if config is not None else self.config_class())
         cfg: CoordinateConfig = self.config  # type: ignore[assignment]
-        self._vocab = [cfg.token_format.format(i) for i in range(cfg.num_tokens)]
+        layout = LAYOUTS[cfg.layout]
+        if self.item_kind not in layout.kinds:
+            other = "BoxTokenizer" if self.item_kind == "point" else "PointTokenizer"
+            raise ValueError(f"the {cfg.layout} convention writes {' and '.join(layout.kinds)} items only, "
+                             f"not {self.item_kind} items; use {other}")
+        self._vocab = [cfg.token_text(i) for i in range(cfg.num_tokens)]
         prefix, suffix = token_format_parts(cfg.token_format)
-        self.grammar = ItemGrammar(LAYOUTS[cfg.layout], prefix, suffix, cfg.token_format, cfg.num_tokens,
-                                   self.points_per_item, cfg.tokens_per_point, self.item_kind)
+        self.grammar = ItemGrammar(layout, self._vocab, prefix, suffix, cfg.decimals, self.points_per_item,
+                                   cfg.tokens_per_point, self.item_kind)
         # Far corners: the second point of a box (the grid quantiser rounds them differently).
         self._far = torch.arange(self.points_per_item) == 1
 
@@ -73,15 +81,32 @@ class CoordinateTokenizer(PerceptionTokenizer):
     def vocab(self) -> list[str]:
         return self._vocab
 
+    @cached_property
+    def _renderer(self) -> TableRenderer:
+        return TableRenderer(self.grammar)
+
+    @cached_property
+    def _reader(self) -> CanonicalReader:
+        return CanonicalReader(self._renderer)
+
+    @property
+    def textual(self) -> bool:
+        """Whether the convention writes coordinates as plain numbers (JSON, digits, decimals):
+        an LM reads and writes it as ordinary text, with no tokens to add."""
+        return self.config.textual
+
     @property
     def special_tokens(self) -> list[str]:
         """The coordinate tokens, and the layout's tag-like literals (Kosmos-2's ``<object>``,
         ``</object>``, ``<phrase>``, ``</phrase>``), which an LM must know as single tokens for a
-        constraint to enforce them."""
+        constraint to enforce them; none for a textual convention."""
+        if self.textual:
+            return []
         L = self.grammar.layout
-        tags = [t for t in (L.item_open, L.item_close, L.label_open, L.label_close)
-                if re.fullmatch(r"</?[A-Za-z_]+>", t.strip())]
-        return [*super().special_tokens, *dict.fromkeys(t.strip() for t in tags)]
+        opener, closer = L.item_delimiters(self.item_kind)
+        literals = [opener, closer, *L.label.split("{0}")]
+        tags = [t.strip() for t in literals if re.fullmatch(r"</?[A-Za-z_]+>", t.strip())]
+        return [*super().special_tokens, *dict.fromkeys(tags)]
 
     @property
     def tokens_per_item(self) -> int:
@@ -126,7 +151,7 @@ class CoordinateTokenizer(PerceptionTokenizer):
         """
         if not self._is_batch(x):
             points = self._to_points(x, canvas_size, clip, **kwargs)  # (N, P, 2)
-            ids = points_to_ids(points, self.config, self._far)  # (N, T)
+            ids = points_to_ids(points, self.config, self._far, self._sides(canvas_size))  # (N, T)
             if labels is not None:
                 labels = self._check_labels(labels, len(ids))
             return CoordinateEncoding(ids=ids, counts=torch.tensor(len(ids)), labels=labels)
@@ -134,8 +159,11 @@ class CoordinateTokenizer(PerceptionTokenizer):
         sizes = self._batch_canvas_sizes(canvas_size, len(images))
         points = [self._to_points(item, size, clip, **kwargs) for item, size in zip(images, sizes)]
         counts = torch.tensor([len(p) for p in points])
+        sides = None
+        if self.config.quantization == "pixel":  # (sum N, 1, 2): each item's image's resized (W, H)
+            sides = torch.cat([self._sides(size).expand(len(p), 1, 2) for p, size in zip(points, sizes)])
         flat = points_to_ids(torch.cat(points) if points else torch.zeros(0, self.points_per_item, 2),
-                             self.config, self._far)  # (sum N, T)
+                             self.config, self._far, sides)  # (sum N, T)
         ids = torch.full((len(points), max(counts.tolist(), default=0), self.tokens_per_item), PAD_ID)
         ids[torch.arange(ids.shape[1]) < counts[:, None]] = flat
         if labels is not None:
@@ -143,6 +171,20 @@ class CoordinateTokenizer(PerceptionTokenizer):
                 raise ValueError(f"got labels for {len(labels)} images but {len(points)} images")
             labels = [self._check_labels(lab, int(n)) for lab, n in zip(labels, counts)]
         return CoordinateEncoding(ids=ids, counts=counts, labels=labels)
+
+    def _sides(self, canvas_size: CanvasSize | None) -> torch.Tensor | None:
+        """``(1, 1, 2)`` (W, H) of the model input that a "pixel" preset writes coordinates in."""
+        cfg: CoordinateConfig = self.config  # type: ignore[assignment]
+        if cfg.quantization != "pixel":
+            return None
+        if canvas_size is None:
+            raise ValueError(f"the {cfg.preset} preset writes pixels of the model's resized input, which depend on "
+                             "the image size: pass canvas_size=(H, W) of the original image")
+        h, w = smart_resize(int(canvas_size[0]), int(canvas_size[1]), *cfg.input_resize)
+        if max(h, w) >= cfg.bins:
+            raise ValueError(f"the resized input is {h}×{w}, beyond the {cfg.bins - 1} px this config's bins allow; "
+                             "raise bins")
+        return torch.tensor([w, h], dtype=torch.float64).view(1, 1, 2)
 
     def _check_labels(self, labels: Sequence[Any], n: int) -> list[str | None]:
         if isinstance(labels, str) or len(labels) != n:
@@ -168,14 +210,16 @@ class CoordinateTokenizer(PerceptionTokenizer):
                 f"expected integer ids of shape (N, {self.tokens_per_item}) or "
                 f"(B, N, {self.tokens_per_item}), got {ids.dtype} {tuple(ids.shape)}"
             )
-        real = ids[ids != PAD_ID]
-        if real.numel() and (real.min() < 0 or real.max() >= self.config.num_tokens):
-            raise ValueError(f"ids must lie in 0..{self.config.num_tokens - 1} (or be PAD_ID={PAD_ID})")
-        return ids.long()
+        ids = ids.long()
+        if ids.numel():
+            low, high = int(ids.min()), int(ids.max())
+            if high >= self.config.num_tokens or low < PAD_ID or (low < 0 and ((ids < 0) & (ids != PAD_ID)).any()):
+                raise ValueError(f"ids must lie in 0..{self.config.num_tokens - 1} (or be PAD_ID={PAD_ID})")
+        return ids
 
     def _points_from_ids(self, ids: torch.Tensor, canvas_size: CanvasSize | None) -> torch.Tensor:
         """``(N, T)`` ids → ``(N, P, 2)`` x, y in pixels of ``canvas_size`` or normalised."""
-        points = ids_to_points(ids, self.config)
+        points = ids_to_points(ids, self.config, self._sides(canvas_size))
         if canvas_size is not None:
             h, w = canvas_size
             points = points * torch.tensor([w, h], dtype=points.dtype)
@@ -212,28 +256,48 @@ class CoordinateTokenizer(PerceptionTokenizer):
     def to_text(self, ids: torch.Tensor | TokenizerOutput, labels: Sequence[Any] | None = None) -> str | list[str]:
         """Token text of one image's items (a string) or of a batch (a list of strings).
 
-        Labels come from ``labels`` or, when ``ids`` is an encoding, from its labels.
+        Labels come from ``labels`` or, when ``ids`` is an encoding, from its labels. A batch is
+        written at once from lookup tables of token strings (``render.TableRenderer``).
         """
         if labels is None and isinstance(ids, CoordinateEncoding):
             labels = ids.labels
         ids = self._ids_tensor(ids)
-        if ids.ndim == 2:
-            return self.grammar.render(ids.tolist(), None if labels is None else list(labels))
-        texts = []
-        for b, rows in enumerate(ids):
-            keep = (rows != PAD_ID).all(-1)
-            lab = None if labels is None else list(labels[b])
-            texts.append(self.grammar.render(rows[keep].tolist(), lab))
-        return texts
+        single = ids.ndim == 2
+        rows = ids[None] if single else ids  # (B, N, T)
+        keep = (rows != PAD_ID).all(-1)  # (B, N)
+        counts = keep.sum(-1).numpy()
+        flat = (rows.reshape(-1, rows.shape[-1]) if bool(keep.all()) else rows[keep]).numpy()  # (M, T), image order
+        item_labels = None
+        if labels is not None:
+            per_image = [labels] if single else list(labels)
+            if len(per_image) != len(counts):
+                raise ValueError(f"got labels for {len(per_image)} images but ids of {len(counts)}")
+            item_labels = []
+            for lab, n in zip(per_image, counts.tolist()):
+                item_labels += self._check_labels(lab, n)
+        texts = self._renderer.render(flat, counts, item_labels)
+        return texts[0] if single else texts
 
     def parse(self, text: str | Sequence[str], strict: bool = True) -> CoordinateEncoding:
-        """Token text → ids, counts and labels (one string, or a list of strings as a batch)."""
+        """Token text → ids, counts and labels (one string, or a list of strings as a batch).
+
+        A strict batch of canonical unlabelled texts (what ``to_text`` writes) is read at once
+        (``fastparse.CanonicalReader``); anything else is parsed text by text.
+        """
         if isinstance(text, str):
             items, labels = self.grammar.parse(text, strict)
             ids = torch.tensor(items, dtype=torch.long).view(len(items), self.tokens_per_item)
             return CoordinateEncoding(ids=ids, counts=torch.tensor(len(items)),
                                       labels=labels if any(lab is not None for lab in labels) else None)
-        singles = [self.parse(t, strict) for t in text]
+        texts = list(text)
+        fast = self._reader.read(texts) if strict else None
+        if fast is not None:
+            flat, counts_np = fast
+            counts = torch.from_numpy(counts_np)
+            ids = torch.full((len(texts), int(counts_np.max(initial=0)), self.tokens_per_item), PAD_ID)
+            ids[torch.arange(ids.shape[1]) < counts[:, None]] = torch.from_numpy(flat)
+            return CoordinateEncoding(ids=ids, counts=counts)
+        singles = [self.parse(t, strict) for t in texts]
         counts = torch.stack([s.counts for s in singles]) if singles else torch.zeros(0, dtype=torch.long)
         ids = torch.full((len(singles), max(counts.tolist(), default=0), self.tokens_per_item), PAD_ID)
         for b, s in enumerate(singles):

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from perceptok.coordinates.config import PRESETS, CoordinateConfig
+from perceptok.coordinates.layouts import LAYOUTS
 from perceptok.coordinates.tokenizer import CanvasSize, CoordinateTokenizer
 from perceptok.coordinates.validate import as_float_tensor, check_finite, check_range, normalise
 from perceptok.registry import register_preset, register_tokenizer
@@ -49,4 +50,5 @@ class PointTokenizer(CoordinateTokenizer):
 
 register_preset("points", lambda: PointTokenizer.from_preset("aurora"))
 for _name in PRESETS:
-    register_preset(f"points:{_name}", lambda _name=_name: PointTokenizer.from_preset(_name))
+    if "point" in LAYOUTS[str(PRESETS[_name]["layout"])].kinds:
+        register_preset(f"points:{_name}", lambda _name=_name: PointTokenizer.from_preset(_name))
