@@ -1,7 +1,9 @@
-"""Tokenize the real boxes of one COCO-format image in every preset, check the round trip, and
-draw the decoded boxes of the coarsest convention (Kosmos-2's 32×32 grid) on the image.
+"""Tokenize the real boxes of one COCO-format image in every box convention, check the round
+trip, and draw the decoded boxes of the coarsest convention (Kosmos-2's 32×32 grid) on the image.
 
-    .venv/bin/python examples/boxes_in_every_convention.py ../shared/data/boxes/voc100/instances.json 2007_000032.jpg
+    .venv/bin/python examples/boxes_in_every_convention.py [COCO_FILE IMAGE_NAME]
+
+Without arguments it uses ``../shared/data/boxes/voc100/instances.json`` and ``2007_000032.jpg``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from torchvision.ops import box_convert
 
 from perceptok import BoxTokenizer
-from perceptok.coordinates import PRESETS
+from perceptok.coordinates import presets_for
 from perceptok.viz import draw_box_preview
 
 
@@ -26,7 +28,7 @@ def main(coco_path: str, file_name: str) -> None:
     canvas = (image["height"], image["width"])
     boxes = box_convert(torch.tensor([a["bbox"] for a in anns], dtype=torch.float64), "xywh", "xyxy")
     labels = [names[a["category_id"]] for a in anns]
-    for preset in PRESETS:
+    for preset in presets_for("box"):
         tok = BoxTokenizer.from_preset(preset)
         text = tok.to_text(tok.encode(boxes, canvas_size=canvas, labels=labels))
         back = tok.decode(tok.parse(text).ids, canvas_size=canvas)
@@ -38,5 +40,11 @@ def main(coco_path: str, file_name: str) -> None:
             print(f"drew {out}")
 
 
+DEFAULT = (Path(__file__).resolve().parents[2] / "shared" / "data" / "boxes" / "voc100" / "instances.json",
+           "2007_000032.jpg")
+
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    args = sys.argv[1:3] or [str(DEFAULT[0]), DEFAULT[1]]
+    if len(args) != 2 or not Path(args[0]).is_file():
+        sys.exit(f"usage: {Path(__file__).name} [COCO_FILE IMAGE_NAME]  (no COCO file at {args[0]})")
+    main(*args)

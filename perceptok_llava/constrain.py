@@ -138,12 +138,13 @@ class PerceptionLogitsProcessor:
                 if key in by_coords:
                     by_coords[key].lengths.add(tok.tokens_per_item)
                     continue
-                layout = tok.grammar.layout
-                between = layout.coord_sep or layout.point_sep
+                # The item's literal text, from the grammar that renders and parses it.
+                opener, *between, closer = tok.grammar.literals
+                sep = between[0] if between else ""
                 by_coords[key] = _Items(ids, {tok.tokens_per_item},
-                                        _single_token(lm_tok, between) if between else None,
-                                        _single_token(lm_tok, layout.item_close) if layout.item_close else None,
-                                        (layout.item_open + layout.point_open).strip(), self._text_of)
+                                        _single_token(lm_tok, sep) if sep else None,
+                                        _single_token(lm_tok, closer) if closer else None,
+                                        opener.strip(), self._text_of)
         self.items = list(by_coords.values())
         outside = [t for span in self.spans for t in (span.codes, span.markers, torch.tensor([span.end]))]
         self.outside = torch.cat(outside) if outside else torch.zeros(0, dtype=torch.long)

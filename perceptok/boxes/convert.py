@@ -1,10 +1,13 @@
-"""Conversion of box text between conventions (e.g. AURORA ⇄ PaliGemma)."""
+"""Conversion of box text between conventions (e.g. AURORA ⇄ PaliGemma ⇄ Gemini)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
 from perceptok.boxes.tokenizer import BoxTokenizer
+from perceptok.coordinates.convert import convert_text
 
 
 def _tokenizer(spec: str | BoxTokenizer) -> BoxTokenizer:
@@ -12,25 +15,22 @@ def _tokenizer(spec: str | BoxTokenizer) -> BoxTokenizer:
 
 
 def convert(
-    text: str,
+    text: str | Sequence[str],
     src: str | BoxTokenizer,
     dst: str | BoxTokenizer,
     canvas_size: tuple[int, int] | None = None,
     strict: bool = True,
-) -> str:
-    """Rewrite box text from ``src``'s convention into ``dst``'s; labels are kept.
+) -> str | list[str]:
+    """Rewrite box text (one string or a batch) from ``src``'s convention into ``dst``'s; labels
+    and counts are kept.
 
     ``src`` and ``dst`` are preset names or tokenizers. Boxes are decoded onto the
-    ``canvas_size=(H, W)`` image (the unit square if ``None``) and encoded again, so each
-    coordinate moves by at most half a ``src`` bin plus half a ``dst`` bin. Boxes that become
-    empty in a coarser ``dst`` grid are widened to one bin rather than dropped, so counts
-    are preserved.
+    ``canvas_size=(H, W)`` image (the unit square if ``None``; Qwen2.5-VL's pixels need it) and
+    encoded again, so each coordinate moves by at most half a ``src`` bin plus half a ``dst``
+    bin. Boxes that become empty in a coarser ``dst`` grid are widened to one bin rather than
+    dropped, so counts are preserved.
     """
-    src_tok, dst_tok = _tokenizer(src), _tokenizer(dst)
-    parsed = src_tok.parse(text, strict=strict)
-    boxes = src_tok.decode(parsed.ids, canvas_size=canvas_size)  # (N, 4) xyxy
-    ids = dst_tok.encode(_widen(boxes, canvas_size), canvas_size=canvas_size, clip=True).ids
-    return dst_tok.to_text(ids, labels=parsed.labels)
+    return convert_text(text, _tokenizer(src), _tokenizer(dst), canvas_size, strict, _widen)
 
 
 def _widen(boxes: torch.Tensor, canvas_size: tuple[int, int] | None) -> torch.Tensor:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torchvision.ops import box_convert
 
-from perceptok.coordinates.config import PRESETS
+from perceptok.coordinates.config import presets_for
 from perceptok.coordinates.tokenizer import CoordinateTokenizer
 from perceptok.loading import load
 
@@ -86,10 +86,13 @@ def _decode(args: argparse.Namespace) -> None:
 
 
 def _common(p: argparse.ArgumentParser, modality: str) -> None:
-    p.add_argument("--preset", default="aurora", choices=sorted(PRESETS), help="token convention (default: aurora)")
+    kind = "box" if modality == "boxes" else "point"
+    p.add_argument("--preset", default="aurora", choices=presets_for(kind),
+                   help="convention to write or read (default: aurora)")
     p.add_argument("--tokenizer", help="a saved tokenizer folder or Hub id instead of --preset")
     p.add_argument("--canvas-size", nargs=2, type=int, metavar=("H", "W"),
-                   help="image size for pixel coordinates; omit for coordinates in [0, 1]")
+                   help="image size for pixel coordinates; omit for coordinates in [0, 1] "
+                        "(qwen25vl always needs it: it writes pixels of the resized model input)")
     if modality == "boxes":
         p.add_argument("--format", default="xyxy", choices=["xyxy", "xywh", "cxcywh"], help="box format")
     p.set_defaults(modality=modality)

@@ -46,6 +46,8 @@ class CanonicalReader:
             at += per_token
         self.runs_per_item = at + len(_runs(g.literals[-1]))
         self.columns = np.array(columns)
+        tokens = {c + k for c in columns for k in range(per_token)}
+        self.fixed = np.array([j for j in range(self.runs_per_item) if j not in tokens], dtype=np.int64)
         self._skeletons: dict[int, bytes] = {}
         frame = L.text_open + L.text_close + L.separator + L.group_open + L.group_close + L.group_sep
         self.usable = all(n.isascii() for n in numbers) and not _runs(frame + L.item_end + L.label_absent)
@@ -66,6 +68,9 @@ class CanonicalReader:
         self.allowed = np.zeros((self.runs_per_item, 1 << 16), dtype=bool)
         for i, m in enumerate(runs):
             self.allowed[i % self.runs_per_item, ord(text[m.start() - 1]) * 256 + ord(text[m.end()])] = True
+        literal = [int(runs[j].group()) for j in self.fixed]  # digits of the layout's own text
+        self.fixed_values = np.array(literal, dtype=np.int64)
+        self.fixed_widths = np.array([len(runs[j].group()) for j in self.fixed], dtype=np.int64)
         wanted = set(np.flatnonzero(self.allowed.any(0)).tolist())
         skeleton = re.sub(r"\d+", "", text)
         found = sum(ord(skeleton[p - 1]) * 256 + ord(skeleton[p]) in wanted for p in range(1, len(skeleton)))
@@ -107,9 +112,15 @@ class CanonicalReader:
         if data.translate(None, _DIGITS) != b"".join(skeletons[counts].tolist()) + _PAD:
             return None
         m = int(counts.sum())
-        pairs = buf[starts - 1].astype(np.int32) * 256 + buf[ends]
-        if not self.allowed[np.tile(np.arange(self.runs_per_item), m), pairs].all():
+        pairs = (buf[starts - 1].astype(np.int32) * 256 + buf[ends]).reshape(m, self.runs_per_item)
+        if not all(self.allowed[j][pairs[:, j]].all() for j in range(self.runs_per_item)):
             return None
+        if len(self.fixed):  # the layout's own digits (JSON's "bbox_2d") are as written
+            fixed = (np.arange(m)[:, None] * self.runs_per_item + self.fixed).ravel()
+            widths = ends[fixed] - starts[fixed]
+            if (widths != np.tile(self.fixed_widths, m)).any() or \
+                    (self._values(buf, starts[fixed], widths) != np.tile(self.fixed_values, m)).any():
+                return None
         at = (np.arange(m)[:, None] * self.runs_per_item + self.columns).ravel()
         width = ends[at] - starts[at]
         ids = self._values(buf, starts[at], width)

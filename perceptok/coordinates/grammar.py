@@ -15,7 +15,8 @@ LABEL_MAX = 200  # characters a lenient label may span (bounds the regex's work 
 
 class _Loose:
     """Builds a regex that tolerates white space around every literal, with no two ``\\s*`` in a
-    row (adjacent ones backtrack polynomially on runs of white space)."""
+    row (adjacent ones backtrack polynomially on runs of white space). A label pattern ends in
+    ``\\s*``, so what follows it starts without one."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -37,7 +38,10 @@ class _Loose:
         return self
 
     def build(self) -> str:
-        return "".join(self.parts)
+        """The pattern, without a leading ``\\s*``: a pattern that starts with one rescans every
+        run of white space from each of its characters (quadratic under ``finditer``)."""
+        parts = self.parts[1:] if self.parts[:1] == [r"\s*"] else self.parts
+        return "".join(parts)
 
 
 def _label_pattern(template: str, forbidden: str, loose: bool, lazy: bool = False) -> str:
@@ -134,7 +138,7 @@ class ItemGrammar:
         label = f"(?:{_label_pattern(L.label, L.label_forbidden, loose=True, lazy=L.label_before)})"
         if L.grouped:
             body = f"(?P<body>.{{0,{64 * LABEL_MAX}}}?)"
-            return _Loose().raw(label + "?").lit(L.group_open).raw(body).lit(L.group_close).build()
+            return label + "?" + _Loose().lit(L.group_open).raw(body).lit(L.group_close).build()
         if L.label_before:
             return label + "?" + self._loose_item()
         return self._loose_item() + label + "?"
