@@ -73,7 +73,7 @@ def _train(args: argparse.Namespace) -> None:
     processor = AutoProcessor.from_pretrained(args.model)
     estimator = None
     if args.depth_model:
-        from perceptok_llava.depth_estimation import MonocularDepth
+        from perceptok.depth.estimate import MonocularDepth
 
         estimator = MonocularDepth(args.depth_model, cache_dir=Path(args.out) / "depth_cache")
     builders = {k: tokenizers.get(k) or load(k) for k in ("depth", "boxes", "points")}

@@ -9,7 +9,7 @@ from PIL import Image
 
 pytest.importorskip("transformers")
 
-from perceptok_llava.depth_estimation import MonocularDepth  # noqa: E402
+from perceptok.depth.estimate import MonocularDepth  # noqa: E402
 
 
 def tiny_depth_anything():

@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from perceptok.cli import coords, depth, hub
+from perceptok.cli import coords, depth, hub, shards
 from perceptok.errors import PerceptokError
 
 EXIT_USAGE = 2
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     depth.add_eval(_by_modality(sub, "eval", "evaluate a tokenizer"))
     depth.add_bench(_by_modality(sub, "bench", "measure throughput"))
     depth.add_export(_by_modality(sub, "export", "export a tokenizer's networks (ONNX)"))
+    shards.add_tokenize(_by_modality(sub, "tokenize", "whole datasets → resumable Parquet shards of tokens"))
     hub.add_info(sub)
     hub.add_push(sub)
     return parser

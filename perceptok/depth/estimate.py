@@ -1,6 +1,7 @@
-"""Depth targets for RGB-only images: a monocular estimator through transformers'
-``depth-estimation`` pipeline (the original used Depth Anything on ADE20k), batched, with a disk
-cache so each image is estimated once."""
+"""Depth for RGB-only images: a monocular estimator through transformers' ``depth-estimation``
+pipeline (the original used Depth Anything on ADE20k), batched, with a disk cache so each image
+is estimated once. transformers is imported only when an estimator is made (the core library
+does not require it)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,11 @@ class MonocularDepth:
 
     def __init__(self, model: Any = DEFAULT_MODEL, image_processor: Any = None, cache_dir: str | Path | None = None,
                  batch_size: int = 8, device: Any = None):
-        from transformers import pipeline
+        try:
+            from transformers import pipeline
+        except ImportError as err:
+            raise ImportError("estimating depth from RGB images needs transformers: "
+                              "pip install 'perceptok[llava]' (or pip install transformers)") from err
 
         if device is None:
             device = 0 if torch.cuda.is_available() else -1

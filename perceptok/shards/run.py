@@ -1,0 +1,227 @@
+"""Whole datasets to token shards: ``tokenize_depth`` and ``tokenize_boxes``.
+
+Files are decoded in DataLoader worker processes and tokenized in batches on the chosen device;
+rows go to Parquet shards through ``ShardStore`` (atomic, resumable, split across ranks). A bad
+input never stops the run: it is skipped, with its reason, into ``OUT/errors.jsonl``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from perceptok.coordinates import CoordinateTokenizer
+from perceptok.depth.tokenizer import GridDepthTokenizer
+from perceptok.io import DepthMap
+from perceptok.shards.sources import DepthInputs, DepthItem, items_digest
+from perceptok.shards.store import ShardStore, rank_and_world, tokenizer_identity
+
+
+@dataclasses.dataclass
+class TokenizeSummary:
+    """What a run did (this rank's share): inputs tokenized and skipped, shards written and
+    found done from an earlier run, seconds, and inputs per second."""
+
+    rows: int
+    skipped: int
+    shards_written: int
+    shards_done_before: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return (self.rows + self.skipped) / max(self.seconds, 1e-9)
+
+    def line(self, unit: str) -> str:
+        return (f"{self.rows} {unit} tokenized, {self.skipped} skipped (see errors.jsonl), "
+                f"{self.shards_written} shards written ({self.shards_done_before} already done), "
+                f"{self.seconds:.1f} s, {self.per_second:.1f} {unit}/s")
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+    except ImportError as err:
+        raise ImportError("writing Parquet shards needs pyarrow: pip install 'perceptok[tokenize]'") from err
+    return pyarrow
+
+
+def _plan(n: int, shard_size: int, store: ShardStore) -> tuple[list[int], int]:
+    """This rank's shards that are not done yet, and how many of its shards were done before."""
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be a positive number of inputs, got {shard_size}")
+    rank, world = rank_and_world()
+    mine = [k for k in range((n + shard_size - 1) // shard_size) if k % world == rank]
+    todo = [k for k in mine if not store.done(k)]
+    return todo, len(mine) - len(todo)
+
+
+def _depth_table(rows: list[dict[str, Any]]) -> Any:
+    pa = _pyarrow()
+    schema = pa.schema([("id", pa.string()), ("source", pa.string()), ("ids", pa.list_(pa.int32())),
+                        ("text", pa.string()), ("grid", pa.list_(pa.int32())), ("kind", pa.string()),
+                        ("low", pa.float64()), ("high", pa.float64()), ("height", pa.int32()), ("width", pa.int32())])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _encode_rows(tok: GridDepthTokenizer, items: Sequence[DepthItem], batch: list[tuple[int, DepthMap]],
+                 device: torch.device) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:
+    """Rows of a batch of maps (grouped by kind); a batch that fails is retried map by map, so
+    only the bad map is skipped."""
+    rows, errors = [], []
+    by_kind: dict[str, list[tuple[int, DepthMap]]] = {}
+    for i, m in batch:
+        by_kind.setdefault(m.kind, []).append((i, m))
+    for kind, group in by_kind.items():
+        try:
+            enc = tok.encode([DepthMap(m.values.to(device, non_blocking=True), m.valid.to(device, non_blocking=True),
+                                       kind) for _, m in group])
+        except ValueError as err:
+            if len(group) == 1:
+                errors.append((group[0][0], f"ValueError: {err}"))
+                continue
+            for one in group:
+                r, e = _encode_rows(tok, items, [one], device)
+                rows += r
+                errors += e
+            continue
+        texts = tok.to_text(enc)
+        ids, low, high = enc.ids.tolist(), enc.stats.low.tolist(), enc.stats.high.tolist()
+        for j, (i, m) in enumerate(group):
+            h, w = enc.stats.sizes[j]
+            rows.append((i, {"id": items[i].id, "source": items[i].source, "ids": ids[j], "text": texts[j],
+                             "grid": list(enc.stats.grids[j]), "kind": kind, "low": low[j], "high": high[j],
+                             "height": h, "width": w}))
+    return rows, errors
+
+
+def tokenize_depth(
+    items: Sequence[DepthItem],
+    out: str | Path,
+    tokenizer: GridDepthTokenizer,
+    tokenizer_name: str,
+    source: str,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: str | torch.device | None = None,
+    shard_size: int = 1000,
+    dataset: str | None = None,
+    column: str | None = None,
+    estimator: Callable[[list[Any]], list[DepthMap]] | None = None,
+    progress: bool = True,
+) -> TokenizeSummary:
+    """Tokenize ``items`` into Parquet shards in ``out`` (resuming what an earlier run left).
+
+    Rows: ``id``, ``source``, ``ids`` (the codes), ``text``, ``grid`` (rows, cols), and what
+    ``decode(ids, stats=...)`` needs to restore the map's units (``kind``, ``low``, ``high``,
+    ``height``, ``width``; see ``read.decode_row``). ``estimator`` turns RGB inputs into depth.
+    """
+    _pyarrow()
+    start = time.perf_counter()
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    tok = tokenizer.to(device) if hasattr(tokenizer, "to") else tokenizer  # the pooled baseline has no network
+    store = ShardStore(out, {"modality": "depth", "tokenizer": tokenizer_identity(tok, tokenizer_name),
+                             "options": {"source": source, "shard_size": shard_size, "inputs": len(items),
+                                         "inputs_sha256": items_digest(items)}})
+    todo, done_before = _plan(len(items), shard_size, store)
+    order = [i for k in todo for i in range(k * shard_size, min((k + 1) * shard_size, len(items)))]
+    loader = DataLoader(DepthInputs(items, order, dataset, column), batch_size=batch_size, num_workers=workers,
+                        collate_fn=list, pin_memory=device.type == "cuda")
+    shard_of = {k: (k * shard_size, min((k + 1) * shard_size, len(items))) for k in todo}
+    pending: dict[int, tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]] = {k: ([], []) for k in todo}
+    summary = TokenizeSummary(0, 0, 0, done_before, 0.0)
+    bar = tqdm(total=len(order), unit="map", disable=not progress, desc="tokenize depth")
+    for batch in loader:
+        if estimator is not None:
+            readable = [(i, x) for i, x in batch if not isinstance(x, str)]
+            maps = estimator([x for _, x in readable]) if readable else []
+            batch = [(i, x) for i, x in batch if isinstance(x, str)] + [(i, m) for (i, _), m in zip(readable, maps)]
+        good = [(i, x) for i, x in batch if not isinstance(x, str)]
+        bad = [(i, x) for i, x in batch if isinstance(x, str)]
+        rows, errors = _encode_rows(tok, items, good, device) if good else ([], [])
+        for i, row in rows:
+            pending[i // shard_size][0].append((i, row))
+        for i, reason in bad + errors:
+            pending[i // shard_size][1].append({"id": items[i].id, "source": items[i].source, "reason": reason})
+        summary.rows += len(rows)
+        summary.skipped += len(bad) + len(errors)
+        bar.update(len(batch))
+        for k in [k for k, (r, e) in pending.items() if len(r) + len(e) == shard_of[k][1] - shard_of[k][0]]:
+            r, e = pending.pop(k)
+            store.write(k, _depth_table([row for _, row in sorted(r, key=lambda t: t[0])]), e)
+            summary.shards_written += 1
+    bar.close()
+    store.gather_errors()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _box_table(rows: list[dict[str, Any]]) -> Any:
+    pa = _pyarrow()
+    schema = pa.schema([("id", pa.string()), ("file_name", pa.string()), ("ids", pa.list_(pa.list_(pa.int32()))),
+                        ("text", pa.string()), ("labels", pa.list_(pa.string())), ("count", pa.int32()),
+                        ("height", pa.int32()), ("width", pa.int32())])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Image:
+    id: str
+    source: str
+
+
+def tokenize_boxes(coco: str | Path, out: str | Path, tokenizer: CoordinateTokenizer, tokenizer_name: str,
+                   shard_size: int = 1000, progress: bool = True) -> TokenizeSummary:
+    """Tokenize the boxes of every image of a COCO detection file into Parquet shards: per image
+    ``id``, ``file_name``, ``ids`` (one row of coordinate ids per box), ``text``, ``labels``,
+    ``count``, ``height``, ``width``. An image with a bad box is skipped into errors.jsonl."""
+    _pyarrow()
+    start = time.perf_counter()
+    data = json.loads(Path(coco).read_text(encoding="utf-8"))
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise ValueError(f"{coco} is not a COCO detection file: it has no {key!r} list")
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    anns: dict[Any, list[dict[str, Any]]] = {}
+    for a in data["annotations"]:
+        anns.setdefault(a["image_id"], []).append(a)
+    images = data["images"]
+    items = [_Image(str(im["id"]), im.get("file_name", "")) for im in images]
+    store = ShardStore(out, {"modality": "boxes", "tokenizer": tokenizer_identity(tokenizer, tokenizer_name),
+                             "options": {"source": str(Path(coco).resolve()), "shard_size": shard_size,
+                                         "inputs": len(items), "inputs_sha256": items_digest(items)}})
+    todo, done_before = _plan(len(items), shard_size, store)
+    summary = TokenizeSummary(0, 0, 0, done_before, 0.0)
+    bar = tqdm(total=sum(min(shard_size, len(items) - k * shard_size) for k in todo), unit="image",
+               disable=not progress, desc="tokenize boxes")
+    for k in todo:
+        rows, errors = [], []
+        for im in images[k * shard_size : (k + 1) * shard_size]:
+            boxes = [a["bbox"] for a in anns.get(im["id"], [])]
+            labels = [names.get(a["category_id"], str(a["category_id"])) for a in anns.get(im["id"], [])]
+            try:
+                enc = tokenizer.encode(boxes, canvas_size=(im["height"], im["width"]), labels=labels, format="xywh")
+            except (ValueError, TypeError, KeyError) as err:
+                errors.append({"id": str(im.get("id")), "source": im.get("file_name", ""),
+                               "reason": f"{type(err).__name__}: {err}"})
+                continue
+            rows.append({"id": str(im["id"]), "file_name": im.get("file_name", ""), "ids": enc.ids.tolist(),
+                         "text": tokenizer.to_text(enc), "labels": labels, "count": len(boxes),
+                         "height": im["height"], "width": im["width"]})
+        store.write(k, _box_table(rows), errors)
+        summary.rows += len(rows)
+        summary.skipped += len(errors)
+        summary.shards_written += 1
+        bar.update(len(rows) + len(errors))
+    bar.close()
+    store.gather_errors()
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,204 @@
+"""``perceptok tokenize``: whole datasets to Parquet shards, read back, bad inputs skipped,
+killed and resumed exactly once, split across torchrun ranks, boxes, HF datasets, RGB images."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import perceptok
+from perceptok.cli.main import main as cli
+from perceptok.io import read_depth, read_manifest
+from perceptok.shards import decode_row, load_rows, manifest_items, metadata, tokenize_depth
+
+datasets = pytest.importorskip("datasets")  # the tokenize extra; in every dev install
+
+
+@pytest.fixture(autouse=True)
+def _datasets_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets-cache"))
+
+
+def write_maps(folder: Path, n: int, size: tuple[int, int] = (48, 64), seed: int = 0) -> list[Path]:
+    """``n`` 16-bit PNG depth maps in millimetres (a tilted plane with bumps)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0 : size[0], 0 : size[1]]
+    paths = []
+    for i in range(n):
+        mm = 800 + 20 * yy + rng.integers(0, 400) * np.sin(xx / (3 + i % 5)) ** 2 + rng.integers(0, 50, size)
+        path = folder / f"map_{i:03d}.png"
+        Image.fromarray(mm.astype(np.uint16)).save(path)
+        paths.append(path)
+    return paths
+
+
+def rows_by_id(out: Path) -> dict[str, dict]:
+    rows = load_rows(out)
+    ids = rows["id"]
+    assert len(set(ids)) == len(ids), "an input was written twice"
+    return {r["id"]: r for r in rows}
+
+
+def test_manifest_to_shards_and_back(shared_data, tmp_path):
+    """The README's one command on the 21 real maps: every map once, the same ids as encoding it
+    directly, and a row decodes back to the map in metres."""
+    out = tmp_path / "tokens"
+    assert cli(["tokenize", "depth", "--manifest", str(shared_data / "depth" / "manifest.jsonl"),
+                "--out", str(out), "--shard-size", "8", "--workers", "2", "--batch-size", "4", "--quiet"]) == 0
+    tok = perceptok.load("depth")
+    entries = read_manifest(shared_data / "depth" / "manifest.jsonl")
+    rows = rows_by_id(out)
+    assert sorted(rows) == sorted(e.id for e in entries)
+    plain = datasets.load_dataset("parquet", data_dir=str(out), split="train")  # what the issue promises users
+    assert plain.num_rows == 21
+    entry = entries[3]
+    depth = entry.load()
+    enc = tok.encode(depth)
+    row = rows[entry.id]
+    assert row["ids"] == enc.ids.tolist() and row["text"] == tok.to_text(enc) and tuple(row["grid"]) == enc.stats.grids[0]
+    back = decode_row(tok, row)
+    assert back.shape == depth.values.shape
+    assert torch.allclose(back, tok.decode(enc.ids[None], stats=enc.stats)[0], rtol=1e-5, atol=1e-5)
+    meta = metadata(out)
+    assert meta["tokenizer"]["type"] == tok.tokenizer_type and len(meta["tokenizer"]["sha256"]) == 64
+    assert (out / "errors.jsonl").read_text() == ""
+
+
+def test_bad_inputs_are_skipped_with_their_reason(tmp_path, capsys):
+    folder = tmp_path / "maps"
+    good = write_maps(folder, 5)
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8) + 100).save(folder / "rgb.png")
+    (folder / "empty.png").write_bytes(b"")
+    Image.fromarray(np.zeros((20, 20), np.uint16)).save(folder / "all_invalid.png")
+    out = tmp_path / "tokens"
+    assert cli(["tokenize", "depth", "--folder", str(folder), "--scale", "0.001", "--out", str(out),
+                "--shard-size", "3", "--batch-size", "4", "--quiet"]) == 0
+    assert "5 maps tokenized, 4 skipped" in capsys.readouterr().err
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert sorted(e["id"] for e in errors) == ["all_invalid.png", "corrupt.png", "empty.png", "rgb.png"]
+    assert all(e["reason"] for e in errors)
+    assert "channels" in next(e for e in errors if e["id"] == "rgb.png")["reason"]
+    assert sorted(rows_by_id(out)) == sorted(p.name for p in good)
+
+
+def test_a_killed_run_resumes_exactly_once(tmp_path):
+    """SIGKILL midway, then the same command again: every input exactly once, with the ids of a
+    run that was never interrupted."""
+    folder = tmp_path / "maps"
+    write_maps(folder, 120, size=(96, 128))
+    command = [sys.executable, "-m", "perceptok.cli", "tokenize", "depth", "--folder", str(folder), "--scale", "0.001",
+               "--shard-size", "4", "--batch-size", "2", "--quiet"]
+    out = tmp_path / "resumed"
+    proc = subprocess.Popen([*command, "--out", str(out)], stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not list(out.glob("train-*.parquet")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = len(list(out.glob("train-*.parquet")))
+    assert 0 < written < 30, f"the kill should land midway ({written} of 30 shards written)"
+    assert subprocess.run([*command, "--out", str(out)], capture_output=True).returncode == 0
+    again = subprocess.run([*command, "--out", str(tmp_path / "whole")], capture_output=True)
+    assert again.returncode == 0
+    resumed, whole = rows_by_id(out), rows_by_id(tmp_path / "whole")
+    assert sorted(resumed) == sorted(whole) and len(resumed) == 120
+    assert all(resumed[k]["ids"] == whole[k]["ids"] for k in whole)
+    assert not list(out.glob(".*.tmp")) and not list(out.glob("errors/.*.tmp"))
+
+
+def test_resuming_with_other_options_is_a_clear_error(tmp_path, capsys):
+    folder = tmp_path / "maps"
+    write_maps(folder, 4)
+    out = tmp_path / "tokens"
+    base = ["tokenize", "depth", "--folder", str(folder), "--scale", "0.001", "--out", str(out), "--quiet"]
+    assert cli([*base, "--shard-size", "2"]) == 0
+    capsys.readouterr()
+    assert cli([*base, "--shard-size", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "options.shard_size: 2 then, 3 now" in err
+    assert cli([*base, "--shard-size", "2", "--tokenizer", "depth:pooled"]) == 2
+    assert "tokenizer" in capsys.readouterr().err
+
+
+def test_torchrun_ranks_take_disjoint_shards_that_cover_the_input(tmp_path):
+    """Two ranks under torchrun: each writes only its shards (k % 2 == rank); together every
+    input exactly once."""
+    folder = tmp_path / "maps"
+    write_maps(folder, 11)
+    out = tmp_path / "tokens"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          str(29500 + os.getpid() % 1000), "-m", "perceptok.cli", "tokenize", "depth", "--folder",
+                          str(folder), "--scale", "0.001", "--out", str(out), "--shard-size", "2", "--quiet"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stderr.count("maps tokenized") == 2
+    assert sorted(rows_by_id(out)) == sorted(f"map_{i:03d}.png" for i in range(11))
+    assert sorted(int(p.stem[6:]) for p in out.glob("train-*.parquet")) == list(range(6))
+
+
+def test_hugging_face_dataset_source(tmp_path):
+    rng = np.random.default_rng(0)
+    maps = [(1.0 + rng.random((24, 32))).tolist() for _ in range(5)]
+    datasets.Dataset.from_dict({"id": [f"m{i}" for i in range(5)], "depth": maps}).save_to_disk(str(tmp_path / "ds"))
+    out = tmp_path / "tokens"
+    assert cli(["tokenize", "depth", "--hf-dataset", str(tmp_path / "ds"), "--column", "depth", "--out", str(out),
+                "--workers", "1", "--quiet"]) == 0
+    rows = rows_by_id(out)
+    tok = perceptok.load("depth")
+    assert rows["m2"]["ids"] == tok.encode(torch.tensor(maps[2])).ids.tolist()
+
+
+def test_rgb_images_through_a_depth_model(tmp_path):
+    """--images with a tiny random Depth Anything saved from its config (no download)."""
+    pytest.importorskip("transformers")
+    from test_llava_depth_estimation import tiny_depth_anything
+
+    model, processor = tiny_depth_anything()
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray((np.random.default_rng(i).random((40, 50, 3)) * 255).astype(np.uint8)).save(images / f"{i}.jpg")
+    out = tmp_path / "tokens"
+    assert cli(["tokenize", "depth", "--images", str(images), "--depth-model", str(tmp_path / "model"),
+                "--out", str(out), "--quiet", "--batch-size", "2"]) == 0
+    rows = rows_by_id(out)
+    assert sorted(rows) == ["0.jpg", "1.jpg", "2.jpg"]
+    assert {r["kind"] for r in rows.values()} == {"relative_inverse"} and rows["1.jpg"]["width"] == 50
+
+
+def test_coco_boxes_to_shards(shared_data, tmp_path):
+    out = tmp_path / "boxes"
+    coco = shared_data / "boxes" / "voc100" / "instances.json"
+    assert cli(["tokenize", "boxes", "--coco", str(coco), "--preset", "qwen3vl", "--out", str(out),
+                "--shard-size", "30", "--quiet"]) == 0
+    rows = rows_by_id(out)
+    assert len(rows) == 100 and sum(r["count"] for r in rows.values()) == 273
+    tok = perceptok.BoxTokenizer.from_preset("qwen3vl")
+    row = next(iter(rows.values()))
+    parsed = tok.parse(row["text"])
+    assert parsed.ids.tolist() == row["ids"] and parsed.labels == row["labels"]
+
+
+def test_python_api_matches_the_command(shared_data, tmp_path):
+    tok = perceptok.load("depth")
+    items = manifest_items(shared_data / "depth" / "manifest.jsonl")[:4]
+    summary = tokenize_depth(items, tmp_path / "t", tok, "depth", "first four", shard_size=3, progress=False)
+    assert (summary.rows, summary.skipped, summary.shards_written) == (4, 0, 2)
+    row = rows_by_id(tmp_path / "t")[items[0].id]
+    assert row["ids"] == tok.encode(read_depth(items[0].source, encoding=items[0].encoding, scale=items[0].scale,
+                                               kind=items[0].kind, invalid=items[0].invalid)).ids.tolist()
