@@ -59,6 +59,42 @@ def _boxes(args: argparse.Namespace) -> None:
     print(summary.line("images"), file=sys.stderr)
 
 
+def _bench(args: argparse.Namespace) -> None:
+    import json
+
+    from perceptok.shards.bench import bench_tokenize
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = bench_tokenize(args.files, args.workers, args.batch_size, args.tokenizer, args.device, args.folder)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{result['files']} files, {result['machine']}")
+    print(f"obvious loop: {result['loop_maps_s']:.1f} maps/s")
+    for n, rate in result["workers_maps_s"].items():
+        print(f"tokenize, {n} workers: {rate:.1f} maps/s")
+    print(f"{args.workers} workers / 1 worker: {result['workers_vs_one_worker']:.2f}×; best / loop: "
+          f"{result['best_vs_loop']:.2f}×")
+    print("one pass: " + ", ".join(f"{k} {v:.2f} s" for k, v in result["seconds_of_one_pass"].items()))
+
+
+def add_bench(bench: argparse._SubParsersAction) -> None:
+    p = bench.add_parser("tokenize", help="maps/s from 16-bit PNG files to token shards, by worker count, "
+                                          "beside the obvious per-file loop")
+    p.add_argument("--files", type=int, default=256, help="synthetic 640×480 PNG files to write (default: 256)")
+    p.add_argument("--folder", help="use these depth files (millimetre PNGs) instead of synthetic ones")
+    p.add_argument("--workers", type=int, default=2, help="the worker count to compare with 0 and 1 (default: 2)")
+    p.add_argument("--batch-size", type=int, default=32, help="maps per tokenizer batch (default: 32)")
+    p.add_argument("--tokenizer", default="depth", help="tokenizer (default: depth, the shipped one)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_bench)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder of shards (a killed run resumes there)")
     p.add_argument("--shard-size", type=int, default=1000, help="inputs per Parquet shard (default: 1000)")
