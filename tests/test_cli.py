@@ -86,3 +86,19 @@ def test_preview_draws_boxes_on_the_real_image(capsys, shared_data, tmp_path):
     drawn = Image.open(out)
     assert drawn.size == original.size
     assert drawn.convert("RGB").tobytes() != original.convert("RGB").tobytes()
+
+
+def test_lenient_decoding_warns_about_what_it_dropped_or_filled(tmp_path, capsys):
+    """Issue 10 (4): --lenient says what was wrong and what it did, on standard error."""
+    text = "(<PIXEL_1>,<PIXEL_2>,<PIXEL_3>,<PIXEL_4>), (<PIXEL_1>,<PIXEL_2>,<PIXEL_999>,<PIXEL_4>)"
+    assert main(["decode", "boxes", text, "--lenient"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["count"] == 1
+    assert "warning" in err and "<PIXEL_335>" in err and "dropped the rest" in err
+    assert main(["decode", "depth", "<DEPTH_START><DEPTH_1><DEPTH_2><DEPTH_END>", "--lenient",
+                 "--out", str(tmp_path / "d.npy")]) == 0
+    err = capsys.readouterr().err
+    assert "code 3 of 100" in err and "repeat the last" in err
+    good = "(<PIXEL_1>,<PIXEL_2>,<PIXEL_3>,<PIXEL_4>)"
+    assert main(["decode", "boxes", good, "--lenient"]) == 0
+    assert capsys.readouterr().err == ""  # well-formed text: nothing to warn about

@@ -98,3 +98,41 @@ def test_from_pretrained_hub_id_offline_from_cache(tmp_path):
     lines = out.stdout.splitlines()
     assert lines[:3] == ["florence2", "florence2", "1000"]
     assert lines[3].startswith("ERR") and "not in the local Hugging Face cache" in lines[3]
+
+
+def _raises(error: Exception):
+    def fail(self, *args, **kwargs):
+        raise error
+    return fail
+
+
+def test_cli_hub_failures_are_one_line(monkeypatch, capsys):
+    """Issue 10 (1): without a network, huggingface_hub 2.x raises httpx errors (not OSError);
+    every Hub failure becomes one line that says what to do, and exit status 2."""
+    import importlib
+    import importlib.util
+
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    # huggingface_hub's own HTTP library: httpx2 in 2.x, httpx before
+    httpx = next(importlib.import_module(m) for m in ("httpx2", "httpx") if importlib.util.find_spec(m))
+
+    request = httpx.Request("POST", "https://huggingface.co/api/repos/create")
+    cases = {
+        "HF_HUB_OFFLINE=1": httpx.ConnectError("[Errno -3] Temporary failure in name resolution", request=request),
+        "hf auth login": HfHubHTTPError("401 Unauthorized", response=httpx.Response(401, request=request)),
+        "rate-limiting": HfHubHTTPError("429 Too Many Requests", response=httpx.Response(429, request=request)),
+        "repository id": RepositoryNotFoundError("404 Repository Not Found", response=httpx.Response(404, request=request)),
+    }
+    for advice, error in cases.items():
+        monkeypatch.setattr(HfApi, "create_repo", _raises(error))
+        assert main(["push", "boxes", "acme/boxes"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("perceptok: error: ") and advice in err, err
+
+
+def test_cli_says_lenient_not_strict_false(capsys):
+    """Issue 10 (4): the command line's advice names its own flag."""
+    assert main(["decode", "boxes", "(<PIXEL_1>,<PIXEL_2>"]) == 2
+    err = capsys.readouterr().err
+    assert "--lenient" in err and "strict=False" not in err

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torchvision.ops import box_convert
 
+from perceptok.cli import messages
 from perceptok.coordinates.config import presets_for
 from perceptok.coordinates.tokenizer import CoordinateTokenizer
 from perceptok.loading import load
@@ -76,7 +77,7 @@ def _preview(args: argparse.Namespace, tok: CoordinateTokenizer, items: Any, fmt
 
 def _decode(args: argparse.Namespace) -> None:
     tok = _tokenizer(args)
-    parsed = tok.parse(args.text, strict=not args.lenient)
+    parsed = messages.parse(tok, args.text, args.lenient)
     canvas = tuple(args.canvas_size) if args.canvas_size else None
     kwargs = {"format": args.format} if args.modality == "boxes" else {}
     items = tok.decode(parsed.ids, canvas_size=canvas, **kwargs)
@@ -115,6 +116,7 @@ def add_commands(encode: argparse._SubParsersAction, decode: argparse._SubParser
         e.set_defaults(run=_encode)
         d = decode.add_parser(modality, help=f"token text → {modality} as JSON")
         d.add_argument("text", metavar="TEXT", help="token text")
-        d.add_argument("--lenient", action="store_true", help="skip malformed parts instead of failing")
+        d.add_argument("--lenient", action="store_true",
+                       help="keep the well-formed items of malformed text (with a warning) instead of failing")
         _common(d, modality)
         d.set_defaults(run=_decode)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from perceptok.cli import messages
 from perceptok.depth.config import PRESETS
 from perceptok.io.depth_files import DEPTH_ENCODINGS, DEPTH_KINDS
 
@@ -182,7 +183,7 @@ def _decode(args: argparse.Namespace) -> None:
     from perceptok.loading import load
 
     tok = load(args.tokenizer)
-    parsed = tok.parse(args.text, strict=not args.lenient)  # ids and the span's grid
+    parsed = messages.parse(tok, args.text, args.lenient)  # ids and the span's grid
     rel = tok.decode(parsed, size=tuple(args.size) if args.size else None)
     if args.out.endswith(".npy"):
         atomic_write(Path(args.out), lambda tmp: np.save(open(tmp, "wb"), rel.numpy()))
@@ -194,11 +195,13 @@ def _decode(args: argparse.Namespace) -> None:
 
 def add_decode(decode: argparse._SubParsersAction) -> None:
     p = decode.add_parser("depth", help="token text → relative inverse depth (.npy or 16-bit .png)")
-    p.add_argument("text", metavar="TEXT")
+    p.add_argument("text", metavar="TEXT", help="one span: <DEPTH_START>, an optional grid marker, the codes, <DEPTH_END>")
     p.add_argument("--out", required=True, metavar="OUT", help=".npy (float) or .png (16-bit, 65535 = nearest)")
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"))
-    p.add_argument("--tokenizer", default="depth")
-    p.add_argument("--lenient", action="store_true")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+                   help="output size (default: the network's input size for the span's grid)")
+    p.add_argument("--tokenizer", default="depth", help="tokenizer name, folder or Hub id (default: depth, the shipped one)")
+    p.add_argument("--lenient", action="store_true",
+                   help="read malformed spans (missing codes repeat the last, extra ones are dropped) with a warning")
     p.set_defaults(run=_decode)
 
 

@@ -61,6 +61,8 @@ def _plan(n: int, shard_size: int, store: ShardStore) -> tuple[list[int], int]:
     rank, world = rank_and_world()
     mine = [k for k in range((n + shard_size - 1) // shard_size) if k % world == rank]
     todo = [k for k in mine if not store.done(k)]
+    for k in todo:
+        store.discard_partial(k)
     return todo, len(mine) - len(todo)
 
 

@@ -83,6 +83,13 @@ class ShardStore:
     def done(self, k: int) -> bool:
         return self.shard_path(k).exists() or self._empty_mark(k).exists()
 
+    def discard_partial(self, k: int) -> None:
+        """Remove the temporary files that a run killed while writing shard ``k`` left (only this
+        shard's, so ranks never touch each other's work in progress)."""
+        for pattern in (f".train-{k:05d}.*.tmp", f"errors/.shard-{k:05d}.jsonl.*.tmp"):
+            for path in self.out.glob(pattern):
+                path.unlink(missing_ok=True)
+
     def write(self, k: int, table: Any, errors: list[dict[str, Any]]) -> None:
         """Shard ``k``: its error lines, then its rows (the rename that marks it done)."""
         import pyarrow.parquet as pq
