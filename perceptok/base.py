@@ -157,6 +157,7 @@ class PerceptionTokenizer(abc.ABC):
         source = str(folder / checkpoint.CONFIG_NAME)
         saved_type = values.pop("tokenizer_type", None)
         values.pop("perceptok_version", None)
+        weights_hash = {"weights_sha256": values.pop("weights_sha256", None)}
         if not isinstance(saved_type, str):
             raise CheckpointError(f"{source} lacks a 'tokenizer_type' string; it was not written by perceptok")
         target = get_tokenizer_class(saved_type)
@@ -179,6 +180,7 @@ class PerceptionTokenizer(abc.ABC):
         if found is None:
             raise CheckpointError(f"{weights_path} is missing; a {saved_type!r} tokenizer needs its weights")
         checkpoint.check_tensors(expected, found, weights_path)
+        checkpoint.check_weights_hash(weights_hash, found, weights_path)
         tokenizer.load_state_tensors(found)
         return tokenizer
 

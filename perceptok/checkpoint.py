@@ -6,6 +6,7 @@ leaves a half-written checkpoint. Reads are strict and every failure names the f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -74,19 +75,54 @@ def write_text(path: Path, text: str) -> None:
     atomic_write(path, write)
 
 
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """A hash of named tensors (names, dtypes, shapes and bytes), independent of their device."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(tensors.items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+CHECKPOINT_FILES = {CONFIG_NAME, WEIGHTS_NAME, CARD_NAME}
+
+
 def save_checkpoint(
     folder: Path, config: dict[str, Any], tensors: dict[str, torch.Tensor], card: str
 ) -> None:
-    """Write a checkpoint folder; a stale ``model.safetensors`` is removed when there are no tensors."""
-    folder.mkdir(parents=True, exist_ok=True)
-    write_text(folder / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
-    weights = folder / WEIGHTS_NAME
-    if tensors:
-        contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        atomic_write(weights, lambda tmp: save_file(contiguous, tmp, metadata={"format": "pt"}))
-    elif weights.exists():
-        weights.unlink()
-    write_text(folder / CARD_NAME, card)
+    """Write a checkpoint folder. ``config.json`` records a hash of the weights, which loading
+    checks, so weights and config of two different saves never load together.
+
+    A new folder, or one that holds only checkpoint files, is written whole and swapped in by
+    renames (``atomic_folder``): a crash leaves the previous checkpoint as it was. A folder with
+    other files in it is updated file by file (each file atomically), weights first."""
+    contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    config = {**config, "weights_sha256": tensors_sha256(contiguous)} if contiguous else dict(config)
+
+    def write(target: Path) -> None:
+        weights = target / WEIGHTS_NAME
+        if contiguous:
+            atomic_write(weights, lambda tmp: save_file(contiguous, tmp, metadata={"format": "pt"}))
+        elif weights.exists():
+            weights.unlink()
+        write_text(target / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
+        write_text(target / CARD_NAME, card)
+
+    if not folder.exists() or {p.name for p in folder.iterdir()} <= CHECKPOINT_FILES:
+        atomic_folder(folder, write)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        write(folder)
+
+
+def check_weights_hash(config: dict[str, Any], tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights whose hash differs from the one ``config.json`` recorded at saving."""
+    recorded = config.get("weights_sha256")
+    if recorded is not None and recorded != tensors_sha256(tensors):
+        raise CheckpointError(
+            f"{source} does not hold the weights its config.json was saved with (their hash differs): "
+            "the folder mixes two saves, e.g. after a crash while saving; save the tokenizer again")
 
 
 def read_config(folder: Path) -> dict[str, Any]:

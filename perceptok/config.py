@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Any, TypeVar
 
@@ -17,6 +18,28 @@ def _lists(value: Any) -> Any:
 
 def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, (tuple, list)) else value
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a value read from JSON fits a field's type hint (ints for float fields too)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args))
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +68,15 @@ class TokenizerConfig:
         hints = typing.get_type_hints(cls)
         kwargs = {}
         for key, value in values.items():
-            is_tuple = typing.get_origin(hints[key]) is tuple
-            kwargs[key] = _tuples(value) if is_tuple else value
+            if not _fits(value, hints[key]):
+                raise CheckpointError(f"{source}: {key} must be {_name(hints[key])}, got {value!r}; "
+                                      "the file was edited or written by something else: re-save the tokenizer")
+            kwargs[key] = _tuples(value) if isinstance(value, list) else value
         try:
             return cls(**kwargs)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, AttributeError, IndexError, KeyError) as err:
             raise CheckpointError(f"{source}: invalid {cls.__name__}: {err}") from err
+
+
+def _name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

@@ -17,14 +17,15 @@ def blocks(language: str) -> list[str]:
 
 
 def test_python_snippets_run_and_print_what_they_say(tmp_path, monkeypatch):
+    """Each block runs on its own (a fresh namespace: a reader may start at any section)."""
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets-cache"))
     snippets = blocks("python")
     assert len(snippets) >= 4
     for code in snippets:
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            exec(compile(code, "README.md", "exec"), namespace)
+            exec(compile(code, "README.md", "exec"), {})
         for promised in re.findall(r"^print\(.*\)\s+# (.+)$", code, flags=re.M):
             assert promised.split("…")[0].strip() in out.getvalue(), promised
 

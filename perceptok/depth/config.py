@@ -66,13 +66,15 @@ class DepthTokenizerConfig(TokenizerConfig):
             raise ValueError(f"decoder_stride must be a power of two ≤ cell_size={self.cell_size}, got {self.decoder_stride}")
         if self.codebook_size < 2:
             raise ValueError(f"codebook_size must be ≥ 2, got {self.codebook_size}")
+        if min(self.width, self.code_dim) < 1:
+            raise ValueError(f"width and code_dim must be positive channel counts, got {self.width} and {self.code_dim}")
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
         if self.quantizer == "fsq" and math.prod(self.fsq_levels) != self.codebook_size:
             raise ValueError(f"fsq_levels {self.fsq_levels} give {math.prod(self.fsq_levels)} codes, "
                              f"not codebook_size={self.codebook_size}")
         if self.quantizer == "fsq" and min(self.fsq_levels) < 3:
-            raise ValueError(f"every FSQ level count must be ≥ 3 (FSQ rounds a bounded value to that many steps), "
+            raise ValueError(f"every fsq_levels entry must be ≥ 3 (FSQ rounds a bounded value to that many steps), "
                              f"got {self.fsq_levels}")
         if self.quantizer == "fsq" and not 1 <= self.prior_axes <= min(2, len(self.fsq_levels)):
             raise ValueError(f"prior_axes must be 1 or 2 (at most the {len(self.fsq_levels)} FSQ axes), got {self.prior_axes}")

@@ -18,11 +18,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from perceptok._version import __version__
 from perceptok.base import PerceptionTokenizer
-from perceptok.checkpoint import atomic_write
+from perceptok.checkpoint import atomic_write, tensors_sha256
 
 FORMAT = "perceptok-token-shards/1"
 
@@ -30,9 +28,7 @@ FORMAT = "perceptok-token-shards/1"
 def tokenizer_identity(tok: PerceptionTokenizer, name: str) -> dict[str, Any]:
     """What makes tokens comparable: type, library version, config and a hash of the weights."""
     digest = hashlib.sha256(json.dumps(tok.config.to_dict(), sort_keys=True).encode())
-    for key, tensor in sorted(tok.state_tensors().items()):
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    digest.update(tensors_sha256(tok.state_tensors()).encode())
     return {"type": tok.tokenizer_type, "name": name, "perceptok_version": __version__,
             "sha256": digest.hexdigest()}
 
