@@ -24,6 +24,7 @@ from perceptok.coordinates.grammar import ItemGrammar
 from perceptok.coordinates.layouts import LAYOUTS
 from perceptok.coordinates.quantize import ids_to_points, points_to_ids, smart_resize
 from perceptok.coordinates.render import TableRenderer
+from perceptok.coordinates.validate import check_canvas
 
 PAD_ID = -1  # fills the rows of images with fewer items than the largest in a batch
 
@@ -177,10 +178,11 @@ class CoordinateTokenizer(PerceptionTokenizer):
         cfg: CoordinateConfig = self.config  # type: ignore[assignment]
         if cfg.quantization != "pixel":
             return None
-        if canvas_size is None:
+        canvas = check_canvas(canvas_size)
+        if canvas is None:
             raise ValueError(f"the {cfg.preset} preset writes pixels of the model's resized input, which depend on "
                              "the image size: pass canvas_size=(H, W) of the original image")
-        h, w = smart_resize(int(canvas_size[0]), int(canvas_size[1]), *cfg.input_resize)
+        h, w = smart_resize(max(round(canvas[0]), 1), max(round(canvas[1]), 1), *cfg.input_resize)
         if max(h, w) >= cfg.bins:
             raise ValueError(f"the resized input is {h}×{w}, beyond the {cfg.bins - 1} px this config's bins allow; "
                              "raise bins")
@@ -219,9 +221,10 @@ class CoordinateTokenizer(PerceptionTokenizer):
 
     def _points_from_ids(self, ids: torch.Tensor, canvas_size: CanvasSize | None) -> torch.Tensor:
         """``(N, T)`` ids → ``(N, P, 2)`` x, y in pixels of ``canvas_size`` or normalised."""
-        points = ids_to_points(ids, self.config, self._sides(canvas_size))
-        if canvas_size is not None:
-            h, w = canvas_size
+        canvas = check_canvas(canvas_size)
+        points = ids_to_points(ids, self.config, self._sides(canvas))
+        if canvas is not None:
+            h, w = canvas
             points = points * torch.tensor([w, h], dtype=points.dtype)
         return points
 

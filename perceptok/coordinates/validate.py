@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -34,13 +35,25 @@ def check_finite(t: torch.Tensor, what: str) -> None:
         raise ValueError(f"{what} {i} has NaN or infinite coordinates {t[i].tolist()}; drop or fix it")
 
 
+def check_canvas(canvas_size: Any) -> tuple[float, float] | None:
+    """``canvas_size`` as ``(H, W)`` floats, refusing anything but two positive finite numbers."""
+    if canvas_size is None:
+        return None
+    try:
+        h, w = (float(v) for v in canvas_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"canvas_size must be (H, W), two numbers, got {canvas_size!r}") from None
+    if not (math.isfinite(h) and math.isfinite(w) and h > 0 and w > 0):
+        raise ValueError(f"canvas_size must be (H, W) with positive finite sides, got {canvas_size!r}")
+    return h, w
+
+
 def normalise(xy: torch.Tensor, canvas_size: tuple[int, int] | None, what: str) -> torch.Tensor:
     """Divide ``(..., 2)`` x, y pixel coordinates by the canvas ``(H, W)``."""
-    if canvas_size is None:
+    canvas = check_canvas(canvas_size)
+    if canvas is None:
         return xy
-    if len(canvas_size) != 2 or min(canvas_size) <= 0:
-        raise ValueError(f"canvas_size must be (H, W) with positive sides, got {canvas_size!r}")
-    h, w = canvas_size
+    h, w = canvas
     return xy / torch.tensor([w, h], dtype=xy.dtype)
 
 
