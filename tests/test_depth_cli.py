@@ -47,7 +47,12 @@ def test_encode_with_preview_and_decode(capsys, shared_data, tmp_path):
     out = capsys.readouterr()
     text = out.out.strip()
     assert PooledDepthTokenizer().from_text(text).shape == (100,)
-    assert Image.open(preview).size == (3 * 640 + 12, 480)
+    image = np.asarray(Image.open(preview).convert("RGB"))
+    assert image.shape[1] == 3 * 640 + 2 * 16 and image.shape[0] > 480 + 60  # three panels, titles and colour bars
+    title, bar, footer = image[:40], image[44 + 480 + 8 : 44 + 480 + 26], image[-40:]  # scale 2: 22·2 px of title
+    assert (title < 100).any() and (footer < 100).any()  # dark text: the titles and the map's scores
+    assert len({tuple(px) for px in bar[:, :640].reshape(-1, 3)}) > 100  # a colour bar, not text
+    assert "abs_rel" not in out.out  # the scores are on the picture, the token text alone on stdout
     assert main(["decode", "depth", text, "--out", str(tmp_path / "d.npy"), "--size", "48", "64",
                  "--tokenizer", "depth:pooled"]) == 0
     rel = np.load(tmp_path / "d.npy")

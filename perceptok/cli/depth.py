@@ -154,10 +154,18 @@ def _encode(args: argparse.Namespace) -> None:
     if args.preview:
         from perceptok.viz_depth import depth_preview
 
+        from perceptok.depth.metrics import map_errors, ordinal_accuracy
+        from perceptok.depth.normalize import to_inverse
+
         truth = normalize_depth(depth.values[None], depth.kind, depth.valid[None])
         true_rel, ok = truth.rel[0], truth.valid[0]
         pred_rel = tok.decode(enc.ids, size=enc.stats.sizes[0])  # relative inverse depth at the input's size
-        out = depth_preview(true_rel, pred_rel, ok, enc.stats.grids[0], args.preview)
+        restored = tok.decode(enc.ids[None], stats=enc.stats)[0]  # in the input's units
+        correct, total = ordinal_accuracy(to_inverse(restored.clamp_min(1e-9), depth.kind), truth.unclamped()[0], ok,
+                                          torch.Generator().manual_seed(0))
+        scores = {"abs_rel": map_errors(restored, truth, depth.values, depth.kind)["abs_rel"],
+                  "ordinal accuracy": correct / max(total, 1)}
+        out = depth_preview(true_rel, pred_rel, ok, enc.stats.grids[0], args.preview, scores)
         print(f"preview written to {out}", file=sys.stderr)
 
 
@@ -169,9 +177,12 @@ def add_encode(encode: argparse._SubParsersAction) -> None:
     p.add_argument("--encoding", choices=DEPTH_ENCODINGS,
                    help="how to read IN (default: from the file)")
     p.add_argument("--scale", type=float, help="raw value × scale = metres (metric) or pixels (disparity)")
-    p.add_argument("--kind", default="metric", choices=DEPTH_KINDS)
+    p.add_argument("--kind", default="metric", choices=DEPTH_KINDS,
+                   help="what IN's values mean: metric (metres, smaller = closer; default), disparity (larger = "
+                        "closer) or relative_inverse (Depth Anything-like)")
     p.add_argument("--invalid", type=float, nargs="*", default=[0], help="raw values meaning no measurement")
-    p.add_argument("--preview", metavar="OUT.png", help="write input | reconstruction + token grid | error")
+    p.add_argument("--preview", metavar="OUT.png",
+                   help="write input | reconstruction + token grid | error, with colour bars and the map's scores")
     p.set_defaults(run=_encode)
 
 
