@@ -1,7 +1,8 @@
 """The one registry of perception-token modalities.
 
-Built-in tokenizers register themselves when ``perceptok`` is imported; third-party packages
-add theirs through the ``perceptok.tokenizers`` entry-point group::
+Built-in tokenizers register themselves when their modules are imported, which the first read of
+the registry does; third-party packages add theirs through the ``perceptok.tokenizers``
+entry-point group::
 
     # in the third party's pyproject.toml
     [project.entry-points."perceptok.tokenizers"]
@@ -12,6 +13,7 @@ Entry points are loaded the first time the registry is read.
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Callable, TypeVar
 
@@ -26,6 +28,23 @@ T = TypeVar("T", bound="type[PerceptionTokenizer]")
 
 _TOKENIZERS: dict[str, type[PerceptionTokenizer]] = {}
 _entry_points_loaded = False
+# The modules whose classes and presets register themselves, by tokenizer type and preset prefix,
+# so that loading one modality imports only its module (the depth networks' libraries are slow).
+BUILTINS = {
+    "boxes": ("perceptok.boxes.tokenizer",),
+    "points": ("perceptok.points.tokenizer",),
+    "depth": ("perceptok.depth.tokenizer", "perceptok.depth.pooled"),
+    "depth_vqvae": ("perceptok.depth.tokenizer",),
+    "depth_pooled": ("perceptok.depth.pooled",),
+}
+
+
+def _load_builtin(name: str) -> bool:
+    """Import the built-in module(s) behind a type or preset name; False if it names none."""
+    modules = BUILTINS.get(name.split(":")[0])
+    for module in modules or ():
+        importlib.import_module(module)
+    return modules is not None
 
 
 def register_tokenizer(name: str) -> Callable[[T], T]:
@@ -50,6 +69,8 @@ def _load_entry_points() -> None:
     global _entry_points_loaded
     if _entry_points_loaded:
         return
+    for name in BUILTINS:  # the built-ins first, so entry points never shadow them
+        _load_builtin(name)
     _entry_points_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in _TOKENIZERS:
@@ -73,7 +94,8 @@ def list_tokenizers() -> list[str]:
 
 def get_tokenizer_class(name: str) -> type[PerceptionTokenizer]:
     """The class registered under ``name``."""
-    _load_entry_points()
+    if not _load_builtin(name):
+        _load_entry_points()
     if name not in _TOKENIZERS:
         raise PerceptokError(
             f"no tokenizer type {name!r}; registered: {sorted(_TOKENIZERS)}. Third-party types "
@@ -94,10 +116,13 @@ def register_preset(name: str, factory: Callable[[], PerceptionTokenizer]) -> No
 
 def list_presets() -> list[str]:
     """Short names that ``perceptok.load`` accepts without a folder or the Hub."""
+    _load_entry_points()
     return sorted(_PRESETS)
 
 
 def build_preset(name: str) -> PerceptionTokenizer | None:
     """The packaged preset ``name``, or ``None`` if there is none."""
+    if not _load_builtin(name):
+        _load_entry_points()
     factory = _PRESETS.get(name)
     return factory() if factory is not None else None

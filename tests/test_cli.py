@@ -102,3 +102,16 @@ def test_lenient_decoding_warns_about_what_it_dropped_or_filled(tmp_path, capsys
     good = "(<PIXEL_1>,<PIXEL_2>,<PIXEL_3>,<PIXEL_4>)"
     assert main(["decode", "boxes", good, "--lenient"]) == 0
     assert capsys.readouterr().err == ""  # well-formed text: nothing to warn about
+
+
+def test_help_and_light_commands_do_not_load_torch():
+    """Issue 10 (2): torch and torchvision took 2.9 s of every call. ``--help`` imports neither,
+    and a box command imports torch but not torchvision or the depth networks' libraries
+    (start-up times are in benchmarks/test_cli_startup.py, not asserted here)."""
+    probe = ("import sys; from perceptok.cli.main import build_parser, main; build_parser(); "
+             "print(sorted(m for m in ('torch', 'torchvision', 'vector_quantize_pytorch') if m in sys.modules)); "
+             "main(['encode', 'boxes', '[[1, 2, 30, 40]]', '--canvas-size', '100', '100']); "
+             "print(sorted(m for m in ('torch', 'torchvision', 'vector_quantize_pytorch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == "[]"
+    assert out[-1] == "['torch']"

@@ -11,8 +11,6 @@ import dataclasses
 from typing import Any
 
 import torch
-from torchvision import tv_tensors
-from torchvision.ops import box_convert
 
 from perceptok.coordinates.config import PRESETS, CoordinateConfig
 from perceptok.coordinates.layouts import LAYOUTS
@@ -34,6 +32,26 @@ def _check_format(format: str) -> str:
     return format
 
 
+def box_convert(boxes: torch.Tensor, src: str, dst: str) -> torch.Tensor:
+    """``(N, 4)`` boxes between "xyxy", "xywh" and "cxcywh" (torchvision's definitions, without
+    importing torchvision, which takes seconds)."""
+    a, b, c, d = boxes.unbind(-1)
+    if src == "xywh":
+        a, b, c, d = a, b, a + c, b + d
+    elif src == "cxcywh":
+        a, b, c, d = a - c / 2, b - d / 2, a + c / 2, b + d / 2
+    if dst == "xywh":
+        a, b, c, d = a, b, c - a, d - b
+    elif dst == "cxcywh":
+        a, b, c, d = (a + c) / 2, (b + d) / 2, c - a, d - b
+    return torch.stack([a, b, c, d], dim=-1)
+
+
+def _is_bounding_boxes(x: Any) -> bool:
+    """A ``torchvision.tv_tensors.BoundingBoxes`` (checked without importing torchvision)."""
+    return type(x).__name__ == "BoundingBoxes" and type(x).__module__.startswith("torchvision")
+
+
 @register_tokenizer("boxes")
 class BoxTokenizer(CoordinateTokenizer):
     """Boxes ⇄ coordinate tokens.
@@ -49,7 +67,7 @@ class BoxTokenizer(CoordinateTokenizer):
     input_width = 4
 
     def _to_points(self, boxes: Any, canvas_size: CanvasSize | None, clip: bool, format: str = "xyxy") -> torch.Tensor:
-        if isinstance(boxes, tv_tensors.BoundingBoxes):
+        if _is_bounding_boxes(boxes):
             format = boxes.format.name.lower()
             if format not in BOX_FORMATS:
                 raise ValueError(f"BoundingBoxes in format {boxes.format.name} are not supported; use one of {BOX_FORMATS}")

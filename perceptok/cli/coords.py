@@ -8,16 +8,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-from torchvision.ops import box_convert
+from typing import TYPE_CHECKING
 
 from perceptok.cli import messages
 from perceptok.coordinates.config import presets_for
-from perceptok.coordinates.tokenizer import CoordinateTokenizer
-from perceptok.loading import load
+
+if TYPE_CHECKING:
+    from perceptok.coordinates.tokenizer import CoordinateTokenizer
 
 
 def _tokenizer(args: argparse.Namespace) -> CoordinateTokenizer:
+    from perceptok.coordinates.tokenizer import CoordinateTokenizer
+    from perceptok.loading import load
+
     name = args.tokenizer or f"{args.modality}:{args.preset}"
     tok = load(name)
     if not isinstance(tok, CoordinateTokenizer) or tok.tokenizer_type != args.modality:
@@ -64,6 +67,10 @@ def _encode(args: argparse.Namespace) -> None:
 def _preview(args: argparse.Namespace, tok: CoordinateTokenizer, items: Any, fmt: str,
              canvas: tuple[int, int] | None, text: str) -> None:
     """Draw the input boxes and the boxes decoded back from ``text`` on the COCO image."""
+    import torch
+
+    from perceptok.boxes.tokenizer import box_convert
+
     if not args.coco:
         raise ValueError("--preview needs --coco and --image, to know which picture to draw on")
     from perceptok.viz import draw_box_preview

@@ -9,14 +9,14 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from perceptok.cli import messages
 from perceptok.depth.config import PRESETS
-from perceptok.io.depth_files import DEPTH_ENCODINGS, DEPTH_KINDS
+from perceptok.io.formats import DEPTH_ENCODINGS, DEPTH_KINDS
 
 
 def _train(args: argparse.Namespace) -> None:
+    import torch
+
     from perceptok.depth.train import TrainConfig, train_depth
 
     torch.set_num_threads(args.threads) if args.threads else None
@@ -88,6 +88,8 @@ def _load_maps(args: argparse.Namespace) -> list:
 
 
 def _eval(args: argparse.Namespace) -> None:
+    import torch
+
     from perceptok.depth.evaluate import evaluate_depth
     from perceptok.depth.tokenizer import GridDepthTokenizer
     from perceptok.loading import load
@@ -141,6 +143,8 @@ def _read_input(args: argparse.Namespace):
 
 
 def _encode(args: argparse.Namespace) -> None:
+    import torch
+
     from perceptok.depth.normalize import normalize_depth
     from perceptok.depth.tokenizer import GridDepthTokenizer
     from perceptok.loading import load
@@ -217,6 +221,8 @@ def add_decode(decode: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
+    import torch
+
     from perceptok.depth.bench import BenchConfig, bench_depth
 
     torch.set_num_threads(args.threads) if args.threads else None

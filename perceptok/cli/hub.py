@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from perceptok.loading import load
 from perceptok.registry import list_presets, list_tokenizers
 
 
@@ -18,6 +17,8 @@ def _list(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
+    from perceptok.loading import load
+
     tok = load(args.name, revision=args.revision)
     info = {
         **tok.config_dict(),
@@ -32,6 +33,8 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _push(args: argparse.Namespace) -> None:
+    from perceptok.loading import load
+
     tok = load(args.path)
     info = tok.push_to_hub(args.repo_id, private=args.private, token=args.token, revision=args.revision,
                            commit_message=args.message)

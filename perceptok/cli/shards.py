@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from perceptok.loading import load
-
 
 def _depth(args: argparse.Namespace) -> None:
     from perceptok import shards
+    from perceptok.loading import load
     from perceptok.depth.tokenizer import GridDepthTokenizer
 
     sources = [s for s in ("manifest", "folder", "images", "hf_dataset") if getattr(args, s)]
@@ -48,6 +47,7 @@ def _depth(args: argparse.Namespace) -> None:
 
 def _boxes(args: argparse.Namespace) -> None:
     from perceptok import shards
+    from perceptok.loading import load
     from perceptok.coordinates import CoordinateTokenizer
 
     name = args.tokenizer or f"boxes:{args.preset}"

@@ -1,6 +1,15 @@
-"""What the box and point tokenizers share: config and presets, quantisation, text grammar."""
+"""What the box and point tokenizers share: the conventions' layouts and presets, quantisation,
+text grammar, batch text, conversion. Names are imported on first use."""
 
-from perceptok.coordinates.config import PRESETS, CoordinateConfig, presets_for
-from perceptok.coordinates.tokenizer import PAD_ID, CoordinateEncoding, CoordinateTokenizer
+from perceptok._lazy import lazy_names
 
-__all__ = ["PAD_ID", "PRESETS", "CoordinateConfig", "CoordinateEncoding", "CoordinateTokenizer", "presets_for"]
+_LAZY = {
+    "PAD_ID": "perceptok.coordinates.tokenizer",
+    "PRESETS": "perceptok.coordinates.config",
+    "CoordinateConfig": "perceptok.coordinates.config",
+    "CoordinateEncoding": "perceptok.coordinates.tokenizer",
+    "CoordinateTokenizer": "perceptok.coordinates.tokenizer",
+    "presets_for": "perceptok.coordinates.config",
+}
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
+__all__ = sorted(_LAZY)

@@ -1,18 +1,17 @@
-"""Depth perception tokens: a VQ-VAE tokenizer for depth maps."""
+"""Depth perception tokens: a VQ-VAE tokenizer for depth maps. Names are imported on first use."""
 
-from perceptok.depth.config import PRESETS, DepthTokenizerConfig
-from perceptok.depth.normalize import DepthStats
-from perceptok.depth.pooled import PooledDepthConfig, PooledDepthTokenizer
-from perceptok.depth.tokenizer import DepthEncoding, DepthText, DepthTokenizer, GridDepthTokenizer
+from perceptok._lazy import lazy_names
 
-__all__ = [
-    "PRESETS",
-    "DepthEncoding",
-    "DepthStats",
-    "DepthText",
-    "DepthTokenizer",
-    "DepthTokenizerConfig",
-    "GridDepthTokenizer",
-    "PooledDepthConfig",
-    "PooledDepthTokenizer",
-]
+_LAZY = {
+    "PRESETS": "perceptok.depth.config",
+    "DepthEncoding": "perceptok.depth.tokenizer",
+    "DepthStats": "perceptok.depth.normalize",
+    "DepthText": "perceptok.depth.tokenizer",
+    "DepthTokenizer": "perceptok.depth.tokenizer",
+    "DepthTokenizerConfig": "perceptok.depth.config",
+    "GridDepthTokenizer": "perceptok.depth.tokenizer",
+    "PooledDepthConfig": "perceptok.depth.pooled",
+    "PooledDepthTokenizer": "perceptok.depth.pooled",
+}
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
+__all__ = sorted(_LAZY)

@@ -265,8 +265,9 @@ class GridDepthTokenizer(PerceptionTokenizer):
             rows = torch.tensor(chunk, device=batch.device)
             out = resize(self._decode_grid(batch[rows], grid), target)[:, 0].to(batch.device)  # (b, H, W)
             if stats is not None:  # in the output's precision: float64 broadcasting is several times slower on CPUs
-                low, high = (t.to(batch.device, out.dtype)[rows, None, None] for t in (stats.low, stats.high))
-                out = from_inverse(out * (high - low) + low, stats.kind)
+                dtype = out.dtype if _fits(stats, rows, out.dtype) else stats.low.dtype  # else 1e-45 m overflows
+                low, high = (t.to(batch.device, dtype)[rows, None, None] for t in (stats.low, stats.high))
+                out = from_inverse(out.to(dtype) * (high - low) + low, stats.kind).to(out.dtype)
             for j, i in enumerate(chunk):
                 outs[i] = out[j]
         if single:
@@ -293,6 +294,13 @@ class GridDepthTokenizer(PerceptionTokenizer):
         ids, grids = self.text.parse_many(text if isinstance(text, str) else list(text), strict)
         return DepthText(ids=ids, grids=grids)
 
+
+
+def _fits(stats: DepthStats, rows: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether the inverse-depth range of these maps is well inside ``dtype``'s finite range."""
+    limit = torch.finfo(dtype).max / 16
+    bounds = torch.stack([stats.low, stats.high]).to(rows.device)[:, rows]
+    return bool((bounds.abs() < limit).all())
 
 
 @register_tokenizer("depth_vqvae")

@@ -1,14 +1,16 @@
-"""Reading depth maps: single files in every common encoding, folders, and manifests."""
+"""Reading depth maps: single files in every common encoding, folders, and manifests. Names are
+imported on first use."""
 
-from perceptok.io.depth_files import DEPTH_ENCODINGS, DEPTH_KINDS, DepthMap, read_depth, read_depth_folder
-from perceptok.io.manifest import ManifestEntry, read_manifest
+from perceptok._lazy import lazy_names
 
-__all__ = [
-    "DEPTH_ENCODINGS",
-    "DEPTH_KINDS",
-    "DepthMap",
-    "ManifestEntry",
-    "read_depth",
-    "read_depth_folder",
-    "read_manifest",
-]
+_LAZY = {
+    "DEPTH_ENCODINGS": "perceptok.io.formats",
+    "DEPTH_KINDS": "perceptok.io.formats",
+    "DepthMap": "perceptok.io.depth_files",
+    "ManifestEntry": "perceptok.io.manifest",
+    "read_depth": "perceptok.io.depth_files",
+    "read_depth_folder": "perceptok.io.depth_files",
+    "read_manifest": "perceptok.io.manifest",
+}
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
+__all__ = sorted(_LAZY)

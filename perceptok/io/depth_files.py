@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-DEPTH_ENCODINGS = ("uint8", "uint16", "sun3d_bitshift", "kinect_raw_disparity", "float")
-DEPTH_KINDS = ("metric", "disparity", "relative_inverse")
+from perceptok.io.formats import DEPTH_ENCODINGS, DEPTH_KINDS
+
 FLOAT_SUFFIXES = (".npy", ".npz", ".pfm")
 IMAGE_SUFFIXES = (".png", ".pgm", ".ppm", ".tif", ".tiff")
 
