@@ -140,3 +140,22 @@ def test_wide_map_round_trips_through_the_shell_with_its_grid(capsys, tmp_path):
     assert text.startswith("<DEPTH_START><DEPTH_GRID_5x20>")
     assert main(["decode", "depth", text, "--out", str(tmp_path / "back.npy")]) == 0
     assert np.load(tmp_path / "back.npy").shape == (20, 80)  # the 5×20 grid's own size, not 10×10 stripes
+
+
+def test_encode_json_and_decode_stats_give_metres_back(capsys, shared_data, tmp_path):
+    """Issue 10 (6): `decode depth` could only give relative depth; `encode --json` prints the
+    map's statistics and `decode --stats` takes them."""
+    from perceptok.io import read_manifest
+
+    manifest = shared_data / "depth" / "manifest.jsonl"
+    assert main(["encode", "depth", "iclnuim_2", "--manifest", str(manifest), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["stats"]["kind"] == "metric" and printed["stats"]["size"] == [480, 640]
+    out = tmp_path / "m.npy"
+    assert main(["decode", "depth", printed["text"], "--stats", json.dumps(printed["stats"]), "--out", str(out)]) == 0
+    truth = next(e for e in read_manifest(manifest) if e.id == "iclnuim_2").load()
+    metres, ok = np.load(out), truth.valid.numpy()
+    assert metres.shape == (480, 640)
+    assert np.mean(np.abs(metres[ok] - truth.values.numpy()[ok]) / truth.values.numpy()[ok]) < 0.1
+    assert main(["decode", "depth", printed["text"], "--stats", "{not json", "--out", str(out)]) == 2
+    assert "encode depth --json" in capsys.readouterr().err

@@ -154,7 +154,13 @@ def _encode(args: argparse.Namespace) -> None:
         raise ValueError(f"{args.tokenizer!r} is not a depth tokenizer")
     depth = _read_input(args)
     enc = tok.encode(depth)
-    print(tok.to_text(enc))  # with the grid marker of a map on a non-square grid
+    text = tok.to_text(enc)  # with the grid marker of a map on a non-square grid
+    if args.json:  # what `decode depth --stats` needs to give the map back in its units
+        stats = {"kind": enc.stats.kind, "low": float(enc.stats.low[0]), "high": float(enc.stats.high[0]),
+                 "size": list(enc.stats.sizes[0])}
+        print(json.dumps({"text": text, "stats": stats}))
+    else:
+        print(text)
     if args.preview:
         from perceptok.viz_depth import depth_preview
 
@@ -187,6 +193,8 @@ def add_encode(encode: argparse._SubParsersAction) -> None:
     p.add_argument("--invalid", type=float, nargs="*", default=[0], help="raw values meaning no measurement")
     p.add_argument("--preview", metavar="OUT.png",
                    help="write input | reconstruction + token grid | error, with colour bars and the map's scores")
+    p.add_argument("--json", action="store_true",
+                   help='print {"text": ..., "stats": ...}; `decode depth --stats` turns the text back into metres')
     p.set_defaults(run=_encode)
 
 
@@ -199,6 +207,13 @@ def _decode(args: argparse.Namespace) -> None:
 
     tok = load(args.tokenizer)
     parsed = messages.parse(tok, args.text, args.lenient)  # ids and the span's grid
+    if args.stats:
+        depth = tok.decode(parsed.ids[None], stats=_stats(args.stats, parsed.grids[0]))[0]
+        if not args.out.endswith(".npy"):
+            raise ValueError("with --stats the map is in its units (metres for metric depth): write it as .npy")
+        atomic_write(Path(args.out), lambda tmp: np.save(open(tmp, "wb"), depth.numpy()))
+        print(f"{json.loads(args.stats)['kind']} depth {tuple(depth.shape)} written to {args.out}")
+        return
     rel = tok.decode(parsed, size=tuple(args.size) if args.size else None)
     if args.out.endswith(".npy"):
         atomic_write(Path(args.out), lambda tmp: np.save(open(tmp, "wb"), rel.numpy()))
@@ -208,12 +223,30 @@ def _decode(args: argparse.Namespace) -> None:
     print(f"relative inverse depth {tuple(rel.shape)} written to {args.out}")
 
 
+def _stats(text: str, grid: tuple[int, int]):
+    """``DepthStats`` of one map from the JSON that ``encode depth --json`` prints."""
+    import torch
+
+    from perceptok.depth.normalize import DepthStats
+
+    try:
+        s = json.loads(text)
+        return DepthStats(torch.tensor([float(s["low"])], dtype=torch.float64),
+                          torch.tensor([float(s["high"])], dtype=torch.float64), s["kind"],
+                          [tuple(int(v) for v in s["size"])], [grid])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f'--stats must be the "stats" object that `encode depth --json` prints, like '
+                         f'{{"kind": "metric", "low": 0.2, "high": 1.1, "size": [480, 640]}} ({err})') from None
+
+
 def add_decode(decode: argparse._SubParsersAction) -> None:
     p = decode.add_parser("depth", help="token text → relative inverse depth (.npy or 16-bit .png)")
     p.add_argument("text", metavar="TEXT", help="one span: <DEPTH_START>, an optional grid marker, the codes, <DEPTH_END>")
     p.add_argument("--out", required=True, metavar="OUT", help=".npy (float) or .png (16-bit, 65535 = nearest)")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
                    help="output size (default: the network's input size for the span's grid)")
+    p.add_argument("--stats", metavar="JSON",
+                   help='the "stats" that `encode depth --json` printed: write the map in its units (metres) to .npy')
     p.add_argument("--tokenizer", default="depth", help="tokenizer name, folder or Hub id (default: depth, the shipped one)")
     p.add_argument("--lenient", action="store_true",
                    help="read malformed spans (missing codes repeat the last, extra ones are dropped) with a warning")
