@@ -29,6 +29,25 @@ def _eval(args: argparse.Namespace) -> None:
           f"{len(result['unparseable'])} unparseable")
 
 
+def _predict(args: argparse.Namespace) -> None:
+    import torch
+
+    from perceptok.checkpoint import write_text
+    from perceptok_llava.predict import predict, read_benchmark
+    from perceptok_llava.train import load_trained
+
+    records = read_benchmark(args.benchmark_file, args.images, args.benchmark, args.limit)
+    dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
+    model, processor, vocab = load_trained(args.model, args.base, dtype=dtype, merge=True)
+    if torch.cuda.is_available():
+        model = model.cuda()
+    out = predict(model, processor, vocab, records, batch_size=args.batch_size, progress=not args.quiet,
+                  start_with=args.start_with, max_new_tokens=args.max_new_tokens, do_sample=False)
+    write_text(Path(args.out), "".join(json.dumps(r) + "\n" for r in out))
+    print(f"{len(out)} predictions written to {args.out}; score them with "
+          f"perceptok-llava eval --benchmark BENCHMARK --predictions {args.out}", file=sys.stderr)
+
+
 def parse_tokenizers(spec: str) -> dict:
     """"depth,boxes" or "depth=depth:pooled,boxes=boxes:paligemma" → name → perceptok tokenizer."""
     from perceptok import load
@@ -98,25 +117,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", required=True, help="JSONL with id, answer, prediction (and prompt)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_eval)
+    q = sub.add_parser("predict", help="answers of a trained model to a benchmark file → predictions.jsonl for eval")
+    q.add_argument("--model", required=True, help="the --out folder of perceptok-llava train")
+    q.add_argument("--base", default="llava-hf/llava-1.5-7b-hf",
+                   help="the base checkpoint it was trained from (default: llava-hf/llava-1.5-7b-hf)")
+    q.add_argument("--benchmark-file", required=True,
+                   help="JSON lines with id, image, prompt, answer (as shared/data/benchmarks/samples.jsonl)")
+    q.add_argument("--benchmark", help="only records whose benchmark starts with this, e.g. BLINK/Relative_Depth")
+    q.add_argument("--images", help="folder the records' image paths are relative to (default: the file's folder)")
+    q.add_argument("--out", default="predictions.jsonl", help="where to write (default: predictions.jsonl)")
+    q.add_argument("--batch-size", type=int, default=8, help="answers generated together (default: 8)")
+    q.add_argument("--max-new-tokens", type=int, default=160,
+                   help="room for a depth span (102 tokens) and the answer (default: 160)")
+    q.add_argument("--start-with", help='force answers to begin with this text, e.g. "<DEPTH_START>"')
+    q.add_argument("--limit", type=int, help="only the first N records")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(run=_predict)
     t = sub.add_parser("train", help="curriculum LoRA training of LLaVA with perception tokens")
     t.add_argument("--model", default="llava-hf/llava-1.5-7b-hf", help="Hub id or folder of a LLaVA checkpoint")
     t.add_argument("--tokenizers", default="depth,boxes,points",
                    help="comma-separated names, or name=preset_or_path (e.g. boxes=boxes:paligemma)")
     t.add_argument("--data", action="append", required=True,
                    help="synthetic:N, a depth manifest .jsonl or COCO instances .json; repeat to mix")
-    t.add_argument("--out", required=True)
-    t.add_argument("--depth-model", help="monocular depth model for images without depth "
-                   "(e.g. depth-anything/Depth-Anything-V2-Small-hf)")
-    t.add_argument("--lora-r", type=int, default=64)
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--batch-size", type=int, default=4)
-    t.add_argument("--grad-accum", type=int, default=1)
-    t.add_argument("--stages", type=int, default=10)
-    t.add_argument("--samples-per-stage", type=int, default=2000)
-    t.add_argument("--schedule", choices=["linear", "temperature"], default="linear")
-    t.add_argument("--recon-weight", type=float, default=0.0)
-    t.add_argument("--no-gradient-checkpointing", action="store_true")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, help="folder for the adapter, the vocabulary and the processor")
+    t.add_argument("--depth-model", help="monocular depth model for images without depth, e.g. "
+                   "depth-anything/Depth-Anything-V2-Small-hf (default: none; such images get box tasks only)")
+    t.add_argument("--lora-r", type=int, default=64, help="LoRA rank; alpha is twice it (default: 64; AURORA used 128)")
+    t.add_argument("--lr", type=float, default=2e-4, help="peak learning rate, cosine with 3%% warm-up (default: 2e-4)")
+    t.add_argument("--batch-size", type=int, default=4, help="records per step and process (default: 4)")
+    t.add_argument("--grad-accum", type=int, default=1, help="steps accumulated per optimiser step (default: 1)")
+    t.add_argument("--stages", type=int, default=10, help="curriculum stages (pseudo-epochs; default: 10)")
+    t.add_argument("--samples-per-stage", type=int, default=2000, help="records drawn per stage (default: 2000)")
+    t.add_argument("--schedule", choices=["linear", "temperature"], default="linear",
+                   help="atomic-task share: linear annealing 1.0 → 0.1 (AURORA's code) or the paper's "
+                        "temperature sampler (default: linear)")
+    t.add_argument("--recon-weight", type=float, default=0.0,
+                   help="weight of the depth reconstruction loss through the tokenizer's decoder (default: 0, off)")
+    t.add_argument("--no-gradient-checkpointing", action="store_true",
+                   help="keep activations (faster, more memory)")
+    t.add_argument("--seed", type=int, default=0, help="seed of data building and sampling (default: 0)")
     t.add_argument("--minutes", type=float, help="stop after this much wall time (rank 0 decides for every rank)")
     t.set_defaults(run=_train)
     return parser
@@ -126,8 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, OSError) as err:
-        print(f"perceptok-llava: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, ImportError) as err:
+        print(f"perceptok-llava: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     return 0
 

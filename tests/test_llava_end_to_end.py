@@ -73,6 +73,20 @@ def test_train_save_reload_generate(tmp_path, shared_data):
         assert len(out.depth) == 1 and out.depth[0].shape == (image.height, image.width)  # the image's own frame
         assert isinstance(out.answer, str)
 
+    # predict → eval, the documented loop, on real BLINK relative-depth items
+    from perceptok_llava.cli import main as llava_cli
+
+    samples = shared_data / "benchmarks" / "samples.jsonl"
+    predictions = tmp_path / "predictions.jsonl"
+    assert llava_cli(["predict", "--model", str(tmp_path / "run"), "--base", str(tmp_path / "base"),
+                      "--benchmark-file", str(samples), "--benchmark", "BLINK/Relative_Depth", "--limit", "3",
+                      "--batch-size", "2", "--max-new-tokens", "8", "--out", str(predictions), "--quiet"]) == 0
+    import json
+
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert len(rows) == 3 and all(isinstance(r["prediction"], str) and r["answer"] for r in rows)
+    assert llava_cli(["eval", "--benchmark", "blink-depth", "--predictions", str(predictions), "--json"]) == 0
+
 
 def test_training_entry_point_under_torchrun_gloo(tmp_path):
     import json
