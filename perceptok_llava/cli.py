@@ -37,6 +37,7 @@ def _predict(args: argparse.Namespace) -> None:
     from perceptok_llava.train import load_trained
 
     records = read_benchmark(args.benchmark_file, args.images, args.benchmark, args.limit)
+    hub_reachable_or_cached(args.base)
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
     model, processor, vocab = load_trained(args.model, args.base, dtype=dtype, merge=True)
     if torch.cuda.is_available():
@@ -78,7 +79,33 @@ def load_samples(specs: list[str], seed: int) -> list:
     return samples
 
 
+def hub_reachable_or_cached(*models: str | None, timeout: float = 3.0) -> None:
+    """Fail fast, before transformers retries for a minute, when the Hub is out of reach: a model
+    that is a local folder or already cached is used offline (HF_HUB_OFFLINE=1, with a note),
+    any other is an error that says what to do."""
+    wanted = [m for m in models if m and not Path(m).exists()]
+    if not wanted or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return
+    except OSError:
+        pass
+    from huggingface_hub import try_to_load_from_cache
+
+    missing = [m for m in wanted if not isinstance(try_to_load_from_cache(m, "config.json"), str)]
+    if missing:
+        raise ValueError(f"the Hugging Face Hub is out of reach and {', '.join(missing)} is not in the cache: "
+                         "pass a local folder (--model/--base DIR), or download it where there is a network")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    print(f"perceptok-llava: the Hub is out of reach; using the cached {', '.join(wanted)} (HF_HUB_OFFLINE=1)",
+          file=sys.stderr)
+
+
 def _train(args: argparse.Namespace) -> None:
+    hub_reachable_or_cached(args.model, args.depth_model)
     import torch
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 

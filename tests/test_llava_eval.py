@@ -73,3 +73,29 @@ def test_bad_records_and_cli(tmp_path, capsys):
     path.write_text("nope\n")
     assert main(["eval", "--benchmark", "blink-depth", "--predictions", str(path)]) == 2
     assert "not a JSON object" in capsys.readouterr().err
+
+
+def test_train_fails_fast_when_the_hub_is_out_of_reach(monkeypatch, capsys, tmp_path):
+    """Issue 10 (1): offline, `perceptok-llava train` retried for 57 s before failing. With the
+    Hub unreachable, a model that is neither a folder nor cached is an error at once, and a
+    cached one is used offline."""
+    import socket
+
+    from perceptok_llava import cli
+
+    def unreachable(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda repo, name, **kw: None)
+    assert main(["train", "--model", "acme/not-cached-llava", "--data", "synthetic:2", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "out of reach" in err and "acme/not-cached-llava" in err
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda repo, name, **kw: "/cache/config.json")
+    cli.hub_reachable_or_cached("acme/cached-llava")
+    assert "using the cached acme/cached-llava" in capsys.readouterr().err
+    assert __import__("os").environ["HF_HUB_OFFLINE"] == "1"
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    cli.hub_reachable_or_cached(str(tmp_path))  # a local folder never needs the Hub
