@@ -19,6 +19,7 @@ from perceptok.boxes import convert
 from perceptok.coordinates import presets_for
 from perceptok.coordinates.quantize import smart_resize
 from perceptok.points import convert as convert_points
+from test_boxes import half_bin
 
 # --- Qwen2.5-VL and Qwen3-VL ------------------------------------------------------------------
 # QwenLM/Qwen3-VL qwen-vl-finetune/GROUNDING_DATA_FORMAT.md: training answers, verbatim.
@@ -176,18 +177,6 @@ def test_molmo_reads_the_reference_points():
 
 
 # --- all conventions --------------------------------------------------------------------------
-def _half_bins(tok: BoxTokenizer, h: int, w: int) -> torch.Tensor:
-    """Half a bin (a whole Kosmos-2 cell) of x1, y1, x2, y2 in pixels of an h×w image."""
-    cfg = tok.config
-    side = torch.tensor([w, h, w, h], dtype=torch.float64)
-    if cfg.quantization == "grid":
-        return side / cfg.bins
-    if cfg.quantization == "pixel":
-        rh, rw = smart_resize(h, w, *cfg.input_resize)
-        return 0.5 * side / torch.tensor([rw, rh, rw, rh])
-    return side * (0.5 / (cfg.bins - 1) if cfg.quantization == "round" else 0.5 / cfg.bins)
-
-
 @pytest.mark.parametrize("src,dst", list(itertools.product(presets_for("box"), repeat=2)))
 def test_conversion_matrix_keeps_labels_counts_and_places(src, dst, voc100):
     """Every box convention into every other, on real VOC boxes: labels and counts are kept and
@@ -203,7 +192,7 @@ def test_conversion_matrix_keeps_labels_counts_and_places(src, dst, voc100):
         assert parsed.labels == image["labels"] and int(parsed.counts) == len(boxes)
         before = s.decode(s.parse(text).ids, canvas_size=(h, w)).double()
         after = d.decode(parsed.ids, canvas_size=(h, w)).double()
-        assert ((after - before).abs() <= _half_bins(s, h, w) + _half_bins(d, h, w) + 1e-3).all()
+        assert ((after - before).abs() <= half_bin(src, h, w) + half_bin(dst, h, w) + 1e-3).all()
 
 
 def test_point_conversion_between_molmo_and_the_rest():
