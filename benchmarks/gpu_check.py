@@ -1,9 +1,11 @@
-"""GPU check of the depth tokenizer, one prepared run for a lent GPU (about 3 minutes on an H100):
+"""GPU check of the depth tokenizer, one prepared run for a lent GPU (about 5 minutes on an H100):
 
 1. encode / decode / decode_soft of the 21 real maps on CUDA in fp32 and bf16: ids equal to the
    CPU's (fraction), maps and soft maps finite and on the GPU;
 2. ``perceptok bench depth --device cuda --json`` in fp32 and bf16;
-3. a 1-minute training run on CUDA (steps, maps/s, last validation).
+3. a 1-minute training run on CUDA (steps, maps/s, last validation);
+4. ``perceptok bench tokenize`` on CUDA: 640×480 16-bit PNG files to token shards with 0, 1 and
+   16 DataLoader workers beside the obvious per-file loop (the issue-9 goal: ≥ 2,000 maps/s).
 
 Prints one JSON line per phase. Needs ``../shared/data`` beside the repository for phase 1 (or
 ``--manifest``). ``--device cpu --quick`` runs the same code on a CPU in seconds (a test does).
@@ -28,6 +30,7 @@ from perceptok.depth import PRESETS
 from perceptok.depth.bench import BenchConfig, bench_depth
 from perceptok.depth.train import TrainConfig, train_depth
 from perceptok.io import read_manifest
+from perceptok.shards.bench import bench_tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,6 +90,8 @@ def main() -> int:
         elapsed = time.perf_counter() - started
         emit("train", minutes=minutes, steps=result.steps, batch=cfg.batch_size,
              maps_per_s=round(result.steps * cfg.batch_size / elapsed, 1), metrics=result.metrics)
+    emit("tokenize", **bench_tokenize(files=16 if args.quick else 1024, workers=2 if args.quick else 16,
+                                      batch_size=8 if args.quick else 256, device=args.device))
     return 0
 
 
