@@ -13,16 +13,9 @@ from perceptok_llava.eval import BENCHMARK_LETTERS, score
 
 
 def _eval(args: argparse.Namespace) -> None:
-    path = Path(args.predictions)
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions file {path} does not exist")
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number} is not a JSON object: {err}") from err
+    from perceptok.io.jsonl import read_jsonl
+
+    records = [record for _, record in read_jsonl(args.predictions, "predictions file")]
     result = score(args.benchmark, records)
     print(json.dumps(result) if args.json else
           f"{args.benchmark}: accuracy {result['accuracy']:.3f} ({result['correct']}/{result['n']}), "

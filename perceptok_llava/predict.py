@@ -8,7 +8,6 @@ Answers are generated in batches with the constrained decoding of ``generate_wit
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from PIL import Image
 from tqdm.auto import tqdm
 
+from perceptok.io.jsonl import read_jsonl
 from perceptok_llava.generate import generate_with_perception
 from perceptok_llava.vocab import PerceptionVocab
 
@@ -25,16 +25,8 @@ def read_benchmark(path: str | Path, images_dir: str | Path | None = None, bench
     """The records of a benchmark file (only those whose ``benchmark`` starts with ``benchmark``),
     each with its image path resolved; a record without a readable image is an error that names it."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"benchmark file {path} does not exist")
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number} is not a JSON object: {err}") from err
+    for number, record in read_jsonl(path, "benchmark file"):
         if benchmark and not str(record.get("benchmark", "")).startswith(benchmark):
             continue
         missing = [k for k in ("id", "image", "prompt") if k not in record]

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
-from typing import Any
 
 from perceptok.io.depth_files import DepthMap, read_depth
+from perceptok.io.jsonl import read_jsonl
 
 REQUIRED = ("id", "depth", "encoding", "kind")
 
@@ -32,16 +31,8 @@ class ManifestEntry:
 def read_manifest(path: str | Path) -> list[ManifestEntry]:
     """Entries of a JSON-lines manifest; paths are relative to the manifest's folder."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"manifest {path} does not exist")
     entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record: dict[str, Any] = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number} is not a JSON object: {err}") from err
+    for number, record in read_jsonl(path, "manifest"):
         missing = [k for k in REQUIRED if k not in record]
         if missing:
             raise ValueError(f"{path}:{number} lacks {missing}; each line needs {list(REQUIRED)}")
