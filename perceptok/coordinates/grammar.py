@@ -54,7 +54,7 @@ def _label_pattern(template: str, forbidden: str, loose: bool, lazy: bool = Fals
     again = f"{chars}{{0,{LABEL_MAX}}}" if loose else "(?P=label)"
     parts = template.split("{0}")
     if not loose:
-        return first.join([re.escape(parts[0]), ""]) + again.join(re.escape(p) for p in parts[1:])
+        return re.escape(parts[0]) + first + again.join(re.escape(p) for p in parts[1:])
     out = _Loose().lit(parts[0]).raw(first)
     for p in parts[1:-1]:
         out.lit(p).raw(again)
