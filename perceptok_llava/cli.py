@@ -129,6 +129,17 @@ def _train(args: argparse.Namespace) -> None:
                           "first_loss": result["losses"][0], "last_loss": result["losses"][-1]}))
 
 
+def _experiment(args: argparse.Namespace) -> None:
+    from perceptok_llava.experiment import markdown, run_relative_depth
+
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    results = run_relative_depth(args.out, size=args.size, seeds=args.seeds, steps=args.steps, arms=arms,
+                                 test_manifest=args.test_manifest, progress=not args.quiet)
+    print(markdown(results))
+    print(f"{Path(args.out) / 'results.json'} and {Path(args.out) / 'accuracy.png'} written "
+          f"in {results['seconds'] / 60:.1f} minutes", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perceptok-llava", description="Perception tokens in LLaVA.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -168,9 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--grad-accum", type=int, default=1, help="steps accumulated per optimiser step (default: 1)")
     t.add_argument("--stages", type=int, default=10, help="curriculum stages (pseudo-epochs; default: 10)")
     t.add_argument("--samples-per-stage", type=int, default=2000, help="records drawn per stage (default: 2000)")
-    t.add_argument("--schedule", choices=["linear", "temperature"], default="linear",
-                   help="atomic-task share: linear annealing 1.0 → 0.1 (AURORA's code) or the paper's "
-                        "temperature sampler (default: linear)")
+    t.add_argument("--schedule", choices=["linear", "temperature", "uniform"], default="linear",
+                   help="atomic-task share: linear annealing 1.0 → 0.1 (AURORA's code), the paper's "
+                        "temperature sampler, or uniform (no curriculum) (default: linear)")
     t.add_argument("--recon-weight", type=float, default=0.0,
                    help="weight of the depth reconstruction loss through the tokenizer's decoder (default: 0, off)")
     t.add_argument("--no-gradient-checkpointing", action="store_true",
@@ -178,6 +189,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="seed of data building and sampling (default: 0)")
     t.add_argument("--minutes", type=float, help="stop after this much wall time (rank 0 decides for every rank)")
     t.set_defaults(run=_train)
+    x = sub.add_parser("experiment", help="does writing depth tokens first help? arms trained from scratch, compared")
+    x.add_argument("name", choices=["relative-depth"], help="the experiment: relative-depth (AURORA's BLINK/HardBLINK)")
+    x.add_argument("--out", required=True, help="folder for results.json and accuracy.png")
+    x.add_argument("--size", choices=["tiny", "small", "base"], default="small",
+                   help="tiny: a test miniature; small: a 2-core CPU within an hour; base: one GPU in about "
+                        "10 minutes (default: small)")
+    x.add_argument("--seeds", type=int, default=3, help="training seeds per arm, for 95%% intervals (default: 3)")
+    x.add_argument("--steps", type=int, help="optimiser steps per arm (default: the size's)")
+    x.add_argument("--arms", default="direct,cot,cot-no-curriculum,cot-pooled",
+                   help="comma-separated arms among direct, direct+depth, cot, cot-no-curriculum, cot-pooled "
+                        "(default: direct,cot,cot-no-curriculum,cot-pooled)")
+    x.add_argument("--test-manifest", help="an RGB-D depth manifest (.jsonl) asked the same questions as a real-image "
+                   "test set, e.g. ../shared/data/depth/manifest.jsonl")
+    x.add_argument("--quiet", action="store_true", help="no progress bar")
+    x.set_defaults(run=_experiment)
     return parser
 
 

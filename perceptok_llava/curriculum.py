@@ -6,6 +6,8 @@ temperature schedule (AURORA §3.3).
 - ``temperature``: task t is drawn with probability softmax(w_t / τ(s)), τ(s) = τ0 / (1 + λ·s/S),
   where w_t are fixed weights or the latest task losses (``update_losses``), so hard tasks gain
   weight as τ falls.
+- ``uniform``: no curriculum; every task present is equally likely in every stage (the control
+  arms of ``perceptok-llava experiment``).
 
 Deterministic per (seed, stage, task weights); every stage holds a whole number of global batches
 (``batch_size`` records on each of ``world_size`` ranks), drawn, not repeated, to round it up, so
@@ -21,7 +23,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-SCHEDULES = ("linear", "temperature")
+SCHEDULES = ("linear", "temperature", "uniform")
 
 
 class CurriculumSampler:
@@ -32,7 +34,7 @@ class CurriculumSampler:
         atomic_tasks: which task names are atomic (perception only).
         samples_per_stage: indices drawn per stage, over all ranks.
         stages: number of stages S.
-        schedule: "linear" or "temperature".
+        schedule: "linear", "temperature" or "uniform".
         tau0, lam: the temperature schedule's τ0 and λ.
         weights: fixed task weights for "temperature" (default 1 each).
         seed: determinism.
@@ -77,6 +79,8 @@ class CurriculumSampler:
         return self.tau0 / (1 + self.lam * stage / self.stages)
 
     def task_probabilities(self, stage: int) -> dict[str, float]:
+        if self.schedule == "uniform":
+            return {t: 1 / len(self.by_task) for t in self.by_task}
         if self.schedule == "linear":
             share = self.atomic_share(stage)
             probs = {t: share / len(self.atomic) for t in self.atomic}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import string
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +193,40 @@ def _pick_points(rel: torch.Tensor, ok: torch.Tensor, k: int, rng: np.random.Gen
     return None
 
 
+@dataclasses.dataclass
+class MarkedPoints:
+    """``k`` lettered points marked on an image for a relative-depth question.
+
+    Attributes:
+        image: the image with the points circled and lettered (BLINK style).
+        points: ``(k, 2)`` x, y pixel centres of the depth map's pixels, in the image's frame.
+        letters: "AB", "ABC", … in the order of ``points``.
+        nearest: the letter of the point nearest the camera.
+    """
+
+    image: Image.Image
+    points: np.ndarray
+    letters: str
+    nearest: str
+
+
+def mark_points(sample: Sample, k: int, rng: np.random.Generator) -> MarkedPoints | None:
+    """AURORA's marking rules on a sample with depth: ``k`` valid points ≥ 20 px apart on the
+    336-px image, pairwise depth gaps ≥ 20/255 of relative inverse depth, away from the border;
+    None when the map has no such points."""
+    if sample.depth is None:
+        raise ValueError(f"sample {sample.id!r} has no depth; relative-depth questions need a depth map")
+    rel, ok = _relative(sample.depth)
+    pts = _pick_points(rel, ok, k, rng)
+    if pts is None:
+        return None
+    letters = string.ascii_uppercase[:k]
+    nearest = letters[int(np.argmax([float(rel[int(y), int(x)]) for x, y in pts]))]
+    h, w = rel.shape
+    at_image = pts * np.array([sample.image.width / w, sample.image.height / h])  # the map may be smaller
+    return MarkedPoints(_mark_points(sample.image, at_image, letters), at_image, letters, nearest)
+
+
 def _depth_prompt() -> str:
     return "<image>\nWhat is the depth map of this image? Answer with depth tokens."
 
@@ -210,14 +244,19 @@ def _relative_prompt(k: int, cot: bool) -> str:
 
 def build_records(samples: Iterable[Sample], depth: GridDepthTokenizer, boxes: BoxTokenizer, points: PointTokenizer,
                   seed: int = 0, tasks: Iterable[str] = ATOMIC_TASKS + MULTI_TASKS, estimator=None,
-                  square: bool = True) -> list[dict]:
+                  square: bool = True, point_counts: Sequence[int] = (2, 3, 4, 5)) -> list[dict]:
     """Records of every requested task that each sample supports.
 
     ``estimator`` (a ``MonocularDepth``) gives depth to samples that have none. ``square``: pad
     each sample to a square first (``pad_to_square``), as LLaVA-1.5 trained; llava-hf's image
     processor centre-crops a non-square photo, which would cut off the sides that the targets
-    describe. Generation pads the same way (``generate_with_perception``).
+    describe. Generation pads the same way (``generate_with_perception``). ``point_counts``: how
+    many points a relative-depth question marks, drawn uniformly per sample (2 is BLINK's, 3–5
+    HardBLINK's). Relative-depth records also hold ``answer`` ("(A)"), ``points`` (``k`` × [x, y]
+    pixels in the record's image) and ``letters``.
     """
+    if not point_counts or any(not 2 <= int(k) <= 5 for k in point_counts):
+        raise ValueError(f"point_counts must be numbers from 2 to 5 (lettered A–E), got {tuple(point_counts)}")
     tasks = set(tasks)
     unknown = tasks - set(ATOMIC_TASKS + MULTI_TASKS)
     if unknown:
@@ -230,14 +269,14 @@ def build_records(samples: Iterable[Sample], depth: GridDepthTokenizer, boxes: B
         if square:
             sample = pad_to_square(sample)
         if sample.depth is not None:
-            records += _depth_records(sample, depth, points, tasks, rng)
+            records += _depth_records(sample, depth, points, tasks, rng, point_counts)
         if sample.boxes is not None and sample.labels:
             records += _box_records(sample, boxes, tasks, rng)
     return records
 
 
 def _depth_records(sample: Sample, depth: GridDepthTokenizer, points: PointTokenizer, tasks: set[str],
-                   rng: np.random.Generator) -> list[dict]:
+                   rng: np.random.Generator, point_counts: Sequence[int]) -> list[dict]:
     out = []
     depth_text = depth.to_text(depth.encode(sample.depth))  # with the map's grid marker where it has one
     if "depth_generation" in tasks:
@@ -245,25 +284,23 @@ def _depth_records(sample: Sample, depth: GridDepthTokenizer, points: PointToken
                         prompt=_depth_prompt(), target=depth_text))
     if not tasks & {"relative_depth_cot", "relative_depth_direct"}:
         return out
-    rel, ok = _relative(sample.depth)
-    k = int(rng.integers(2, 6))
-    pts = _pick_points(rel, ok, k, rng)
-    if pts is None:
+    k = int(point_counts[int(rng.integers(len(point_counts)))])
+    marked = mark_points(sample, k, rng)
+    if marked is None:
         return out
-    letters = string.ascii_uppercase[:k]
-    nearest = letters[int(np.argmax([float(rel[int(y), int(x)]) for x, y in pts]))]
-    image = _mark_points(sample.image, pts, letters)
-    h, w = rel.shape
-    answer = f"({nearest})"
+    answer = f"({marked.nearest})"
+    # what scoring and the experiment need besides the text: the gold answer and where the points are
+    question = dict(answer=answer, points=marked.points.tolist(), letters=marked.letters, image=marked.image)
     if "relative_depth_direct" in tasks:
-        out.append(dict(id=f"{sample.id}/rel{k}", task="relative_depth_direct", image=image,
-                        prompt=_relative_prompt(k, cot=False), target=answer))
+        out.append(dict(id=f"{sample.id}/rel{k}", task="relative_depth_direct", prompt=_relative_prompt(k, cot=False),
+                        target=answer, **question))
     if "relative_depth_cot" in tasks:
-        where = points.to_text(points.encode(pts, canvas_size=(h, w), labels=list(letters)))
+        h, w = marked.image.height, marked.image.width
+        where = points.to_text(points.encode(marked.points, canvas_size=(h, w), labels=list(marked.letters)))
         verdict = "closer" if k == 2 else "the closest"
-        target = f"The points are at {where}. {depth_text} Point {nearest} is {verdict}: {answer}"
-        out.append(dict(id=f"{sample.id}/rel{k}-cot", task="relative_depth_cot", image=image,
-                        prompt=_relative_prompt(k, cot=True), target=target))
+        target = f"The points are at {where}. {depth_text} Point {marked.nearest} is {verdict}: {answer}"
+        out.append(dict(id=f"{sample.id}/rel{k}-cot", task="relative_depth_cot", prompt=_relative_prompt(k, cot=True),
+                        target=target, **question))
     return out
 
 

@@ -37,6 +37,9 @@ IGNORE = -100
 class LlavaTrainConfig:
     # Output folder: the adapter, the tokenizer/processor with the new tokens, the vocabulary.
     out: str
+    # "lora": LoRA adapters (below) on a pretrained model; "full": every weight is trained (the
+    # vision tower too), for a model trained from scratch (``perceptok-llava experiment``).
+    finetune: str = "lora"
     # LoRA rank, alpha and dropout (the original: r=128, α=256, 0.05, and whole embedding matrices).
     lora_r: int = 64
     lora_alpha: int = 128
@@ -47,7 +50,8 @@ class LlavaTrainConfig:
     # Records per optimiser step per process, and gradient accumulation.
     batch_size: int = 4
     grad_accum: int = 1
-    # Curriculum: stages, records per stage (over all processes), "linear" or "temperature".
+    # Curriculum: stages, records per stage (over all processes), "linear", "temperature" or
+    # "uniform" (no curriculum).
     stages: int = 10
     samples_per_stage: int = 64
     schedule: str = "linear"
@@ -61,6 +65,8 @@ class LlavaTrainConfig:
     def __post_init__(self) -> None:
         if self.lora_r < 1 or self.batch_size < 1 or self.grad_accum < 1 or self.stages < 1:
             raise ValueError("lora_r, batch_size, grad_accum and stages must be positive")
+        if self.finetune not in ("lora", "full"):
+            raise ValueError(f"finetune must be 'lora' or 'full', got {self.finetune!r}")
         if self.recon_weight < 0:
             raise ValueError(f"recon_weight must be ≥ 0, got {self.recon_weight}")
         if self.minutes is not None and self.minutes <= 0:
@@ -117,7 +123,11 @@ def check_image_tokens(model: Any, processor: Any, record: dict) -> None:
 
 
 def apply_lora(model: Any, vocab: PerceptionVocab, cfg: LlavaTrainConfig) -> Any:
-    """LoRA on the LM's linear layers, the new token rows, and the projector."""
+    """LoRA on the LM's linear layers, the new token rows, and the projector; with
+    ``cfg.finetune == "full"``, every weight instead."""
+    if cfg.finetune == "full":
+        model.requires_grad_(True)
+        return model
     from peft import LoraConfig, get_peft_model
 
     ids = vocab.new_token_ids
@@ -292,11 +302,18 @@ def load_trained(out: str | Path, base_model: str | Path, dtype: torch.dtype | N
     """Reload a trained model in one call: base weights, the saved processor, embeddings sized to
     it, the adapter and the checked vocabulary. ``merge=True`` folds the adapter into the weights
     (``merge_and_unload``) for inference: one matrix product per layer instead of three, the
-    plain model's generation speed."""
-    from peft import PeftModel
+    plain model's generation speed. A fully fine-tuned run (``finetune="full"``, no adapter in
+    ``out``) is loaded from ``out`` itself and ``base_model`` is not read."""
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     processor = AutoProcessor.from_pretrained(out)
+    if not (Path(out) / "adapter_config.json").is_file():
+        model = LlavaForConditionalGeneration.from_pretrained(out, dtype=dtype).eval()
+        vocab = PerceptionVocab.load(out)
+        vocab.validate(processor.tokenizer, model)
+        return model, processor, vocab
+    from peft import PeftModel
+
     base = LlavaForConditionalGeneration.from_pretrained(base_model, dtype=dtype)
     if base.get_input_embeddings().weight.shape[0] < len(processor.tokenizer):
         base.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
