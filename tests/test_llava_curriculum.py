@@ -35,6 +35,15 @@ def test_temperature_schedule_sharpens_towards_hard_tasks():
     assert counts.most_common(1)[0][0] == "counting_direct"
 
 
+def test_uniform_schedule_mixes_every_task_evenly_in_every_stage():
+    s = CurriculumSampler(TASKS, ATOMIC, samples_per_stage=4000, schedule="uniform", seed=2)
+    for stage in (0, 9):
+        counts = Counter(TASKS[i] for i in s.stage_indices(stage))
+        assert set(counts) == set(TASKS) and all(abs(n / 4000 - 0.25) < 0.03 for n in counts.values())
+    only = CurriculumSampler(["relative_depth_direct"] * 7, ATOMIC, samples_per_stage=10, schedule="uniform")
+    assert sorted(set(only)) == list(range(7)) and len(only) == 100  # one task alone needs no atomic one
+
+
 def test_deterministic_and_sharded_across_ranks():
     a = CurriculumSampler(TASKS, ATOMIC, samples_per_stage=100, seed=3)
     b = CurriculumSampler(TASKS, ATOMIC, samples_per_stage=100, seed=3)

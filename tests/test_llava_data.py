@@ -9,8 +9,8 @@ import torch
 import pytest
 
 from perceptok import BoxTokenizer, PointTokenizer, PooledDepthTokenizer
-from perceptok_llava.data import (MULTI_TASKS, build_records, coco_samples, manifest_samples, pad_to_square,
-                                  synthetic_samples)
+from perceptok_llava.data import (MULTI_TASKS, Sample, build_records, coco_samples, manifest_samples, mark_points,
+                                  pad_to_square, synthetic_samples)
 
 TOKS = dict(depth=PooledDepthTokenizer(), boxes=BoxTokenizer.from_preset("aurora"), points=PointTokenizer.from_preset("aurora"))
 
@@ -93,3 +93,19 @@ def test_a_box_lands_on_the_pixels_the_model_sees(square):
     seen = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=said.dtype) if len(xs) else None
     agrees = seen is not None and bool(((said - seen).abs() <= 2).all())
     assert agrees == square, (said, seen)
+
+
+
+def test_point_counts_choose_how_many_points_a_question_marks():
+    samples = list(synthetic_samples(6, size=(64, 80)))
+    records = build_records(samples, **TOKS, tasks=["relative_depth_direct"], point_counts=(4,))
+    assert records and all(len(r["letters"]) == 4 == len(r["points"]) for r in records)
+    by_id = {s.id: pad_to_square(s) for s in samples}  # the records describe the square image
+    for r in records:  # the gold answer is the marked point nearest the camera (the smallest metric depth)
+        depth = by_id[r["id"].split("/")[0]].depth.values
+        nearest = min(range(4), key=lambda i: float(depth[int(r["points"][i][1]), int(r["points"][i][0])]))
+        assert r["answer"] == f"({'ABCD'[nearest]})"
+    with pytest.raises(ValueError, match="from 2 to 5"):
+        build_records(samples[:1], **TOKS, point_counts=(2, 6))
+    with pytest.raises(ValueError, match="no depth"):
+        mark_points(Sample("rgb-only", samples[0].image), 2, np.random.default_rng(0))

@@ -156,6 +156,30 @@ def test_temperature_schedule_follows_the_training_losses(tmp_path):
     assert max(last, key=last.get) == hardest and last[hardest] > first[hardest]
 
 
+def test_full_fine_tuning_trains_every_weight_and_reloads_without_an_adapter(tmp_path):
+    """``finetune="full"`` (models trained from scratch): the vision tower and the LM change, no
+    LoRA adapter is written, and ``load_trained`` reloads the whole model from the run folder."""
+    torch.manual_seed(0)
+    lm_tok = tiny_lm_tokenizer()
+    model = tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    toks = tokenizers()
+    records = build_records(synthetic_samples(3, size=(64, 80)), **toks, tasks=["depth_generation", "relative_depth_direct"])
+    cfg = LlavaTrainConfig(out=str(tmp_path / "run"), finetune="full", batch_size=2, stages=2, samples_per_stage=4,
+                           gradient_checkpointing=False)
+    trained = train_llava(model, tiny_processor(lm_tok), toks, records, cfg, progress=False)["model"].eval()
+    after = trained.state_dict()
+    for part in ("vision_tower", "language_model.layers.0.self_attn.q_proj", "multi_modal_projector"):
+        changed = [k for k in before if part in k and not torch.equal(before[k], after[k])]
+        assert changed, part
+    assert not (tmp_path / "run" / "adapter_config.json").exists()
+    reloaded, processor, vocab = load_trained(tmp_path / "run", base_model=tmp_path / "no-base-needed")
+    inputs = {k: v for k, v in collate(records[:2], processor).items() if k != "labels"}
+    assert torch.allclose(trained(**inputs).logits, reloaded(**inputs).logits, atol=1e-5)
+    with pytest.raises(ValueError, match="finetune must be"):
+        LlavaTrainConfig(out="x", finetune="partial")
+
+
 def test_gpu_smoke_script_runs_tiny_on_cpu():
     import json
     import subprocess

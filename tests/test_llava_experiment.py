@@ -97,7 +97,7 @@ def test_reading_answers_and_intervals():
     records = [{"task": "relative_depth_direct", "letters": "AB", "points": [[5, 30], [9, 10]], "answer": "(A)"},
                {"task": "relative_depth_direct", "letters": "ABC", "points": [[5, 3], [9, 10], [1, 2]], "answer": "(C)"},
                {"task": "relative_depth_cot", "letters": "AB", "points": [[5, 3], [9, 10]], "answer": "(A)"}]
-    assert lowest_point(records) == {"2": 1.0, "3": 0.0}
+    assert lowest_point(records) == {"2": 1.0, "3": 0.0, "all": 0.5}
     two = interval([0.5, 0.7])
     assert two["mean"] == pytest.approx(0.6)
     assert two["ci95"] == pytest.approx(12.706 * np.std([0.5, 0.7], ddof=1) / np.sqrt(2))

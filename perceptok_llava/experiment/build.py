@@ -140,7 +140,8 @@ def corpus(records: Iterable[dict]) -> list[str]:
 def nearest_by_depth(depth: torch.Tensor, points: Sequence[Sequence[float]], letters: str) -> str:
     """The letter whose point has the largest relative inverse depth in ``depth`` ``(H, W)``
     (points in pixels of an image of the same size)."""
+    depth = depth.detach().float().cpu()
     h, w = depth.shape
     xy = np.clip(np.asarray(points, np.float64).round().astype(int), 0, [w - 1, h - 1])
-    values = depth[torch.as_tensor(xy[:, 1]), torch.as_tensor(xy[:, 0])].float()
+    values = depth[torch.as_tensor(xy[:, 1]), torch.as_tensor(xy[:, 0])]
     return letters[int(values.nan_to_num(-1.0).argmax())]

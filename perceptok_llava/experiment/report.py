@@ -85,7 +85,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 def plot(results: dict[str, Any], path: str | Path) -> None:
     """Grouped bars: accuracy per arm and point count (95 % intervals over seeds as error bars),
-    chance as a dashed step; one panel per test set."""
+    diamonds for chain-of-thought answers read off the generated depth maps, chance as a dashed
+    step and the no-model lowest-point rule as a dotted one; one panel per test set."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,25 +95,35 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
     from perceptok.checkpoint import atomic_write
 
     tests = list(results["summary"])
-    fig, axes = plt.subplots(1, len(tests), figsize=(7 * len(tests), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(tests), figsize=(7 * len(tests), 5.2), squeeze=False)
     for ax, test in zip(axes[0], tests):
         table = results["summary"][test]
         ks = [k for k in table["chance"] if k != "all"] + ["all"]
         arms = list(table["arms"])
         width = 0.8 / max(len(arms), 1)
         for i, arm in enumerate(arms):
-            means = [100 * table["arms"][arm][k]["accuracy"]["mean"] for k in ks]
-            errs = [100 * (table["arms"][arm][k]["accuracy"]["ci95"] or 0) for k in ks]
+            row = table["arms"][arm]
+            means = [100 * row[k]["accuracy"]["mean"] for k in ks]
+            errs = [100 * (row[k]["accuracy"]["ci95"] or 0) for k in ks]
             xs = [j + (i - (len(arms) - 1) / 2) * width for j in range(len(ks))]
             ax.bar(xs, means, width, yerr=errs, capsize=3, label=arm)
+            if "depth_read" in row[ks[0]]:
+                ax.plot(xs, [100 * row[k]["depth_read"]["mean"] for k in ks], "D", color="black", markersize=4,
+                        label="chain of thought read off its generated depth map")
+        lowest = results["lowest_point"][test]
         for j, k in enumerate(ks):
             ax.hlines(100 * table["chance"][k], j - 0.45, j + 0.45, colors="black", linestyles="dashed",
                       label="chance" if j == 0 else None)
+            if k in lowest:
+                ax.hlines(100 * lowest[k], j - 0.45, j + 0.45, colors="gray", linestyles="dotted",
+                          label="no model: lowest point is nearest" if j == 0 else None)
         ax.set_xticks(range(len(ks)), [f"{k} points" if k != "all" else "all" for k in ks])
         ax.set_ylabel("answer accuracy (%)")
         ax.set_ylim(0, 100)
-        ax.set_title(f"Relative depth, {test} test set ({results['seeds']} seeds, 95 % intervals)")
-        ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
+        seeds = results["seeds"]
+        ax.set_title(f"Relative depth, {test} test set ({seeds} seed{'s' * (seeds > 1)}, 95 % intervals)")
+    by_label = dict(zip(*reversed(axes[0][0].get_legend_handles_labels())))  # one entry per label
+    fig.legend(list(by_label.values()), list(by_label), loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)

@@ -80,7 +80,13 @@ def oracle(tokenizer: Any, records: Sequence[dict], depth_of: dict[str, Any]) ->
         decoded = tokenizer.decode(tokenizer.encode(depth), size=tuple(depth.values.shape))
         hits.setdefault(len(r["letters"]), []).append(f"({nearest_by_depth(decoded, r['points'], r['letters'])})"
                                                        == r["answer"])
-    return {str(k): sum(v) / len(v) for k, v in sorted(hits.items())}
+    return _accuracies(hits)
+
+
+def _accuracies(hits: dict[int, list[bool]]) -> dict[str, float]:
+    """Per point count and over all questions ("all")."""
+    every = [h for v in hits.values() for h in v]
+    return {str(k): sum(v) / len(v) for k, v in sorted(hits.items())} | {"all": sum(every) / max(len(every), 1)}
 
 
 def lowest_point(records: Sequence[dict]) -> dict[str, float]:
@@ -91,7 +97,7 @@ def lowest_point(records: Sequence[dict]) -> dict[str, float]:
         if r["task"] == "relative_depth_direct":
             lowest = r["letters"][max(range(len(r["points"])), key=lambda i: r["points"][i][1])]
             hits.setdefault(len(r["letters"]), []).append(f"({lowest})" == r["answer"])
-    return {str(k): sum(v) / len(v) for k, v in sorted(hits.items())}
+    return _accuracies(hits)
 
 
 def _max_new_tokens(processor: Any, records: Sequence[dict]) -> int:
@@ -153,6 +159,9 @@ def run_relative_depth(out: str | Path, size: str | ExperimentSize = "small", se
             room = _max_new_tokens(trained["processor"], [r for r in qs.train if r["task"] == task])
             tests = {name: evaluate(trained["model"], trained["processor"], trained["vocab"], records, task, room)
                      for name, records in qs.tests.items()}
+            for tok in tokenizers.values():  # training moved them to its device; the next arm starts alike
+                if hasattr(tok, "to"):
+                    tok.to("cpu")
             losses = trained["losses"]
             runs.append({"arm": arm.name, "seed": seed, "tests": tests, "train_seconds": round(trained["seconds"], 1),
                          "first_loss": _mean(losses[: max(1, len(losses) // 10)]),
