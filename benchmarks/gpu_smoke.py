@@ -3,7 +3,8 @@ LLaVA-1.5-7B shapes (bf16), the default recipe (LoRA r=64 + new token rows + pro
 few curriculum steps on synthetic scenes; then training throughput at batch 2, 8 and 16 (tokens/s
 and MFU, median of 3 steps after a warm-up), constrained generation of a depth map (strictly
 well formed, tokens/s, peak memory), and the generation table of issue 13 (unmerged vs merged
-adapter, plain vs constrained, batch 1 and 8, median of 3). Prints one JSON line per phase.
+adapter, plain vs constrained, batch 1 and 8, and the merged model with transformers' static KV
+cache, which it compiles with CUDA graphs on a GPU; median of 3). Prints one JSON line per phase.
 
     python benchmarks/gpu_smoke.py            # 7B shapes, on CUDA
     python benchmarks/gpu_smoke.py --tiny     # the same code path with a tiny model (CPU is fine)
@@ -105,8 +106,9 @@ def train_throughput(model, processor, records, device: torch.device, batch: int
 
 
 def generation_speed(model, processor, vocab, image, device: torch.device, batch: int, constrained: bool,
-                     repeats: int) -> float:
-    """New tokens per second of a 102-token depth answer (median of ``repeats`` after a warm-up)."""
+                     repeats: int, static: bool = False) -> float:
+    """New tokens per second of a 102-token depth answer (median of ``repeats`` after a warm-up;
+    ``static``: transformers' static KV cache, which it compiles with CUDA graphs on a GPU)."""
     lm_tok = processor.tokenizer
     side, lm_tok.padding_side = lm_tok.padding_side, "left"
     try:
@@ -116,6 +118,8 @@ def generation_speed(model, processor, vocab, image, device: torch.device, batch
         lm_tok.padding_side = side
     inputs = {k: v.to(device) for k, v in inputs.items()}
     extra = {"logits_processor": [PerceptionLogitsProcessor(vocab, lm_tok)]} if constrained else {}
+    if static:
+        extra["cache_implementation"] = "static"
 
     def run():
         model.generate(**inputs, max_new_tokens=102, min_new_tokens=102, do_sample=False,
@@ -177,6 +181,11 @@ def main() -> None:
                 key = f"{'merged' if merged else 'unmerged'}/{'constrained' if constrained else 'plain'}/batch{batch}"
                 table[key] = generation_speed(model, processor, result["vocab"], records[0]["image"], device, batch,
                                               constrained, repeats)
+    for batch in (1, 8):  # static cache: compiled (CUDA graphs) on a GPU, eager on a CPU
+        for constrained in (False, True):
+            key = f"merged/{'constrained' if constrained else 'plain'}/static/batch{batch}"
+            table[key] = generation_speed(model, processor, result["vocab"], records[0]["image"], device, batch,
+                                          constrained, repeats, static=True)
     print(json.dumps({"phase": "generation_table", "tokens_per_s": table}), flush=True)
     print(json.dumps({"phase": "done", "seconds": round(time.perf_counter() - started, 1)}))
 

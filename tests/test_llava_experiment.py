@@ -116,3 +116,6 @@ def test_bad_arguments_are_one_line(tmp_path, capsys):
     code = llava_cli(["experiment", "relative-depth", "--out", str(tmp_path), "--arms", "direct,guess"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "guess" in err and "cot-pooled" in err
+    code = llava_cli(["experiment", "relative-depth", "--out", str(tmp_path), "--steps", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "steps must be positive" in err

@@ -134,8 +134,8 @@ def run_relative_depth(out: str | Path, size: str | ExperimentSize = "small", se
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arms {unknown}; choose from {sorted(ARMS)}")
-    if seeds < 1:
-        raise ValueError(f"seeds must be positive, got {seeds}")
+    if seeds < 1 or (steps is not None and steps < 1):
+        raise ValueError(f"seeds and steps must be positive, got seeds={seeds}, steps={steps}")
     steps = steps or size.steps
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +154,7 @@ def run_relative_depth(out: str | Path, size: str | ExperimentSize = "small", se
         for arm in chosen:
             qs = sets[arm.depth]
             with tempfile.TemporaryDirectory(dir=out) as scratch:  # the trained weights are not kept
-                trained = train_arm(arm, size, seed, lm_tok, tokenizers, qs.train, Path(scratch), steps, progress=False)
+                trained = train_arm(arm, size, seed, lm_tok, tokenizers, qs.train, Path(scratch), steps, progress)
             task = arm.question_task
             room = _max_new_tokens(trained["processor"], [r for r in qs.train if r["task"] == task])
             tests = {name: evaluate(trained["model"], trained["processor"], trained["vocab"], records, task, room)
