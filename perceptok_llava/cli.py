@@ -56,8 +56,9 @@ def parse_tokenizers(spec: str) -> dict:
 
 
 def load_samples(specs: list[str], seed: int) -> list:
-    """synthetic:N, a depth manifest (.jsonl) or COCO instances (.json) → samples."""
-    from perceptok_llava.data import coco_samples, manifest_samples, synthetic_samples
+    """synthetic:N, a depth manifest (.jsonl), COCO instances (.json) or a folder of depth token
+    shards (``perceptok tokenize depth --out DIR``) → samples."""
+    from perceptok_llava.data import coco_samples, manifest_samples, shard_samples, synthetic_samples
 
     samples = []
     for spec in specs:
@@ -67,8 +68,11 @@ def load_samples(specs: list[str], seed: int) -> list:
             samples += list(manifest_samples(spec))
         elif spec.endswith(".json"):
             samples += list(coco_samples(spec))
+        elif (Path(spec) / "metadata.json").is_file():
+            samples += list(shard_samples(spec))
         else:
-            raise ValueError(f"--data {spec!r}: expected synthetic:N, a manifest .jsonl or COCO instances .json")
+            raise ValueError(f"--data {spec!r}: expected synthetic:N, a manifest .jsonl, COCO instances .json or a "
+                             "folder of depth token shards (perceptok tokenize depth --out DIR)")
     return samples
 
 
@@ -169,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tokenizers", default="depth,boxes,points",
                    help="comma-separated names, or name=preset_or_path (e.g. boxes=boxes:paligemma)")
     t.add_argument("--data", action="append", required=True,
-                   help="synthetic:N, a depth manifest .jsonl or COCO instances .json; repeat to mix")
+                   help="synthetic:N, a depth manifest .jsonl, COCO instances .json or a perceptok tokenize depth "
+                        "output folder; repeat to mix")
     t.add_argument("--out", required=True, help="folder for the adapter, the vocabulary and the processor")
     t.add_argument("--depth-model", help="monocular depth model for images without depth, e.g. "
                    "depth-anything/Depth-Anything-V2-Small-hf (default: none; such images get box tasks only)")

@@ -10,7 +10,7 @@ import pytest
 
 from perceptok import BoxTokenizer, PointTokenizer, PooledDepthTokenizer
 from perceptok_llava.data import (MULTI_TASKS, Sample, build_records, coco_samples, manifest_samples, mark_points,
-                                  pad_to_square, synthetic_samples)
+                                  pad_to_square, shard_samples, synthetic_samples)
 
 TOKS = dict(depth=PooledDepthTokenizer(), boxes=BoxTokenizer.from_preset("aurora"), points=PointTokenizer.from_preset("aurora"))
 
@@ -109,3 +109,39 @@ def test_point_counts_choose_how_many_points_a_question_marks():
         build_records(samples[:1], **TOKS, point_counts=(2, 6))
     with pytest.raises(ValueError, match="no depth"):
         mark_points(Sample("rgb-only", samples[0].image), 2, np.random.default_rng(0))
+
+
+def test_token_shards_are_a_curriculum_source(shared_data, tmp_path):
+    """Tokenize once (``perceptok tokenize depth``), build curricula from the shards: the same
+    images as the manifest, the maps decoded back in metres, and the records built from them."""
+    import json
+
+    pytest.importorskip("datasets")
+    from perceptok.cli.main import main as cli
+
+    manifest = shared_data / "depth" / "manifest.jsonl"
+    out = tmp_path / "tokens"
+    assert cli(["tokenize", "depth", "--manifest", str(manifest), "--out", str(out), "--quiet"]) == 0
+    samples = {s.id: s for s in shard_samples(out)}
+    direct = {s.id: s for s in manifest_samples(manifest)}
+    assert sorted(samples) == sorted(direct)
+    for key in list(direct)[:3]:
+        got, ref = samples[key], direct[key]
+        assert np.array_equal(np.asarray(got.image), np.asarray(ref.image))
+        assert got.depth.values.shape == ref.depth.values.shape and got.depth.kind == ref.depth.kind
+        ok = ref.depth.valid & got.depth.valid
+        error = (got.depth.values[ok] - ref.depth.values[ok]).abs() / ref.depth.values[ok]
+        assert float(error.median()) < 0.25  # the tokenizer's reconstruction, in the map's units
+    records = build_records(list(samples.values())[:4], **TOKS, tasks=["depth_generation", "relative_depth_direct"])
+    assert {r["task"] for r in records} == {"depth_generation", "relative_depth_direct"}
+    from perceptok_llava.cli import load_samples
+
+    assert sorted(s.id for s in load_samples([str(out)], seed=0)) == sorted(direct)  # perceptok-llava train --data DIR
+    meta = json.loads((out / "metadata.json").read_text())
+    tampered = dict(meta, tokenizer=dict(meta["tokenizer"], sha256="0" * 64))
+    (out / "metadata.json").write_text(json.dumps(tampered))
+    with pytest.raises(ValueError, match="another 'depth' tokenizer"):
+        next(shard_samples(out))
+    (out / "metadata.json").write_text(json.dumps(dict(meta, options=dict(meta["options"], source="folder=x:::"))))
+    with pytest.raises(ValueError, match="needs the images"):
+        next(shard_samples(out))
