@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from llava_fixtures import tiny_lm_tokenizer  # noqa: E402
 import perceptok  # noqa: E402
 from perceptok import BoxTokenizer, PointTokenizer, load  # noqa: E402
-from perceptok_llava.data import build_records, synthetic_samples  # noqa: E402
+from perceptok_llava.data import build_records  # noqa: E402
+from perceptok_llava.sources import synthetic_samples  # noqa: E402
 from perceptok_llava.generate import generate_with_perception  # noqa: E402
 from perceptok_llava.constrain import PerceptionLogitsProcessor  # noqa: E402
 from perceptok_llava.train import LlavaTrainConfig, chat, collate, train_llava  # noqa: E402

@@ -58,7 +58,7 @@ def parse_tokenizers(spec: str) -> dict:
 def load_samples(specs: list[str], seed: int) -> list:
     """synthetic:N, a depth manifest (.jsonl), COCO instances (.json) or a folder of depth token
     shards (``perceptok tokenize depth --out DIR``) → samples."""
-    from perceptok_llava.data import coco_samples, manifest_samples, shard_samples, synthetic_samples
+    from perceptok_llava.sources import coco_samples, manifest_samples, shard_samples, synthetic_samples
 
     samples = []
     for spec in specs:

@@ -17,10 +17,8 @@ Tasks, each atomic or multi-task:
 from __future__ import annotations
 
 import dataclasses
-import json
 import string
-from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -29,8 +27,8 @@ from PIL import Image, ImageDraw
 from perceptok import BoxTokenizer, PointTokenizer
 from perceptok.depth import GridDepthTokenizer
 from perceptok.depth.normalize import normalize_depth
-from perceptok.io import DepthMap, read_manifest
-from perceptok.synthetic import render_scene
+from perceptok.io import DepthMap
+from perceptok_llava.sources import Sample
 
 # LLaVA-1.5's expand2square fill: CLIP's image mean × 255.
 PAD_COLOUR = (122, 116, 104)
@@ -39,24 +37,6 @@ MULTI_TASKS = ("relative_depth_cot", "relative_depth_direct", "counting_cot", "c
 MARK_SIDE = 336  # the original's image side for the distance rule
 MIN_POINT_DISTANCE = 20  # pixels on the 336-px image
 MIN_DEPTH_GAP = 20 / 255  # in relative inverse depth
-
-
-@dataclasses.dataclass
-class Sample:
-    """One source image with what is known about it.
-
-    Attributes:
-        id: a unique name.
-        image: RGB.
-        depth: its depth map, if known.
-        boxes: ``(N, 4)`` xyxy pixel boxes, if known; ``labels`` names them.
-    """
-
-    id: str
-    image: Image.Image
-    depth: DepthMap | None = None
-    boxes: np.ndarray | None = None
-    labels: list[str] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,84 +99,6 @@ def pad_to_square(sample: Sample) -> Sample:
     if boxes is not None:
         boxes = np.asarray(boxes, np.float64) + np.tile(frame.offset, 2)
     return dataclasses.replace(sample, image=frame.pad_image(sample.image), depth=depth, boxes=boxes)
-
-
-def synthetic_samples(n: int, seed: int = 0, size: tuple[int, int] = (240, 320)) -> Iterator[Sample]:
-    """Procedural scenes with exact depth, boxes and labels."""
-    for i in range(n):
-        s = render_scene(seed * 1_000_003 + i, size=size)
-        depth = torch.from_numpy(s.depth)
-        ok = torch.isfinite(depth)
-        yield Sample(f"synthetic-{seed}-{i}", Image.fromarray(s.rgb),
-                     DepthMap(torch.where(ok, depth, torch.full_like(depth, float("nan"))), ok, "metric"),
-                     s.boxes, s.labels)
-
-
-def manifest_samples(path: str | Path) -> Iterator[Sample]:
-    """RGB + depth pairs of a depth manifest."""
-    for entry in read_manifest(path):
-        if entry.rgb is None:
-            continue
-        yield Sample(entry.id, Image.open(entry.rgb).convert("RGB"), entry.load())
-
-
-def shard_samples(folder: str | Path) -> Iterator[Sample]:
-    """Images with the depth that a ``perceptok tokenize depth`` folder holds as tokens, so that a
-    dataset is tokenized once (for RGB images the costly part: the depth-estimation model) and
-    curricula are built from it many times.
-
-    Each row's map is decoded back to its units (``perceptok.shards.decode_row``) and
-    ``build_records`` re-encodes it on the square image the model sees (padding changes the
-    tokens). Images come from the row's source for ``--images`` runs and from the manifest's
-    ``rgb`` for ``--manifest`` runs; relative paths are read from the current folder, as the
-    tokenize run saw them. The tokenizer named in the folder's metadata must still have the
-    weights that made the tokens.
-    """
-    from perceptok import load
-    from perceptok.shards import decode_row, load_rows, metadata
-    from perceptok.shards.store import tokenizer_identity
-
-    meta = metadata(folder)
-    made_by = meta["tokenizer"]
-    if meta.get("modality") != "depth":
-        raise ValueError(f"{folder} holds {meta.get('modality')} tokens; the curriculum reads depth token shards")
-    tok = load(made_by["name"])
-    if tokenizer_identity(tok, made_by["name"])["sha256"] != made_by["sha256"]:
-        raise ValueError(f"the tokens in {folder} were made by another {made_by['name']!r} tokenizer than the one "
-                         "installed now (different weights or config); tokenize again with this one")
-    kind, _, value = meta["options"]["source"].partition("=")
-    if kind == "images":
-        rgb_of = None
-    elif kind == "manifest":
-        rgb_of = {e.id: e.rgb for e in read_manifest(value)}
-    else:
-        raise ValueError(f"{folder} was tokenized from {kind} (depth without images) and the curriculum needs the "
-                         "images: tokenize a manifest with rgb entries, or --images DIR --depth-model ID")
-    for row in load_rows(folder):
-        path = row["source"] if rgb_of is None else rgb_of.get(row["id"])
-        if path is None:
-            continue  # a manifest entry without rgb: nothing to look at
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{folder}: image {path} of row {row['id']!r} not found; run from the folder the "
-                                    "tokenize run was started in")
-        values = decode_row(tok, row)  # (H, W) in the map's units
-        yield Sample(row["id"], Image.open(path).convert("RGB"), DepthMap(values, torch.isfinite(values), row["kind"]))
-
-
-def coco_samples(instances: str | Path, images_dir: str | Path | None = None) -> Iterator[Sample]:
-    """Images and boxes of a COCO detection file (``images/`` beside it by default)."""
-    instances = Path(instances)
-    data = json.loads(instances.read_text(encoding="utf-8"))
-    folder = Path(images_dir) if images_dir else instances.parent / "images"
-    names = {c["id"]: c["name"] for c in data["categories"]}
-    anns: dict[int, list[dict]] = {}
-    for a in data["annotations"]:
-        anns.setdefault(a["image_id"], []).append(a)
-    for im in data["images"]:
-        boxes = np.array([a["bbox"] for a in anns.get(im["id"], [])], np.float64).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]
-        yield Sample(str(im["file_name"]), Image.open(folder / im["file_name"]).convert("RGB"), None, boxes,
-                     [names[a["category_id"]] for a in anns.get(im["id"], [])])
 
 
 def _relative(depth: DepthMap) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,8 @@ import torch.distributed as dist
 
 from perceptok import load
 from perceptok_llava import train
-from perceptok_llava.data import build_records, synthetic_samples
+from perceptok_llava.data import build_records
+from perceptok_llava.sources import synthetic_samples
 from perceptok_llava.train import LlavaTrainConfig, train_llava
 from skewed_clock import SkewedClock
 

@@ -9,8 +9,8 @@ import torch
 import pytest
 
 from perceptok import BoxTokenizer, PointTokenizer, PooledDepthTokenizer
-from perceptok_llava.data import (MULTI_TASKS, Sample, build_records, coco_samples, manifest_samples, mark_points,
-                                  pad_to_square, shard_samples, synthetic_samples)
+from perceptok_llava.data import MULTI_TASKS, build_records, mark_points, pad_to_square
+from perceptok_llava.sources import Sample, coco_samples, manifest_samples, shard_samples, synthetic_samples
 
 TOKS = dict(depth=PooledDepthTokenizer(), boxes=BoxTokenizer.from_preset("aurora"), points=PointTokenizer.from_preset("aurora"))
 
@@ -78,7 +78,6 @@ def test_a_box_lands_on_the_pixels_the_model_sees(square):
     from PIL import Image, ImageDraw
     from transformers import CLIPImageProcessor
 
-    from perceptok_llava.data import Sample
 
     photo = Image.new("RGB", (500, 281), (90, 90, 90))
     box = [400, 50, 480, 150]  # near the right edge, which a centre crop cuts away

@@ -12,7 +12,8 @@ pytest.importorskip("peft")
 
 from llava_fixtures import tiny_llava, tiny_lm_tokenizer  # noqa: E402
 from perceptok import BoxTokenizer, PointTokenizer, PooledDepthTokenizer  # noqa: E402
-from perceptok_llava.data import build_records, coco_samples, manifest_samples, synthetic_samples  # noqa: E402
+from perceptok_llava.data import build_records  # noqa: E402
+from perceptok_llava.sources import coco_samples, manifest_samples, synthetic_samples  # noqa: E402
 from perceptok_llava.generate import generate_with_perception  # noqa: E402
 from perceptok_llava.train import LlavaTrainConfig, collate, load_trained, train_llava  # noqa: E402
 from perceptok_llava.vocab import add_perception_tokens  # noqa: E402

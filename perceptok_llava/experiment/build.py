@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from perceptok.io import DepthMap
-from perceptok_llava.data import Sample, build_records, manifest_samples, pad_to_square, synthetic_samples
+from perceptok_llava.data import build_records, pad_to_square
+from perceptok_llava.sources import Sample, manifest_samples, synthetic_samples
 from perceptok_llava.experiment.config import POINT_COUNTS, QUESTION_TASKS, ExperimentSize
 from perceptok_llava.train import chat
 
