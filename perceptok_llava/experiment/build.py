@@ -82,8 +82,8 @@ def fit_sample(sample: Sample, side: int) -> Sample:
     image = sample.image.resize(size[::-1], Image.Resampling.BICUBIC)
     depth = sample.depth
     if depth is not None:
-        values = F.interpolate(depth.values[None, None].float(), size=size, mode="nearest")[0, 0]
-        valid = F.interpolate(depth.valid[None, None].float(), size=size, mode="nearest")[0, 0] > 0.5
+        values = F.interpolate(depth.values[None, None], size=size, mode="nearest")[0, 0]
+        valid = F.interpolate(depth.valid[None, None].to(values.dtype), size=size, mode="nearest")[0, 0] > 0.5
         depth = DepthMap(values, valid, depth.kind, depth.path)
     return dataclasses.replace(sample, image=image, depth=depth, boxes=None, labels=None)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -73,11 +74,15 @@ def oracle(tokenizer: Any, records: Sequence[dict], depth_of: dict[str, Any]) ->
     (encode → decode): the ceiling of reading answers off depth tokens. ``depth_of``: sample id →
     its ``DepthMap`` in the frame of the records' images."""
     hits: dict[int, list[bool]] = {}
+    decoded_of: dict[str, torch.Tensor] = {}  # a real map is asked with every point count: decode it once
     for r in records:
         if r["task"] != "relative_depth_direct":
             continue
-        depth = depth_of[r["id"].rsplit("/", 1)[0]]
-        decoded = tokenizer.decode(tokenizer.encode(depth), size=tuple(depth.values.shape))
+        sample = r["id"].rsplit("/", 1)[0]
+        if sample not in decoded_of:
+            depth = depth_of[sample]
+            decoded_of[sample] = tokenizer.decode(tokenizer.encode(depth), size=tuple(depth.values.shape))
+        decoded = decoded_of[sample]
         hits.setdefault(len(r["letters"]), []).append(f"({nearest_by_depth(decoded, r['points'], r['letters'])})"
                                                        == r["answer"])
     return _accuracies(hits)
@@ -164,8 +169,8 @@ def run_relative_depth(out: str | Path, size: str | ExperimentSize = "small", se
                     tok.to("cpu")
             losses = trained["losses"]
             runs.append({"arm": arm.name, "seed": seed, "tests": tests, "train_seconds": round(trained["seconds"], 1),
-                         "first_loss": _mean(losses[: max(1, len(losses) // 10)]),
-                         "last_loss": _mean(losses[-max(1, len(losses) // 10) :]), "losses": losses})
+                         "first_loss": statistics.fmean(losses[: max(1, len(losses) // 10)]),
+                         "last_loss": statistics.fmean(losses[-max(1, len(losses) // 10) :]), "losses": losses})
             bar.update(1)
             bar.set_postfix(arm=arm.name, seed=seed, acc=f"{overall(tests['synthetic'], 'accuracy'):.2f}")
     bar.close()
@@ -187,10 +192,6 @@ def run_relative_depth(out: str | Path, size: str | ExperimentSize = "small", se
     write_text(out / "results.json", json.dumps(results, indent=1))
     plot(results, out / "accuracy.png")
     return results
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
 
 
 def _counts(records: Sequence[dict]) -> dict[int, int]:
