@@ -91,7 +91,7 @@ def main() -> int:
         emit("train", minutes=minutes, steps=result.steps, batch=cfg.batch_size,
              maps_per_s=round(result.steps * cfg.batch_size / elapsed, 1), metrics=result.metrics)
     emit("tokenize", **bench_tokenize(files=16 if args.quick else 1024, workers=2 if args.quick else 16,
-                                      batch_size=8 if args.quick else 256, device=args.device))
+                                      batch_size=8 if args.quick else 256, device=args.device, repeats=1))
     return 0
 
 

@@ -62,6 +62,8 @@ def test_manifest_to_shards_and_back(shared_data, tmp_path):
     assert sorted(rows) == sorted(e.id for e in entries)
     plain = datasets.load_dataset("parquet", data_dir=str(out), split="train")  # what the issue promises users
     assert plain.num_rows == 21
+    for e in entries:  # workers read the codes and prepare the maps: the ids of the obvious loop all the same
+        assert rows[e.id]["ids"] == tok.encode(e.load()).ids.tolist(), e.id
     entry = entries[3]
     depth = entry.load()
     enc = tok.encode(depth)

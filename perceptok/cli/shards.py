@@ -68,11 +68,12 @@ def _bench(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    result = bench_tokenize(args.files, args.workers, args.batch_size, args.tokenizer, args.device, args.folder)
+    result = bench_tokenize(args.files, args.workers, args.batch_size, args.tokenizer, args.device, args.folder,
+                            args.repeats)
     if args.json:
         print(json.dumps(result))
         return
-    print(f"{result['files']} files, {result['machine']}")
+    print(f"{result['files']} files, {result['machine']}, median of {result['repeats']} rounds")
     print(f"obvious loop: {result['loop_maps_s']:.1f} maps/s")
     for n, rate in result["workers_maps_s"].items():
         print(f"tokenize, {n} workers: {rate:.1f} maps/s")
@@ -91,6 +92,7 @@ def add_bench(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", default="depth", help="tokenizer (default: depth, the shipped one)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds; rates are their medians (default: 3)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_bench)
 

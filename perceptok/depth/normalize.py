@@ -18,6 +18,8 @@ Axis legend: ``B`` maps, ``H, W`` pixels.
 from __future__ import annotations
 
 import dataclasses
+import weakref
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -52,20 +54,27 @@ class DepthStats:
 
 @dataclasses.dataclass
 class Normalized:
-    """Output of ``normalize_depth``.
+    """Output of ``normalize_depth`` and ``normalize_codes``.
 
     Attributes:
         rel: ``(B, H, W)`` relative inverse depth in [0, 1] (1 = nearest), 0 where invalid.
         valid: ``(B, H, W)`` bool, the pixels that took part.
         low, high: ``(B,)`` the inverse depths that map to 0 and 1.
-        inverse: ``(B, H, W)`` inverse depth before scaling (1 where invalid).
+        inverse: ``(B, H, W)`` inverse depth before scaling (1 where invalid); made on first
+            use where it is not a by-product (encoding never needs it).
     """
 
     rel: torch.Tensor
     valid: torch.Tensor
     low: torch.Tensor
     high: torch.Tensor
-    inverse: torch.Tensor
+    _inverse: torch.Tensor | Callable[[], torch.Tensor] = dataclasses.field(repr=False)
+
+    @property
+    def inverse(self) -> torch.Tensor:
+        if callable(self._inverse):
+            self._inverse = self._inverse()
+        return self._inverse
 
     def unclamped(self) -> torch.Tensor:
         """``(B, H, W)`` relative inverse depth without the clamp to [0, 1], in the stats' precision."""
@@ -113,6 +122,28 @@ def from_inverse(inverse: torch.Tensor, kind: str) -> torch.Tensor:
     return inverse
 
 
+def _sample(flat: torch.Tensor) -> torch.Tensor:
+    """``(B, P)`` → the values the percentiles use: all of them, or an exact-enough strided
+    sample of maps with more than ``MAX_QUANTILE_VALUES`` pixels."""
+    return flat[:, :: flat.shape[1] // MAX_QUANTILE_VALUES + 1] if flat.shape[1] > MAX_QUANTILE_VALUES else flat
+
+
+def _widen_flat(low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A flat map (no spread between its percentiles) gets a unit-free span around its value."""
+    flat = (high - low) < 1e-6 * high.abs().clamp_min(1e-6)
+    low = torch.where(flat, low - 1e-3 * low.abs().clamp_min(1e-3), low)
+    high = torch.where(flat, high + 1e-3 * high.abs().clamp_min(1e-3), high)
+    return low, high
+
+
+def _relative(inverse: torch.Tensor, low: torch.Tensor, high: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    """Inverse depth ``(B, ...)`` → [0, 1] between each map's ``low`` and ``high`` ``(B,)``; 0 where not ``ok``."""
+    shape = (-1,) + (1,) * (inverse.ndim - 1)
+    span = (high - low).view(shape).to(inverse.dtype)
+    rel = ((inverse - low.view(shape).to(inverse.dtype)) / span).clamp(0, 1)
+    return rel.masked_fill(~ok, 0)
+
+
 def robust_range(inverse: torch.Tensor, valid: torch.Tensor, complete: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """2nd and 98th percentiles of the valid values of each map: ``(B, H, W)`` → two ``(B,)``.
     ``complete=True`` promises every pixel is valid (a faster path, same result).
@@ -122,17 +153,12 @@ def robust_range(inverse: torch.Tensor, valid: torch.Tensor, complete: bool | No
     values = inverse.to(dtype).flatten(1)  # (B, H·W)
     if complete is not True:
         values = values.masked_fill(~valid.flatten(1), float("nan"))
-    if values.shape[1] > MAX_QUANTILE_VALUES:  # an exact-enough strided sample of huge maps
-        values = values[:, :: values.shape[1] // MAX_QUANTILE_VALUES + 1]
+    values = _sample(values)
     q = torch.tensor([LOW_Q, HIGH_Q], dtype=dtype, device=values.device)
     rows = max(QUANTILE_LIMIT // max(values.shape[1], 1), 1)
     quantile = torch.quantile if complete is True else torch.nanquantile  # the same values where nothing is NaN
     bounds = torch.cat([quantile(chunk, q, dim=1) for chunk in values.split(rows)], dim=1)  # (2, B)
-    low, high = bounds[0], bounds[1]
-    flat = (high - low) < 1e-6 * high.abs().clamp_min(1e-6)  # a flat map: give it a unit-free span
-    low = torch.where(flat, low - 1e-3 * low.abs().clamp_min(1e-3), low)
-    high = torch.where(flat, high + 1e-3 * high.abs().clamp_min(1e-3), high)
-    return low, high
+    return _widen_flat(bounds[0], bounds[1])
 
 
 def normalize_depth(depth: torch.Tensor, kind: str, valid: torch.Tensor | None = None,
@@ -154,27 +180,108 @@ def normalize_depth(depth: torch.Tensor, kind: str, valid: torch.Tensor | None =
     use = ok & measured if measured is not None else ok
     complete = bool(use.all()) if use.device.type == "cpu" else None  # on accelerators: no host sync for a shortcut
     low, high = robust_range(inverse, use, complete)
-    span = (high - low)[:, None, None]
-    rel = ((inverse - low[:, None, None].to(x.dtype)) / span.to(x.dtype)).clamp(0, 1)
-    return Normalized(rel.masked_fill(~ok, 0), ok, low, high, inverse)
+    return Normalized(_relative(inverse, low, high, ok), ok, low, high, inverse)
+
+
+@dataclasses.dataclass(frozen=True)
+class _CodeTable:
+    """What ``normalize_codes`` derives from a code table, once per table, kind and device:
+    each code's validity and inverse depth ``(K,)``, and the codes in ascending inverse depth
+    (``order``, ``None`` when already ascending) with their values in the stats' dtype."""
+
+    ok: torch.Tensor
+    inverse: torch.Tensor
+    order: torch.Tensor | None
+    ascending: torch.Tensor
+
+
+# id(table) → (a weak reference to it, its derived views): tensors compare by value, so a
+# WeakKeyDictionary cannot hold them; an entry goes when its table does.
+_CODE_TABLES: dict[int, tuple[weakref.ref, dict[tuple[str, torch.device], _CodeTable]]] = {}
+
+
+def _code_table(table: torch.Tensor, kind: str, device: torch.device) -> _CodeTable:
+    ref, per_table = _CODE_TABLES.get(id(table), (None, {}))
+    if ref is None or ref() is not table:
+        per_table = {}
+        _CODE_TABLES[id(table)] = (weakref.ref(table), per_table)
+        weakref.finalize(table, _CODE_TABLES.pop, id(table), None)
+    if (kind, device) not in per_table:
+        t = table.to(device, work_dtype(table.dtype))
+        ok = valid_mask(t, kind)
+        inverse = to_inverse(torch.where(ok, t, torch.ones_like(t)), kind)
+        # Invalid codes count nothing, so their place in the order is free: a table monotonic
+        # over its valid codes (any linear encoding) needs no sort.
+        step = inverse[ok].diff()
+        if bool((step >= 0).all()):
+            order = None
+        elif bool((step <= 0).all()):
+            order = torch.arange(t.numel() - 1, -1, -1, device=device)
+        else:
+            order = torch.sort(torch.where(ok, inverse, torch.inf), stable=True).indices
+        values = inverse.to(stats_dtype(device))
+        per_table[(kind, device)] = _CodeTable(ok, inverse, order, values if order is None else values[order])
+    return per_table[(kind, device)]
+
+
+def normalize_codes(codes: torch.Tensor, table: torch.Tensor, kind: str) -> Normalized:
+    """Integer-coded maps ``(B, H, W)`` whose code ``k`` stands for the depth ``table[k]`` (NaN:
+    no measurement; ``perceptok.io.DepthCodes``) → exactly what ``normalize_depth`` gives for
+    ``table[codes]``, computed per code instead of per pixel: the percentiles come from a
+    histogram of each map's codes (linear time, no sort) and every pixel is one table lookup.
+    What depends on the table alone is computed once per table object (treat it as read-only)."""
+    check_kind(kind)
+    b, k = codes.shape[0], table.numel()
+    view = _code_table(table, kind, codes.device)
+    flat = codes.flatten(1).long()  # (B, P)
+    sample = _sample(flat)
+    if b > 1:
+        sample = sample + torch.arange(b, device=codes.device)[:, None] * k
+    counts = torch.bincount(sample.flatten(), minlength=b * k).view(b, k) * view.ok  # (B, K)
+    cum = (counts if view.order is None else counts[:, view.order]).cumsum(1)  # (B, K), codes by inverse depth
+    n = cum[:, -1:]  # (B, 1)
+    q = torch.tensor([LOW_Q, HIGH_Q], dtype=view.ascending.dtype, device=codes.device)
+    ranks = (q * (n - 1)).clamp_min(0)  # torch.nanquantile's linear interpolation, to the bit
+    below, above = ranks.long(), ranks.ceil().long()
+    at = lambda r: view.ascending[torch.searchsorted(cum, r, right=True).clamp_max(k - 1)]  # noqa: E731
+    bounds = torch.lerp(at(below), at(above), ranks - below)  # (B, 2)
+    bounds = torch.where(n > 0, bounds, torch.nan)
+    low, high = _widen_flat(bounds[:, 0], bounds[:, 1])
+    rel_t = _relative(view.inverse.expand(b, k), low, high, view.ok.expand(b, k))  # (B, K)
+    look = lambda x: x.gather(1, flat).view(codes.shape)  # noqa: E731
+    return Normalized(look(rel_t), look(view.ok.expand(b, k)), low, high, lambda: look(view.inverse.expand(b, k)))
+
+
+def _sum2(x: torch.Tensor) -> torch.Tensor:
+    """Sums of 2×2 cells of ``(B, C, H, W)`` (odd sizes padded with zeros): ``(B, C, ⌈H/2⌉, ⌈W/2⌉)``.
+    Strided adds, about three times faster than ``avg_pool2d`` on CPUs."""
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2:
+        x = F.pad(x, (0, w % 2, 0, h % 2))
+    rows = x[..., 0::2, :] + x[..., 1::2, :]
+    return rows[..., 0::2] + rows[..., 1::2]
 
 
 def fill_holes(x: torch.Tensor, valid: torch.Tensor, sync: bool = False) -> torch.Tensor:
-    """Push-pull fill of ``(B, 1, H, W)`` maps: each hole takes the average of the nearest
-    scale at which its neighbourhood has measurements; a map with no measurement is 0. The
-    pyramid goes down to 1×1, so nothing waits on the device; ``sync=True`` stops at the first
-    level where every cell has a measurement (the same result, cheaper, one host sync a level)."""
-    w = valid.to(x.dtype)
-    levels = [(x * w, w)]
-    while max(levels[-1][0].shape[-2:]) > 1 and not (sync and bool((levels[-1][1] > 0).all())):
+    """Push-pull fill of ``(B, 1, H, W)`` maps that are 0 where not ``valid`` (as
+    ``normalize_depth`` leaves them): each hole takes the average of the measurements of the
+    finest 2ⁿ×2ⁿ cell around it that has any, blended bilinearly between cells; a map with no
+    measurement is 0. The pyramid goes down to 1×1, so nothing waits on the device;
+    ``sync=True`` stops at the first level where every cell has a measurement (the same
+    result, cheaper, one host sync a level)."""
+    levels = [(x, valid.to(x.dtype))]  # (sum of measured values, count of measurements) per cell
+    while max(levels[-1][0].shape[-2:]) > 1 and (len(levels) == 1 or not (sync and bool((levels[-1][1] > 0).all()))):
         xs, ws = levels[-1]
-        levels.append((F.avg_pool2d(xs, 2, ceil_mode=True), F.avg_pool2d(ws, 2, ceil_mode=True)))
+        levels.append((_sum2(xs), _sum2(ws)))
     xs, ws = levels[-1]
-    filled = torch.where(ws > 0, xs / ws.clamp_min(1e-12), torch.zeros_like(xs))
-    for xs, ws in reversed(levels[:-1]):
+    filled = torch.where(ws > 0, xs / ws.clamp_min(1), torch.zeros_like(xs))
+    if len(levels) == 1:
+        return torch.where(valid, x, filled)
+    for xs, ws in reversed(levels[1:-1]):
         up = F.interpolate(filled, size=xs.shape[-2:], mode="bilinear", align_corners=False)
-        filled = torch.where(ws > 0, xs / ws.clamp_min(1e-12), up)
-    return torch.where(valid, x, filled)
+        filled = torch.where(ws > 0, xs / ws.clamp_min(1), up)
+    # full resolution: measured pixels keep their value, so only the holes need the coarser level
+    return torch.where(valid, x, F.interpolate(filled, size=x.shape[-2:], mode="bilinear", align_corners=False))
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -49,14 +49,16 @@ class PooledDepthTokenizer(GridDepthTokenizer):
     def __init__(self, config: PooledDepthConfig | None = None):
         super().__init__(config if config is not None else PooledDepthConfig())
 
-    def _encode_grid(self, rel, valid, grid):
+    def _features(self, rel, valid, grid):
         w = valid[:, None].to(rel.dtype)  # (b, 1, H, W)
         total = F.adaptive_avg_pool2d(rel[:, None] * w, grid)
         count = F.adaptive_avg_pool2d(w, grid)
         mean = (rel[:, None] * w).sum((-2, -1), keepdim=True) / w.sum((-2, -1), keepdim=True).clamp_min(1)
         # cells without measurements take the mean of the map's valid pixels
-        cells = torch.where(count > 0, total / count.clamp_min(1e-12), mean)
-        return torch.round(cells.flatten(1) * (self.config.codebook_size - 1)).long()
+        return torch.where(count > 0, total / count.clamp_min(1e-12), mean)  # (b, 1, rows, cols)
+
+    def _ids(self, features, grid):
+        return torch.round(features.flatten(1) * (self.config.codebook_size - 1)).long()
 
     def _decode_grid(self, ids, grid):
         levels = ids.to(stats_dtype(ids.device)) / (self.config.codebook_size - 1)

@@ -26,10 +26,11 @@ from perceptok.base import PerceptionTokenizer, TokenizerOutput
 from perceptok.depth.config import PRESETS, DepthTokenizerConfig
 from perceptok.depth.model import DepthVQVAE
 from perceptok.depth.normalize import (
-    DepthStats, check_kind, fill_holes, from_inverse, normalize_depth, resize, stats_dtype, work_dtype,
+    DepthStats, Normalized, check_kind, fill_holes, from_inverse, normalize_codes, normalize_depth, resize, stats_dtype,
+    work_dtype,
 )
 from perceptok.depth.text import SpanGrammar
-from perceptok.io.depth_files import DepthMap
+from perceptok.io.depth_files import DepthCodes, DepthMap
 from perceptok.registry import register_preset, register_tokenizer
 
 CHUNK = 64  # maps per network call
@@ -57,6 +58,50 @@ class DepthText(TokenizerOutput):
     """
 
     grids: list[tuple[int, int]]
+
+
+@dataclasses.dataclass
+class PreparedDepth:
+    """Maps after ``prepare`` (the pixel work of ``encode``), before the codebook step.
+
+    Attributes:
+        features: one ``(C, h, w)`` tensor per map (the network's input, or pooled cells).
+        stats: the per-map normalisation, as ``encode`` returns it.
+        single: whether the input was one map (``encode_prepared`` then gives ``(N,)`` ids).
+    """
+
+    features: list[torch.Tensor]
+    stats: DepthStats
+    single: bool = False
+
+    @classmethod
+    def cat(cls, parts: Sequence[PreparedDepth]) -> PreparedDepth:
+        """Join prepared batches (of one kind, on one device) into one. Features of one shape
+        become views of one tensor, so the batch crosses between processes as a few tensors."""
+        kinds = {p.stats.kind for p in parts}
+        if len(kinds) != 1:
+            raise ValueError(f"prepared maps must share one depth kind to be joined, got {sorted(kinds)}")
+        stats = DepthStats(torch.cat([p.stats.low for p in parts]), torch.cat([p.stats.high for p in parts]), kinds.pop(),
+                           [s for p in parts for s in p.stats.sizes], [g for p in parts for g in p.stats.grids])
+        features = [f for p in parts for f in p.features]
+        for _, chunk in _groups([tuple(f.shape) for f in features], len(features)):
+            for i, f in zip(chunk, torch.stack([features[i] for i in chunk])):
+                features[i] = f
+        return cls(features, stats)
+
+
+def _table_keys(maps: Sequence[Any]) -> list[int]:
+    """A key per map: -1 for value maps, else the index of its code table among the distinct ones."""
+    tables: list[torch.Tensor] = []
+    keys = []
+    for m in maps:
+        if not isinstance(m, DepthCodes):
+            keys.append(-1)
+            continue
+        k = next((j for j, t in enumerate(tables) if t is m.table or torch.equal(t, m.table)), len(tables))
+        tables += [m.table] if k == len(tables) else []
+        keys.append(k)
+    return keys
 
 
 def model_input(rel: torch.Tensor, valid: torch.Tensor, size: tuple[int, int], holes: bool | None = None) -> torch.Tensor:
@@ -87,8 +132,8 @@ class GridDepthTokenizer(PerceptionTokenizer):
     """What every depth tokenizer shares: input forms, normalisation, hole handling, grids,
     restoration in the input's units, and the ``<PREFIX_START>…<PREFIX_END>`` text.
 
-    Subclasses turn relative maps of one grid into ids (``_encode_grid``) and back
-    (``_decode_grid``). Their configs have ``grids``, ``cell_size``, ``codebook_size`` and
+    Subclasses turn relative maps of one grid into features (``_features``), features into ids
+    (``_ids``) and ids back into maps (``_decode_grid``). Their configs have ``grids``, ``cell_size``, ``codebook_size`` and
     ``token_prefix``. Maps are processed on their own device, in batches of equal size; ids and
     decoded maps come back on the input's device.
     """
@@ -124,8 +169,13 @@ class GridDepthTokenizer(PerceptionTokenizer):
         return [*super().special_tokens, *self.grid_markers]
 
     @abc.abstractmethod
-    def _encode_grid(self, rel: torch.Tensor, valid: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        """Relative maps ``(b, H, W)`` in [0, 1] (0 where invalid) and masks of one grid → ids ``(b, N)``."""
+    def _features(self, rel: torch.Tensor, valid: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Relative maps ``(b, H, W)`` in [0, 1] (0 where invalid) and masks of one grid → what
+        ``_ids`` needs, ``(b, C, h, w)`` of a size set by the grid (pixel work, on their device)."""
+
+    @abc.abstractmethod
+    def _ids(self, features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Features ``(b, C, h, w)`` of one grid → ids ``(b, N)``."""
 
     @abc.abstractmethod
     def _decode_grid(self, ids: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -135,18 +185,22 @@ class GridDepthTokenizer(PerceptionTokenizer):
         return grid[0] * self.config.cell_size, grid[1] * self.config.cell_size
     # --- inputs -----------------------------------------------------------------------------
 
-    def _as_maps(self, depth: Any, kind: str, valid: Any) -> tuple[list[torch.Tensor], list[torch.Tensor | None], str, bool]:
-        """Normalise the accepted input forms to lists of ``(H, W)`` maps and masks (device and dtype kept)."""
+    def _as_maps(self, depth: Any, kind: str, valid: Any) -> tuple[list[torch.Tensor | DepthCodes], list[torch.Tensor | None], str, bool]:
+        """Normalise the accepted input forms to lists of ``(H, W)`` maps (or ``DepthCodes``) and
+        masks, device and dtype kept."""
         if isinstance(depth, (str, bytes, os.PathLike)):
             raise TypeError(f"depth must be a tensor, an array, a DepthMap or a list of them, got the path {depth!r}; "
                             "read files with perceptok.io.read_depth")
-        if isinstance(depth, DepthMap):
-            return [depth.values], [depth.valid], depth.kind, True
-        if isinstance(depth, Sequence) and depth and all(isinstance(d, DepthMap) for d in depth):
+        if isinstance(depth, (DepthMap, DepthCodes)):
+            depth, single = [depth], True
+        else:
+            single = False
+        if isinstance(depth, Sequence) and depth and all(isinstance(d, (DepthMap, DepthCodes)) for d in depth):
             kinds = {d.kind for d in depth}
             if len(kinds) > 1:
                 raise ValueError(f"a batch must share one depth kind, got {sorted(kinds)}; encode them separately")
-            return [d.values for d in depth], [d.valid for d in depth], kinds.pop(), False
+            maps = [d if isinstance(d, DepthCodes) else d.values for d in depth]
+            return maps, [None if isinstance(d, DepthCodes) else d.valid for d in depth], kinds.pop(), single
         if isinstance(depth, (torch.Tensor, np.ndarray)):
             t = as_tensor(depth)
             if t.ndim not in (2, 3) or 0 in t.shape:
@@ -155,7 +209,6 @@ class GridDepthTokenizer(PerceptionTokenizer):
             maps = [t] if single else list(t)
         elif isinstance(depth, Sequence) and depth:
             maps = [as_tensor(d if isinstance(d, torch.Tensor) else np.asarray(d)) for d in depth]
-            single = False
             if any(m.ndim != 2 or 0 in m.shape for m in maps):
                 raise ValueError(f"each map of a batch must be a non-empty (H, W) array, got {[tuple(m.shape) for m in maps]}")
         else:
@@ -171,30 +224,33 @@ class GridDepthTokenizer(PerceptionTokenizer):
             raise TypeError(f"depth must hold real numbers, got {maps[0].dtype}")
         return maps, valids, check_kind(kind), single
 
+    def _normalize(self, maps: list[torch.Tensor | DepthCodes], valids: list[torch.Tensor | None], kind: str,
+                   device: torch.device) -> Normalized:
+        """One group of equally sized maps (all values, or all codes of one table) → ``Normalized``."""
+        def batch(tensors: list[torch.Tensor]) -> torch.Tensor:  # (b, H, W); one map needs no copy
+            return tensors[0].to(device)[None] if len(tensors) == 1 else torch.stack([t.to(device) for t in tensors])
+
+        if isinstance(maps[0], DepthCodes):
+            return normalize_codes(batch([m.codes for m in maps]), maps[0].table, kind)
+        return normalize_depth(batch(maps), kind, batch(valids) if valids[0] is not None else None)
+
     # --- encode / decode ----------------------------------------------------------------------
 
     @torch.no_grad()
-    def encode(self, depth: Any, kind: str = "metric", valid: Any = None) -> DepthEncoding:
-        """Depth → ids.
-
-        Args:
-            depth: one ``(H, W)`` map, a ``(B, H, W)`` batch, a list of maps of any sizes, or
-                ``DepthMap``s from ``perceptok.io`` (which carry their kind and validity); any
-                real dtype, on any device (normalisation runs there; the network on the
-                tokenizer's device; ids come back on the input's device).
-            kind: "metric" (metres, smaller = closer), "disparity" (larger = closer) or
-                "relative_inverse" (Depth Anything-like, larger = closer).
-            valid: optional bool mask(s) shaped like ``depth``; 0, NaN and ±inf are invalid anyway.
-        """
+    def prepare(self, depth: Any, kind: str = "metric", valid: Any = None) -> PreparedDepth:
+        """The part of ``encode`` that works on pixels (normalisation, hole filling, resizing),
+        on the input's device; the inputs as for ``encode``, which is
+        ``encode_prepared(prepare(...))``. Run it where the data are, e.g. in DataLoader
+        workers, and join the results with ``PreparedDepth.cat``."""
         maps, valids, kind, single = self._as_maps(depth, kind, valid)
-        device = maps[0].device
-        ids = torch.empty(len(maps), self.tokens_per_map, dtype=torch.long, device=device)
+        first = maps[0]
+        device = first.codes.device if isinstance(first, DepthCodes) else first.device
+        sizes = [tuple(m.codes.shape if isinstance(m, DepthCodes) else m.shape) for m in maps]
+        features: list[Any] = [None] * len(maps)
         low = torch.empty(len(maps), dtype=stats_dtype(device), device=device)
         high = torch.empty_like(low)
-        for shape, chunk in _groups([tuple(m.shape) for m in maps], CHUNK):
-            d = torch.stack([maps[i].to(device) for i in chunk])  # (b, H, W)
-            v = torch.stack([valids[i].to(device) for i in chunk]) if valids[chunk[0]] is not None else None
-            norm = normalize_depth(d, kind, v)
+        for (shape, _), chunk in _groups(list(zip(sizes, _table_keys(maps))), CHUNK):
+            norm = self._normalize([maps[i] for i in chunk], [valids[i] for i in chunk], kind, device)
             counts = norm.valid.flatten(1).sum(1)
             if bool((counts < 2).any()):
                 j = int(torch.nonzero(counts < 2)[0, 0])
@@ -202,12 +258,37 @@ class GridDepthTokenizer(PerceptionTokenizer):
                     f"map {chunk[j]} ({shape}) has {int(counts[j])} valid pixels; a map needs measurements "
                     "(0, NaN and ±inf are invalid). Check the encoding, scale and kind it was read with"
                 )
+            for i, f in zip(chunk, self._features(norm.rel, norm.valid, self.config.choose_grid(*shape))):
+                features[i] = f
             rows = torch.tensor(chunk, device=device)
-            ids[rows] = self._encode_grid(norm.rel, norm.valid, self.config.choose_grid(*shape)).to(device)
             low[rows], high[rows] = norm.low.to(low.dtype), norm.high.to(high.dtype)
-        stats = DepthStats(low, high, kind, [tuple(m.shape) for m in maps],
-                           [self.config.choose_grid(*m.shape) for m in maps])
-        return DepthEncoding(ids=ids[0] if single else ids, stats=stats)
+        stats = DepthStats(low, high, kind, sizes, [self.config.choose_grid(*size) for size in sizes])
+        return PreparedDepth(features, stats, single)
+
+    @torch.no_grad()
+    def encode_prepared(self, prepared: PreparedDepth) -> DepthEncoding:
+        """The codebook step of ``encode``: maps of one grid go through the network together, on
+        the tokenizer's device; ids come back on the device the features are on."""
+        device = prepared.stats.low.device
+        ids = torch.empty(len(prepared.features), self.tokens_per_map, dtype=torch.long, device=device)
+        for grid, chunk in _groups(prepared.stats.grids, CHUNK):
+            x = torch.stack([prepared.features[i] for i in chunk])
+            ids[torch.tensor(chunk, device=device)] = self._ids(x, grid).to(device)
+        return DepthEncoding(ids=ids[0] if prepared.single else ids, stats=prepared.stats)
+
+    def encode(self, depth: Any, kind: str = "metric", valid: Any = None) -> DepthEncoding:
+        """Depth → ids.
+
+        Args:
+            depth: one ``(H, W)`` map, a ``(B, H, W)`` batch, a list of maps of any sizes, or
+                ``DepthMap``s or ``DepthCodes`` from ``perceptok.io`` (which carry their kind
+                and validity); any real dtype, on any device (normalisation runs there; the
+                network on the tokenizer's device; ids come back on the input's device).
+            kind: "metric" (metres, smaller = closer), "disparity" (larger = closer) or
+                "relative_inverse" (Depth Anything-like, larger = closer).
+            valid: optional bool mask(s) shaped like ``depth``; 0, NaN and ±inf are invalid anyway.
+        """
+        return self.encode_prepared(self.prepare(depth, kind, valid))
 
     def _check_ids(self, ids: Any) -> tuple[torch.Tensor, bool]:
         if isinstance(ids, TokenizerOutput):
@@ -341,9 +422,11 @@ class DepthTokenizer(GridDepthTokenizer):
         self.model.to(device=device, dtype=dtype)
         return self
 
-    def _encode_grid(self, rel, valid, grid):
-        x = model_input(rel[:, None], valid[:, None], self.default_size(grid))  # (b, 2, H, W)
-        return self.model.encode_ids(x.to(self.device, work_dtype(self.dtype)))  # the networks' precision, ≥ float32
+    def _features(self, rel, valid, grid):
+        return model_input(rel[:, None], valid[:, None], self.default_size(grid))  # (b, 2, H, W)
+
+    def _ids(self, features, grid):
+        return self.model.encode_ids(features.to(self.device, work_dtype(self.dtype)))  # the networks' precision, ≥ float32
 
     def _decode_grid(self, ids, grid):
         rel = self.model.decode_codes(self.model.codes(ids.to(self.device)), grid)

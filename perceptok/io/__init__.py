@@ -6,9 +6,11 @@ from perceptok._lazy import lazy_names
 _LAZY = {
     "DEPTH_ENCODINGS": "perceptok.io.formats",
     "DEPTH_KINDS": "perceptok.io.formats",
+    "DepthCodes": "perceptok.io.depth_files",
     "DepthMap": "perceptok.io.depth_files",
     "ManifestEntry": "perceptok.io.manifest",
     "read_depth": "perceptok.io.depth_files",
+    "read_depth_codes": "perceptok.io.depth_files",
     "read_depth_folder": "perceptok.io.depth_files",
     "read_manifest": "perceptok.io.manifest",
 }

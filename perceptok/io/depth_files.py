@@ -14,7 +14,8 @@ Raw values listed in ``invalid``, NaN and ±inf are invalid; so are non-positive
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,36 @@ class DepthMap:
     @property
     def valid_fraction(self) -> float:
         return float(self.valid.float().mean())
+
+    def to(self, device: str | torch.device, non_blocking: bool = False) -> DepthMap:
+        return dataclasses.replace(self, values=self.values.to(device, non_blocking=non_blocking),
+                                   valid=self.valid.to(device, non_blocking=non_blocking))
+
+
+@dataclasses.dataclass
+class DepthCodes:
+    """One 8- or 16-bit depth image as stored: code ``k`` stands for ``table[k]``.
+
+    Attributes:
+        codes: ``(H, W)`` int32 raw values.
+        table: ``(2**bits,)`` float32, each code's value in the map's units (NaN: no
+            measurement), as ``read_depth`` computes it; shared by the maps read with the same
+            settings (read-only: tokenizers derive what they need from it once per table).
+        kind: one of ``DEPTH_KINDS``.
+        path: the file it came from.
+    """
+
+    codes: torch.Tensor
+    table: torch.Tensor
+    kind: str
+    path: Path | None = None
+
+    def to(self, device: str | torch.device, non_blocking: bool = False) -> DepthCodes:
+        return dataclasses.replace(self, codes=self.codes.to(device, non_blocking=non_blocking))
+
+    def to_map(self) -> DepthMap:
+        values = self.table.to(self.codes.device).take(self.codes.long())
+        return DepthMap(values=values, valid=~torch.isnan(values), kind=self.kind, path=self.path)
 
 
 def _read_pfm(path: Path) -> np.ndarray:
@@ -81,7 +112,7 @@ def _read_float(path: Path) -> np.ndarray:
 
 
 def _read_integer_image(path: Path, bits: int) -> np.ndarray:
-    """Raw integers of a one-channel 8- or 16-bit image, as int64 (no overflow in later math)."""
+    """Raw codes of a one-channel 8- or 16-bit image, as int32."""
     with Image.open(path) as im:
         mode = im.mode
         raw = np.asarray(im)
@@ -91,13 +122,12 @@ def _read_integer_image(path: Path, bits: int) -> np.ndarray:
         raise ValueError(f"{path} is a {mode} image, not 8-bit; use encoding='uint16' for 16-bit depth")
     if bits == 16 and mode in ("L", "P", "1"):
         raise ValueError(f"{path} is an 8-bit image; use encoding='uint8' (16-bit depth was expected)")
-    raw = raw.astype(np.int64)
     if raw.size and (raw.min() < 0 or raw.max() >= 2**bits):
         raise ValueError(
             f"{path} holds values from {raw.min()} to {raw.max()}, outside the {bits}-bit range "
             f"0..{2**bits - 1}: it is not a {bits}-bit depth image (wrong encoding?)"
         )
-    return raw
+    return raw.astype(np.int32)
 
 
 def read_depth(
@@ -118,6 +148,34 @@ def read_depth(
         kind: what the values mean, one of ``DEPTH_KINDS``.
         invalid: raw values that mean "no measurement".
     """
+    path, encoding = _check(path, encoding, scale, kind)
+    if encoding != "float":
+        return read_depth_codes(path, encoding, scale, kind, invalid).to_map()
+    raw = _attempt(path, encoding, lambda: np.asarray(_read_float(path), dtype=np.float64))
+    values, bad = to_values(raw, encoding, scale, kind, tuple(invalid))
+    return DepthMap(values=torch.from_numpy(values), valid=torch.from_numpy(~bad), kind=kind, path=path)
+
+
+def read_depth_codes(
+    path: str | Path,
+    encoding: str | None = None,
+    scale: float | None = None,
+    kind: str = "metric",
+    invalid: Sequence[float] = (0,),
+) -> DepthCodes:
+    """Read an 8- or 16-bit depth image as stored: its raw codes and what each code means (the
+    arguments as for ``read_depth``, whose map is ``read_depth_codes(...).to_map()``).
+    Tokenizers encode ``DepthCodes`` without expanding them, much faster."""
+    path, encoding = _check(path, encoding, scale, kind)
+    if encoding == "float":
+        raise ValueError(f"{path} holds floating-point depth, which has no codes; read it with read_depth")
+    bits = 8 if encoding == "uint8" else 16
+    raw = _attempt(path, encoding, lambda: _read_integer_image(path, bits))
+    table = _code_table(encoding, None if scale is None else float(scale), kind, tuple(invalid))
+    return DepthCodes(codes=torch.from_numpy(raw), table=table, kind=kind, path=path)
+
+
+def _check(path: str | Path, encoding: str | None, scale: float | None, kind: str) -> tuple[Path, str]:
     path = Path(path)
     if kind not in DEPTH_KINDS:
         raise ValueError(f"kind must be one of {DEPTH_KINDS}, got {kind!r}")
@@ -127,28 +185,51 @@ def read_depth(
         encoding = "float" if path.suffix.lower() in FLOAT_SUFFIXES else _guess_bits(path)
     if encoding not in DEPTH_ENCODINGS:
         raise ValueError(f"encoding must be one of {DEPTH_ENCODINGS}, got {encoding!r}")
+    if encoding == "kinect_raw_disparity" and scale is not None:
+        raise ValueError("kinect_raw_disparity fixes its units (metres); pass scale=None")
+    return path, encoding
+
+
+def _attempt(path: Path, encoding: str, read: Callable[[], np.ndarray]) -> np.ndarray:
+    """``read()``, its failures as one ValueError naming the file, and the shape checked."""
     try:
-        raw = _decode(path, encoding)
+        raw = read()
     except (UnidentifiedImageError, OSError, EOFError, ValueError) as err:
         if isinstance(err, ValueError) and str(path) in str(err):
             raise
         raise ValueError(f"cannot read {path} as a depth file with encoding {encoding!r}: {err}") from err
     if raw.ndim != 2 or min(raw.shape) == 0:
         raise ValueError(f"{path} holds an array of shape {raw.shape}; a depth map is a non-empty (H, W) array")
+    return raw
+
+
+def to_values(raw: np.ndarray, encoding: str, scale: float | None, kind: str,
+               invalid: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The one definition of stored numbers → units: float32 values (NaN where invalid) and the
+    invalid mask. ``raw`` holds integer codes or floats as ``encoding`` stores them."""
+    if encoding == "sun3d_bitshift":
+        raw = ((raw >> 3) | (raw << 13)) & 0xFFFF
+    elif encoding == "kinect_raw_disparity":
+        raw = raw.astype(np.uint16).byteswap().astype(np.int64)
     bad = ~np.isfinite(raw)
     for value in invalid:
         bad |= raw == value
     if encoding == "kinect_raw_disparity":
-        if scale is not None:
-            raise ValueError("kinect_raw_disparity fixes its units (metres); pass scale=None")
         bad |= raw >= 1092.5
         values = 351.3 / (1092.5 - np.where(bad, 0.0, raw))
     else:
         values = raw.astype(np.float64) * (1.0 if scale is None else float(scale))
     if kind != "relative_inverse":
         bad |= values <= 0
-    values = np.where(bad, np.nan, values).astype(np.float32)
-    return DepthMap(values=torch.from_numpy(values), valid=torch.from_numpy(~bad), kind=kind, path=path)
+    return np.where(bad, np.nan, values).astype(np.float32), bad
+
+
+@functools.lru_cache(maxsize=64)
+def _code_table(encoding: str, scale: float | None, kind: str, invalid: tuple[float, ...]) -> torch.Tensor:
+    """``(2**bits,)`` float32: the value of every raw code (NaN: invalid), one tensor shared by
+    every map read with these settings."""
+    bits = 8 if encoding == "uint8" else 16
+    return torch.from_numpy(to_values(np.arange(2**bits, dtype=np.int64), encoding, scale, kind, invalid)[0])
 
 
 def _guess_bits(path: Path) -> str:
@@ -157,19 +238,6 @@ def _guess_bits(path: Path) -> str:
             return "uint8" if im.mode in ("L", "P") else "uint16"
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"cannot read {path} as a depth image: {err}") from err
-
-
-def _decode(path: Path, encoding: str) -> np.ndarray:
-    if encoding == "float":
-        return np.asarray(_read_float(path), dtype=np.float64)
-    if encoding == "uint8":
-        return _read_integer_image(path, 8)
-    raw = _read_integer_image(path, 16)
-    if encoding == "sun3d_bitshift":
-        return ((raw >> 3) | (raw << 13)) & 0xFFFF
-    if encoding == "kinect_raw_disparity":
-        return raw.astype(np.uint16).byteswap().astype(np.int64)
-    return raw
 
 
 def read_depth_folder(

@@ -1,13 +1,15 @@
 """``perceptok bench tokenize``: maps per second from 16-bit PNG files to token shards, with 0,
 1 and ``workers`` DataLoader workers, beside the obvious loop
-``for f in files: tok.encode(read_depth(f))`` on the same files in the same run, and where the
-time of one pass goes (decoding files, normalisation, the network, writing shards).
+``for f in files: tok.encode(read_depth(f))`` on the same files in the same run (interleaved
+rounds, medians), and where the time of one pass goes (reading the files' codes, the pixel work,
+the network and text, writing shards).
 """
 
 from __future__ import annotations
 
 import platform
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -17,8 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from perceptok.depth.normalize import normalize_depth
-from perceptok.io import read_depth
+from perceptok.depth.tokenizer import PreparedDepth
+from perceptok.io import read_depth, read_depth_codes
 from perceptok.loading import load
 from perceptok.shards.run import _depth_table, tokenize_depth
 from perceptok.shards.sources import folder_items
@@ -40,7 +42,10 @@ def write_pngs(folder: Path, n: int, size: tuple[int, int] = (480, 640)) -> list
 
 
 def bench_tokenize(files: int = 256, workers: int = 2, batch_size: int = 32, tokenizer: str = "depth",
-                   device: str = "cpu", folder: str | None = None) -> dict[str, Any]:
+                   device: str = "cpu", folder: str | None = None, repeats: int = 3) -> dict[str, Any]:
+    """The loop and ``tokenize_depth`` with 0, 1 and ``workers`` workers, ``repeats`` rounds
+    interleaved (so that a busy moment of the machine hits every configuration alike); rates are
+    the medians of the rounds, and the ratios are ratios of medians."""
     tok = load(tokenizer)
     tmp = Path(tempfile.mkdtemp(prefix="perceptok-bench-"))
     try:
@@ -49,44 +54,54 @@ def bench_tokenize(files: int = 256, workers: int = 2, batch_size: int = 32, tok
             write_pngs(source, files)
         items = folder_items(source, None, "metric", 0.001)
         paths = [Path(item.source) for item in items]
-        start = time.perf_counter()
-        for path in paths:  # the obvious loop
-            tok.encode(read_depth(path, scale=0.001))
-        loop = time.perf_counter() - start
-        runs = {}
-        for n in sorted({0, 1, workers}):
-            summary = tokenize_depth(items, tmp / f"out{n}", tok, tokenizer, "bench", batch_size=batch_size,
-                                     workers=n, device=device, shard_size=batch_size * 4, progress=False)
-            runs[n] = summary.seconds
-        # Where one in-process pass spends its time.
-        start = time.perf_counter()
-        maps = [read_depth(p, scale=0.001) for p in paths]
-        decode = time.perf_counter() - start
-        start = time.perf_counter()
-        for i in range(0, len(maps), batch_size):
-            normalize_depth(torch.stack([m.values for m in maps[i : i + batch_size]]), "metric")
-        normalise = time.perf_counter() - start
-        start = time.perf_counter()
-        encodings = [tok.encode(maps[i : i + batch_size]) for i in range(0, len(maps), batch_size)]
-        encode = time.perf_counter() - start
-        rows = [{"id": str(k), "source": "", "ids": ids, "text": text, "grid": [10, 10], "kind": "metric",
-                 "low": 0.0, "high": 1.0, "height": 480, "width": 640}
-                for enc in encodings for k, (ids, text) in enumerate(zip(enc.ids.tolist(), tok.to_text(enc)))]
-        start = time.perf_counter()
-        import pyarrow.parquet as pq
-
-        pq.write_table(_depth_table(rows), tmp / "write.parquet")
-        write = time.perf_counter() - start
-        n = len(paths)
+        counts = sorted({0, 1, workers})
+        seconds: dict[str, list[float]] = {"loop": [], **{str(n): [] for n in counts}}
+        for r in range(repeats):
+            start = time.perf_counter()
+            for path in paths:  # the obvious loop
+                tok.encode(read_depth(path, scale=0.001))
+            seconds["loop"].append(time.perf_counter() - start)
+            for n in counts:
+                summary = tokenize_depth(items, tmp / f"out{n}-{r}", tok, tokenizer, "bench", batch_size=batch_size,
+                                         workers=n, device=device, shard_size=batch_size * 4, progress=False)
+                seconds[str(n)].append(summary.seconds)
+        rate = {k: len(paths) / statistics.median(v) for k, v in seconds.items()}
         return {
             "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
-            "files": n, "batch_size": batch_size, "device": device, "tokenizer": tokenizer,
-            "loop_maps_s": n / loop,
-            "workers_maps_s": {str(k): n / v for k, v in runs.items()},
-            "workers_vs_one_worker": runs[1] / runs[workers] if workers != 1 else 1.0,
-            "best_vs_loop": loop / min(runs.values()),
-            "seconds_of_one_pass": {"decode_files": decode, "normalise": normalise,
-                                    "network_and_rest_of_encode": encode - normalise, "write_parquet": write},
+            "files": len(paths), "batch_size": batch_size, "device": device, "tokenizer": tokenizer, "repeats": repeats,
+            "loop_maps_s": rate["loop"],
+            "workers_maps_s": {str(n): rate[str(n)] for n in counts},
+            "workers_vs_one_worker": rate[str(workers)] / rate["1"],
+            "best_vs_loop": max(rate[str(n)] for n in counts) / rate["loop"],
+            "rounds_maps_s": {k: [len(paths) / t for t in v] for k, v in seconds.items()},
+            "seconds_of_one_pass": _stages(tok, paths, batch_size, tmp),
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _stages(tok: Any, paths: list[Path], batch_size: int, tmp: Path) -> dict[str, float]:
+    """Where one in-process pass of ``tokenize_depth`` spends its time: reading the files' codes,
+    the pixel work (``prepare``: normalisation, hole filling, resizing), the network and the text
+    (``encode_prepared``, ``to_text``), writing Parquet."""
+    import pyarrow.parquet as pq
+
+    clock = time.perf_counter
+    start = clock()
+    maps = [read_depth_codes(p, scale=0.001) for p in paths]
+    decode = clock() - start
+    start = clock()
+    prepared = [tok.prepare(m) for m in maps]
+    prepare = clock() - start
+    start = clock()
+    rows = []
+    for i in range(0, len(prepared), batch_size):
+        enc = tok.encode_prepared(PreparedDepth.cat(prepared[i : i + batch_size]))
+        rows += [{"id": str(k), "source": "", "ids": ids, "text": text, "grid": [10, 10], "kind": "metric",
+                  "low": 0.0, "high": 1.0, "height": 480, "width": 640}
+                 for k, (ids, text) in enumerate(zip(enc.ids.tolist(), tok.to_text(enc)))]
+    network = clock() - start
+    start = clock()
+    pq.write_table(_depth_table(rows), tmp / "write.parquet")
+    return {"decode_files": decode, "prepare_pixels": prepare, "network_and_text": network,
+            "write_parquet": clock() - start}

@@ -19,8 +19,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from perceptok.coordinates import CoordinateTokenizer
-from perceptok.depth.tokenizer import GridDepthTokenizer
-from perceptok.io import DepthMap
+from perceptok.depth.tokenizer import DepthEncoding, GridDepthTokenizer, PreparedDepth
+from perceptok.io.depth_files import DepthCodes, DepthMap
 from perceptok.shards.sources import DepthInputs, DepthItem, items_digest
 from perceptok.shards.store import ShardStore, rank_and_world, tokenizer_identity
 
@@ -74,18 +74,25 @@ def _depth_table(rows: list[dict[str, Any]]) -> Any:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _encode_rows(tok: GridDepthTokenizer, items: Sequence[DepthItem], batch: list[tuple[int, DepthMap]],
+def _rows(items: Sequence[DepthItem], indices: Sequence[int], enc: DepthEncoding, texts: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    ids, low, high = enc.ids.tolist(), enc.stats.low.tolist(), enc.stats.high.tolist()
+    return [(i, {"id": items[i].id, "source": items[i].source, "ids": ids[j], "text": texts[j],
+                 "grid": list(enc.stats.grids[j]), "kind": enc.stats.kind, "low": low[j], "high": high[j],
+                 "height": enc.stats.sizes[j][0], "width": enc.stats.sizes[j][1]})
+            for j, i in enumerate(indices)]
+
+
+def _encode_rows(tok: GridDepthTokenizer, items: Sequence[DepthItem], batch: list[tuple[int, DepthMap | DepthCodes]],
                  device: torch.device) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:
     """Rows of a batch of maps (grouped by kind); a batch that fails is retried map by map, so
     only the bad map is skipped."""
     rows, errors = [], []
-    by_kind: dict[str, list[tuple[int, DepthMap]]] = {}
+    by_kind: dict[str, list[tuple[int, DepthMap | DepthCodes]]] = {}
     for i, m in batch:
         by_kind.setdefault(m.kind, []).append((i, m))
-    for kind, group in by_kind.items():
+    for group in by_kind.values():
         try:
-            enc = tok.encode([DepthMap(m.values.to(device, non_blocking=True), m.valid.to(device, non_blocking=True),
-                                       kind) for _, m in group])
+            enc = tok.encode([m.to(device, non_blocking=True) for _, m in group])
         except ValueError as err:
             if len(group) == 1:
                 errors.append((group[0][0], f"ValueError: {err}"))
@@ -95,14 +102,21 @@ def _encode_rows(tok: GridDepthTokenizer, items: Sequence[DepthItem], batch: lis
                 rows += r
                 errors += e
             continue
-        texts = tok.to_text(enc)
-        ids, low, high = enc.ids.tolist(), enc.stats.low.tolist(), enc.stats.high.tolist()
-        for j, (i, m) in enumerate(group):
-            h, w = enc.stats.sizes[j]
-            rows.append((i, {"id": items[i].id, "source": items[i].source, "ids": ids[j], "text": texts[j],
-                             "grid": list(enc.stats.grids[j]), "kind": kind, "low": low[j], "high": high[j],
-                             "height": h, "width": w}))
+        rows += _rows(items, [i for i, _ in group], enc, tok.to_text(enc))
     return rows, errors
+
+
+def _collate(batch: list[tuple[int, Any]]) -> tuple[list[tuple[list[int], PreparedDepth]], list[tuple[int, Any]]]:
+    """Where a worker made the batch: its prepared maps joined per kind (so that they cross to
+    the main process as a few tensors, not three per map), and the rest as they are."""
+    prepared: dict[str, list[tuple[int, PreparedDepth]]] = {}
+    rest = []
+    for i, x in batch:
+        if isinstance(x, PreparedDepth):
+            prepared.setdefault(x.stats.kind, []).append((i, x))
+        else:
+            rest.append((i, x))
+    return [([i for i, _ in g], PreparedDepth.cat([x for _, x in g])) for g in prepared.values()], rest
 
 
 def tokenize_depth(
@@ -135,27 +149,35 @@ def tokenize_depth(
                                          "inputs_sha256": items_digest(items)}})
     todo, done_before = _plan(len(items), shard_size, store)
     order = [i for k in todo for i in range(k * shard_size, min((k + 1) * shard_size, len(items)))]
-    loader = DataLoader(DepthInputs(items, order, dataset, column), batch_size=batch_size, num_workers=workers,
-                        collate_fn=list, pin_memory=device.type == "cuda")
+    # On the CPU each map's pixel work runs where it is read (in the workers, in parallel); on an
+    # accelerator the maps go there raw and are normalised in batches.
+    prepare = tok.prepare if device.type == "cpu" else None
+    loader = DataLoader(DepthInputs(items, order, dataset, column, prepare), batch_size=batch_size, num_workers=workers,
+                        collate_fn=_collate, pin_memory=device.type == "cuda")
     shard_of = {k: (k * shard_size, min((k + 1) * shard_size, len(items))) for k in todo}
     pending: dict[int, tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]] = {k: ([], []) for k in todo}
     summary = TokenizeSummary(0, 0, 0, done_before, 0.0)
     bar = tqdm(total=len(order), unit="map", disable=not progress, desc="tokenize depth")
-    for batch in loader:
+    for joined, batch in loader:
+        rows = []
+        for indices, prepared in joined:
+            enc = tok.encode_prepared(prepared)
+            rows += _rows(items, indices, enc, tok.to_text(enc))
         if estimator is not None:
             readable = [(i, x) for i, x in batch if not isinstance(x, str)]
             maps = estimator([x for _, x in readable]) if readable else []
             batch = [(i, x) for i, x in batch if isinstance(x, str)] + [(i, m) for (i, _), m in zip(readable, maps)]
         good = [(i, x) for i, x in batch if not isinstance(x, str)]
         bad = [(i, x) for i, x in batch if isinstance(x, str)]
-        rows, errors = _encode_rows(tok, items, good, device) if good else ([], [])
+        more, errors = _encode_rows(tok, items, good, device) if good else ([], [])
+        rows += more
         for i, row in rows:
             pending[i // shard_size][0].append((i, row))
         for i, reason in bad + errors:
             pending[i // shard_size][1].append({"id": items[i].id, "source": items[i].source, "reason": reason})
         summary.rows += len(rows)
         summary.skipped += len(bad) + len(errors)
-        bar.update(len(batch))
+        bar.update(len(batch) + sum(len(indices) for indices, _ in joined))
         for k in [k for k, (r, e) in pending.items() if len(r) + len(e) == shard_of[k][1] - shard_of[k][0]]:
             r, e = pending.pop(k)
             store.write(k, _depth_table([row for _, row in sorted(r, key=lambda t: t[0])]), e)

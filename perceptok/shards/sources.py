@@ -1,5 +1,6 @@
 """What ``perceptok tokenize depth`` reads: a deterministic list of inputs, each loaded (in a
-DataLoader worker) to a ``DepthMap`` or to the reason it could not be.
+DataLoader worker) to a map (prepared for the tokenizer where it runs on the CPU) or to the
+reason it could not be.
 
 Sources: a manifest (``perceptok.io`` format), a folder of depth files, a local Hugging Face
 dataset (arrow from ``save_to_disk`` or parquet files; an image or array column), or a folder of
@@ -11,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from perceptok.io import read_manifest
-from perceptok.io.depth_files import FLOAT_SUFFIXES, IMAGE_SUFFIXES, DepthMap, read_depth
+from perceptok.io.depth_files import (
+    FLOAT_SUFFIXES, IMAGE_SUFFIXES, DepthCodes, DepthMap, read_depth, read_depth_codes, to_values,
+)
 
 RGB_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -98,30 +101,35 @@ def _array_map(value: Any, item: DepthItem) -> DepthMap:
     raw = np.asarray(value, dtype=np.float64)
     if raw.ndim != 2 or min(raw.shape) == 0:
         raise ValueError(f"the cell holds an array of shape {raw.shape}; a depth map is a non-empty (H, W) array")
-    bad = ~np.isfinite(raw)
-    for v in item.invalid:
-        bad |= raw == v
-    values = raw * (1.0 if item.scale is None else item.scale)
-    if item.kind != "relative_inverse":
-        bad |= values <= 0
-    values = np.where(bad, np.nan, values).astype(np.float32)
+    values, bad = to_values(raw, "float", item.scale, item.kind, item.invalid)
     return DepthMap(torch.from_numpy(values), torch.from_numpy(~bad), item.kind)
 
 
+def _read(item: DepthItem) -> DepthMap | DepthCodes:
+    """A depth file as stored: integer images as ``DepthCodes`` (tokenizers encode those without
+    expanding them), float files as ``DepthMap``."""
+    floats = item.encoding == "float" or (item.encoding is None and Path(item.source).suffix.lower() in FLOAT_SUFFIXES)
+    read = read_depth if floats else read_depth_codes
+    return read(item.source, encoding=item.encoding, scale=item.scale, kind=item.kind, invalid=item.invalid)
+
+
 class DepthInputs(Dataset):
-    """``items[i]`` → ``(i, DepthMap)`` (an RGB image for the estimator), or ``(i, reason)`` when
-    it cannot be read. Runs in DataLoader workers; a dataset source is opened once per worker."""
+    """``items[i]`` → ``(i, map)`` (``DepthCodes`` or ``DepthMap``; an RGB image for the
+    estimator), or ``(i, reason)`` when it cannot be read. ``prepare`` (a tokenizer's) turns
+    each map into a ``PreparedDepth`` right there, so that workers do the pixel work. Runs in
+    DataLoader workers; a dataset source is opened once per worker."""
 
     def __init__(self, items: Sequence[DepthItem], order: Sequence[int], dataset: str | None = None,
-                 column: str | None = None):
+                 column: str | None = None, prepare: Callable[[Any], Any] | None = None):
         self.items, self.order = items, list(order)
         self.dataset_path, self.column = dataset, column
+        self.prepare = prepare
         self._dataset: Any = None
 
     def __len__(self) -> int:
         return len(self.order)
 
-    def __getitem__(self, k: int) -> tuple[int, DepthMap | Image.Image | str]:
+    def __getitem__(self, k: int) -> tuple[int, Any]:
         i = self.order[k]
         item = self.items[i]
         try:
@@ -131,8 +139,9 @@ class DepthInputs(Dataset):
             if item.source.startswith("dataset:"):
                 if self._dataset is None:
                     self._dataset = open_dataset(self.dataset_path)
-                return i, _array_map(self._dataset[int(item.source[8:])][self.column], item)
-            return i, read_depth(item.source, encoding=item.encoding, scale=item.scale, kind=item.kind,
-                                 invalid=item.invalid)
+                depth: Any = _array_map(self._dataset[int(item.source[8:])][self.column], item)
+            else:
+                depth = _read(item)
+            return i, depth if self.prepare is None else self.prepare(depth)
         except (ValueError, OSError, TypeError, UnidentifiedImageError) as err:
             return i, f"{type(err).__name__}: {err}"
