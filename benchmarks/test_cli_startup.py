@@ -1,5 +1,6 @@
-"""Command-line start-up: ``perceptok --help`` (no torch), a box command (torch, no torchvision,
-no depth libraries) and ``perceptok list`` (every modality), each a fresh process.
+"""Command-line start-up: ``perceptok --help`` and ``perceptok list`` (no torch), a box command
+(torch, no torchvision, no depth libraries) and ``perceptok info boxes`` (torch), each a fresh
+process.
 
 Run: ``.venv/bin/python -m pytest benchmarks/test_cli_startup.py --benchmark-columns=mean,stddev,rounds``
 """
@@ -15,6 +16,7 @@ COMMANDS = {
     "help": ["--help"],
     "encode_boxes": ["encode", "boxes", "[[1, 2, 30, 40]]", "--canvas-size", "100", "100", "--preset", "gemini"],
     "list": ["list"],
+    "info_boxes": ["info", "boxes"],
 }
 
 

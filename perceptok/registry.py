@@ -1,7 +1,8 @@
 """The one registry of perception-token modalities.
 
-Built-in tokenizers register themselves when their modules are imported, which the first read of
-the registry does; third-party packages add theirs through the ``perceptok.tokenizers``
+Built-in tokenizers register themselves when their modules are imported, which the first use of
+their type does (``BUILTIN_TYPES``); built-in presets are declared by light modules
+(``PRESET_MODULES``); third-party packages add theirs through the ``perceptok.tokenizers``
 entry-point group::
 
     # in the third party's pyproject.toml
@@ -28,23 +29,22 @@ T = TypeVar("T", bound="type[PerceptionTokenizer]")
 
 _TOKENIZERS: dict[str, type[PerceptionTokenizer]] = {}
 _entry_points_loaded = False
-# The modules whose classes and presets register themselves, by tokenizer type and preset prefix,
-# so that loading one modality imports only its module (the depth networks' libraries are slow).
-BUILTINS = {
-    "boxes": ("perceptok.boxes.tokenizer",),
-    "points": ("perceptok.points.tokenizer",),
-    "depth": ("perceptok.depth.tokenizer", "perceptok.depth.pooled"),
-    "depth_vqvae": ("perceptok.depth.tokenizer",),
-    "depth_pooled": ("perceptok.depth.pooled",),
+# The built-in tokenizer types and the modules whose classes register them, imported on first use
+# so that one modality never pays for another's libraries (the depth networks' are slow).
+BUILTIN_TYPES = {
+    "boxes": "perceptok.boxes.tokenizer",
+    "points": "perceptok.points.tokenizer",
+    "depth_vqvae": "perceptok.depth.tokenizer",
+    "depth_pooled": "perceptok.depth.pooled",
 }
+# Modules that declare the built-in presets. They import no torch (a preset's factory imports its
+# class when it is built), so listing presets is instant.
+PRESET_MODULES = ("perceptok.coordinates.presets", "perceptok.depth.presets")
 
 
-def _load_builtin(name: str) -> bool:
-    """Import the built-in module(s) behind a type or preset name; False if it names none."""
-    modules = BUILTINS.get(name.split(":")[0])
-    for module in modules or ():
+def _load_builtin_presets() -> None:
+    for module in PRESET_MODULES:
         importlib.import_module(module)
-    return modules is not None
 
 
 def register_tokenizer(name: str) -> Callable[[T], T]:
@@ -69,11 +69,9 @@ def _load_entry_points() -> None:
     global _entry_points_loaded
     if _entry_points_loaded:
         return
-    for name in BUILTINS:  # the built-ins first, so entry points never shadow them
-        _load_builtin(name)
     _entry_points_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _TOKENIZERS:
+        if ep.name in _TOKENIZERS or ep.name in BUILTIN_TYPES:  # entry points never shadow built-ins
             continue
         cls = ep.load()
         register_tokenizer(ep.name)(cls)
@@ -89,16 +87,18 @@ def reload_entry_points() -> None:
 def list_tokenizers() -> list[str]:
     """Names of every registered tokenizer type, built-in and third-party, sorted."""
     _load_entry_points()
-    return sorted(_TOKENIZERS)
+    return sorted(set(_TOKENIZERS) | set(BUILTIN_TYPES))
 
 
 def get_tokenizer_class(name: str) -> type[PerceptionTokenizer]:
     """The class registered under ``name``."""
-    if not _load_builtin(name):
+    if name in BUILTIN_TYPES:
+        importlib.import_module(BUILTIN_TYPES[name])
+    elif name not in _TOKENIZERS:
         _load_entry_points()
     if name not in _TOKENIZERS:
         raise PerceptokError(
-            f"no tokenizer type {name!r}; registered: {sorted(_TOKENIZERS)}. Third-party types "
+            f"no tokenizer type {name!r}; registered: {list_tokenizers()}. Third-party types "
             f"must be installed and declare a {ENTRY_POINT_GROUP!r} entry point."
         )
     return _TOKENIZERS[name]
@@ -109,6 +109,7 @@ _PRESETS: dict[str, Callable[[], PerceptionTokenizer]] = {}
 
 def register_preset(name: str, factory: Callable[[], PerceptionTokenizer]) -> None:
     """Make ``perceptok.load(name)`` build ``factory()``; names are ``type`` or ``type:variant``."""
+    _load_builtin_presets()  # so that a built-in name is taken whoever registers first
     if name in _PRESETS:
         raise ValueError(f"a preset named {name!r} is already registered; choose another name")
     _PRESETS[name] = factory
@@ -116,13 +117,15 @@ def register_preset(name: str, factory: Callable[[], PerceptionTokenizer]) -> No
 
 def list_presets() -> list[str]:
     """Short names that ``perceptok.load`` accepts without a folder or the Hub."""
+    _load_builtin_presets()
     _load_entry_points()
     return sorted(_PRESETS)
 
 
 def build_preset(name: str) -> PerceptionTokenizer | None:
     """The packaged preset ``name``, or ``None`` if there is none."""
-    if not _load_builtin(name):
+    _load_builtin_presets()
+    if name not in _PRESETS:
         _load_entry_points()
     factory = _PRESETS.get(name)
     return factory() if factory is not None else None

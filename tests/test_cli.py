@@ -105,13 +105,15 @@ def test_lenient_decoding_warns_about_what_it_dropped_or_filled(tmp_path, capsys
 
 
 def test_help_and_light_commands_do_not_load_torch():
-    """Issue 10 (2): torch and torchvision took 2.9 s of every call. ``--help`` imports neither,
-    and a box command imports torch but not torchvision or the depth networks' libraries
-    (start-up times are in benchmarks/test_cli_startup.py, not asserted here)."""
-    probe = ("import sys; from perceptok.cli.main import build_parser, main; build_parser(); "
-             "print(sorted(m for m in ('torch', 'torchvision', 'vector_quantize_pytorch') if m in sys.modules)); "
-             "main(['encode', 'boxes', '[[1, 2, 30, 40]]', '--canvas-size', '100', '100']); "
-             "print(sorted(m for m in ('torch', 'torchvision', 'vector_quantize_pytorch') if m in sys.modules))")
+    """Issue 10 (2): torch and torchvision took 2.9 s of every call. ``--help`` and ``list``
+    (every type and preset) import neither, and a box command imports torch but not torchvision
+    or the depth networks' libraries (start-up times are in benchmarks/test_cli_startup.py, not
+    asserted here)."""
+    heavy = "print(sorted(m for m in ('torch', 'torchvision', 'vector_quantize_pytorch') if m in sys.modules)); "
+    probe = ("import sys; from perceptok.cli.main import build_parser, main; build_parser(); " + heavy +
+             "main(['list']); " + heavy +
+             "main(['encode', 'boxes', '[[1, 2, 30, 40]]', '--canvas-size', '100', '100']); " + heavy)
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == "[]"
+    assert "depth:pooled" in out[2] and "points:molmo" in out[2] and out[3] == "[]"
     assert out[-1] == "['torch']"

@@ -36,7 +36,7 @@ def test_markers_are_lm_tokens_saved_with_the_vocabulary(setup, tmp_path):
 @pytest.mark.parametrize("marker", [None, 0, 3])
 def test_constrained_spans_on_every_grid(setup, marker):
     lm_tok, model, vocab = setup
-    start, end = vocab.delimiters["depth"]["start"], vocab.delimiters["depth"]["end"]
+    start = vocab.delimiters["depth"]["start"]
     prefix = [start] + ([vocab.markers["depth"][marker]] if marker is not None else [])
     ids = torch.tensor([lm_tok("depth", add_special_tokens=False)["input_ids"] + prefix] * 3)
     out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=105, do_sample=True,

@@ -12,11 +12,10 @@ from typing import Any
 
 import torch
 
-from perceptok.coordinates.config import PRESETS, CoordinateConfig
-from perceptok.coordinates.layouts import LAYOUTS
+from perceptok.coordinates.config import CoordinateConfig
 from perceptok.coordinates.tokenizer import CanvasSize, CoordinateTokenizer
 from perceptok.coordinates.validate import as_float_tensor, check_finite, check_range, normalise
-from perceptok.registry import register_preset, register_tokenizer
+from perceptok.registry import register_tokenizer
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 
@@ -100,9 +99,3 @@ class BoxTokenizer(CoordinateTokenizer):
         """Decoded corners ``(N, 2, 2)`` → ``(N, 4)`` boxes in ``format`` (decode's keyword)."""
         xyxy = points.flatten(1)
         return (box_convert(xyxy, "xyxy", _check_format(format)) if format != "xyxy" else xyxy).float()
-
-
-register_preset("boxes", lambda: BoxTokenizer.from_preset("aurora"))
-for _name in PRESETS:
-    if "box" in LAYOUTS[str(PRESETS[_name]["layout"])].kinds:
-        register_preset(f"boxes:{_name}", lambda _name=_name: BoxTokenizer.from_preset(_name))

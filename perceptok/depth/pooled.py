@@ -14,7 +14,7 @@ from perceptok.config import TokenizerConfig
 from perceptok.depth.config import choose_grid
 from perceptok.depth.normalize import stats_dtype
 from perceptok.depth.tokenizer import GridDepthTokenizer
-from perceptok.registry import register_preset, register_tokenizer
+from perceptok.registry import register_tokenizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +63,3 @@ class PooledDepthTokenizer(GridDepthTokenizer):
     def _decode_grid(self, ids, grid):
         levels = ids.to(stats_dtype(ids.device)) / (self.config.codebook_size - 1)
         return levels.view(-1, 1, *grid).float()
-
-
-register_preset("depth:pooled", PooledDepthTokenizer)

@@ -16,7 +16,6 @@ import abc
 import dataclasses
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,7 @@ from perceptok.depth.normalize import (
 )
 from perceptok.depth.text import SpanGrammar
 from perceptok.io.depth_files import DepthCodes, DepthMap
-from perceptok.registry import register_preset, register_tokenizer
+from perceptok.registry import register_tokenizer
 
 CHUNK = 64  # maps per network call
 
@@ -451,10 +450,3 @@ class DepthTokenizer(GridDepthTokenizer):
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(tensors, strict=True)
         self.model.eval()
-
-
-
-PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained" / "depth"
-
-# The shipped default: trained as its model card (pretrained/depth/README.md) records.
-register_preset("depth", lambda: DepthTokenizer.from_pretrained(PRETRAINED))

@@ -12,11 +12,10 @@ from typing import Any
 
 import torch
 
-from perceptok.coordinates.config import PRESETS, CoordinateConfig
-from perceptok.coordinates.layouts import LAYOUTS
+from perceptok.coordinates.config import CoordinateConfig
 from perceptok.coordinates.tokenizer import CanvasSize, CoordinateTokenizer
 from perceptok.coordinates.validate import as_float_tensor, check_finite, check_range, normalise
-from perceptok.registry import register_preset, register_tokenizer
+from perceptok.registry import register_tokenizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +45,3 @@ class PointTokenizer(CoordinateTokenizer):
 
     def _items_from_points(self, points: torch.Tensor) -> torch.Tensor:
         return points.flatten(1).float()  # (N, 1, 2) -> (N, 2)
-
-
-register_preset("points", lambda: PointTokenizer.from_preset("aurora"))
-for _name in PRESETS:
-    if "point" in LAYOUTS[str(PRESETS[_name]["layout"])].kinds:
-        register_preset(f"points:{_name}", lambda _name=_name: PointTokenizer.from_preset(_name))

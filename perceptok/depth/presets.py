@@ -1,0 +1,16 @@
+"""The packaged depth presets: ``depth`` (the shipped, trained tokenizer in
+``perceptok/pretrained/depth``, its card records how it was trained) and ``depth:pooled`` (the
+pooled-grid baseline). Declared without torch, so that listing them is instant; a factory imports
+its tokenizer class when it is built."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from perceptok.registry import register_preset
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained" / "depth"
+
+register_preset("depth", lambda: importlib.import_module("perceptok.depth.tokenizer").DepthTokenizer.from_pretrained(PRETRAINED))
+register_preset("depth:pooled", lambda: importlib.import_module("perceptok.depth.pooled").PooledDepthTokenizer())
