@@ -1,7 +1,8 @@
 """GPU smoke test of the LLaVA plugin, for a lent GPU: a randomly initialised model of
 LLaVA-1.5-7B shapes (bf16), the default recipe (LoRA r=64 + new token rows + projector) for a
-few curriculum steps on synthetic scenes; then training throughput at batch 2, 8 and 16 (tokens/s
-and MFU, median of 3 steps after a warm-up), constrained generation of a depth map (strictly
+few curriculum steps on synthetic scenes (gradient checkpointing "auto": which it chose); then
+training throughput at batch 2, 8 and 16, with and without checkpointing (tokens/s and MFU, median
+of 3 steps after a warm-up; "out_of_memory" where it does not fit), constrained generation of a depth map (strictly
 well formed, tokens/s, peak memory), and the generation table of issue 13 (unmerged vs merged
 adapter, plain vs constrained, batch 1 and 8, and the merged model with transformers' static KV
 cache, which it compiles with CUDA graphs on a GPU; median of 3). Prints one JSON line per phase.
@@ -143,7 +144,7 @@ def main() -> None:
           flush=True)
     tokenizers = {"depth": load("depth"), "boxes": BoxTokenizer.from_preset("aurora"), "points": PointTokenizer.from_preset("aurora")}
     records = build_records(synthetic_samples(8, size=(240, 320)), tokenizers["depth"], tokenizers["boxes"], tokenizers["points"])
-    cfg = LlavaTrainConfig(out=args.out, batch_size=2, stages=2, samples_per_stage=2 * args.steps, gradient_checkpointing=True)
+    cfg = LlavaTrainConfig(out=args.out, batch_size=2, stages=2, samples_per_stage=2 * args.steps)  # checkpointing "auto"
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
@@ -151,11 +152,22 @@ def main() -> None:
     train_s = time.perf_counter() - t
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
     print(json.dumps({"phase": "train", "steps": len(result["losses"]), "losses": [round(x, 3) for x in result["losses"]],
-                      "s_per_step": round(train_s / len(result["losses"]), 2), "peak_gib": peak}), flush=True)
+                      "s_per_step": round(train_s / len(result["losses"]), 2), "peak_gib": peak,
+                      "gradient_checkpointing": result["gradient_checkpointing"]}), flush=True)
     model = result["model"]
-    for batch in ((2,) if args.tiny else (2, 8, 16)):
-        print(json.dumps(train_throughput(model, processor, records, device, batch, repeats=1 if args.tiny else 3)),
-              flush=True)
+    base = model.get_base_model()
+    for checkpointing in (True, False):  # what "auto" saves where memory allows
+        if checkpointing:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            base.gradient_checkpointing_disable()
+        for batch in ((2,) if args.tiny else (2, 8, 16)):
+            try:
+                row = train_throughput(model, processor, records, device, batch, repeats=1 if args.tiny else 3)
+            except torch.OutOfMemoryError:
+                row = {"phase": "train_throughput", "batch": batch, "out_of_memory": True}
+                torch.cuda.empty_cache()
+            print(json.dumps({**row, "checkpointing": checkpointing}), flush=True)
     model.eval()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

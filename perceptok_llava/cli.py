@@ -12,6 +12,10 @@ from pathlib import Path
 from perceptok_llava.eval import BENCHMARK_LETTERS, score
 
 
+# --gradient-checkpointing → LlavaTrainConfig.gradient_checkpointing
+CHECKPOINTING = {"auto": "auto", "on": True, "off": False}
+
+
 def _eval(args: argparse.Namespace) -> None:
     from perceptok.io.jsonl import read_jsonl
 
@@ -125,7 +129,7 @@ def _train(args: argparse.Namespace) -> None:
     cfg = LlavaTrainConfig(out=args.out, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lr=args.lr,
                            batch_size=args.batch_size, grad_accum=args.grad_accum, stages=args.stages,
                            samples_per_stage=args.samples_per_stage, schedule=args.schedule,
-                           recon_weight=args.recon_weight, gradient_checkpointing=not args.no_gradient_checkpointing,
+                           recon_weight=args.recon_weight, gradient_checkpointing=CHECKPOINTING[args.gradient_checkpointing],
                            seed=args.seed, minutes=args.minutes)
     result = train_llava(model, processor, tokenizers, records, cfg)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -189,8 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "temperature sampler, or uniform (no curriculum) (default: linear)")
     t.add_argument("--recon-weight", type=float, default=0.0,
                    help="weight of the depth reconstruction loss through the tokenizer's decoder (default: 0, off)")
-    t.add_argument("--no-gradient-checkpointing", action="store_true",
-                   help="keep activations (faster, more memory)")
+    t.add_argument("--gradient-checkpointing", choices=sorted(CHECKPOINTING), default="auto",
+                   help="recompute activations to save memory: on, off (about a third faster), or auto: off unless "
+                        "a trial step on the longest batch runs out of memory (default: auto)")
     t.add_argument("--seed", type=int, default=0, help="seed of data building and sampling (default: 0)")
     t.add_argument("--minutes", type=float, help="stop after this much wall time (rank 0 decides for every rank)")
     t.set_defaults(run=_train)

@@ -3,8 +3,8 @@
 Default recipe (``LlavaTrainConfig``): LoRA on the language model's linear layers only (not the
 vision tower), ``trainable_token_indices`` for the new rows of ``embed_tokens`` and ``lm_head``
 (not the whole matrices), the projector trained at a tenth of the learning rate, labels masked to
-the answer, the curriculum sampler, bf16 where the GPU has it, gradient checkpointing, and the
-optional reconstruction loss through ``decode_soft``. One process, or many under ``torchrun`` /
+the answer, the curriculum sampler, bf16 where the GPU has it, gradient checkpointing where memory
+needs it, and the optional reconstruction loss through ``decode_soft``. One process, or many under ``torchrun`` /
 ``accelerate launch`` (DDP, or FSDP / DeepSpeed from an accelerate config; each rank reads its own
 shard of every curriculum stage).
 """
@@ -57,7 +57,10 @@ class LlavaTrainConfig:
     schedule: str = "linear"
     # Weight of the depth reconstruction loss through DepthTokenizer.decode_soft (0 = off).
     recon_weight: float = 0.0
-    gradient_checkpointing: bool = True
+    # Recompute activations in the backward pass to save memory: True, False, or "auto": off
+    # unless a trial step on the longest batch runs out of memory on some rank (checkpointing
+    # costs about a third more compute, which a large GPU need not pay).
+    gradient_checkpointing: bool | str = "auto"
     seed: int = 0
     # Stop after this much wall time (rank 0's clock, broadcast, so every rank stops together).
     minutes: float | None = None
@@ -71,6 +74,8 @@ class LlavaTrainConfig:
             raise ValueError(f"recon_weight must be ≥ 0, got {self.recon_weight}")
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError(f"minutes must be positive, got {self.minutes}")
+        if self.gradient_checkpointing not in (True, False, "auto"):
+            raise ValueError(f"gradient_checkpointing must be True, False or 'auto', got {self.gradient_checkpointing!r}")
 
 
 def chat(prompt: str, target: str | None = None) -> str:
@@ -226,9 +231,8 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     torch.manual_seed(cfg.seed)
     check_image_tokens(model, processor, records[0])
     vocab = add_perception_tokens(model, processor.tokenizer, tokenizers)
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+    if cfg.gradient_checkpointing is True:
+        _checkpoint(model)
     model = apply_lora(model, vocab, cfg)
     for tok in vocab.tokenizers.values():
         if hasattr(tok, "to"):
@@ -245,6 +249,11 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
                                 batch_size=cfg.batch_size * accelerator.num_processes)
     loader = DataLoader(records, batch_size=cfg.batch_size, sampler=sampler,
                         collate_fn=functools.partial(collate, processor=processor, task_names=task_names))
+    checkpointing = cfg.gradient_checkpointing is True
+    if cfg.gradient_checkpointing == "auto":  # decided before DDP wraps the model, which must see every rank alike
+        checkpointing = _runs_out_of_memory(model, loader.collate_fn(_longest(records, cfg.batch_size)), accelerator)
+        if checkpointing:
+            _checkpoint(model)
     model, opt, loader = accelerator.prepare(model, opt, loader)
     steps = max(1, math.ceil(len(loader) / cfg.grad_accum))
     schedule = get_cosine_schedule_with_warmup(opt, max(1, round(0.03 * steps)), steps)
@@ -290,11 +299,46 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
         unwrapped.save_pretrained(out_dir, state_dict=accelerator.get_state_dict(model))
         processor.save_pretrained(out_dir)
         vocab.save(out_dir)
-        log = {"losses": losses, "config": dataclasses.asdict(cfg), "stage_probabilities": sampler.drawn,
+        log = {"losses": losses, "config": dataclasses.asdict(cfg), "gradient_checkpointing": checkpointing,
+               "stage_probabilities": sampler.drawn,
                "stage_weights": sampler.drawn_weights, "task_losses": task_means}
         (out_dir / "train_log.json").write_text(json.dumps(log))
     accelerator.wait_for_everyone()
-    return {"losses": losses, "out": str(out_dir), "vocab": vocab, "model": unwrapped}
+    return {"losses": losses, "out": str(out_dir), "vocab": vocab, "model": unwrapped,
+            "gradient_checkpointing": checkpointing}
+
+
+def _checkpoint(model: Any) -> None:
+    """Gradient checkpointing on the transformers model (under a PEFT wrapper, if any)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    base.enable_input_require_grads()
+
+
+def _longest(records: list[dict], n: int) -> list[dict]:
+    """The ``n`` records with the longest text: the batch that needs the most memory."""
+    return sorted(records, key=lambda r: len(r["prompt"]) + len(r["target"]), reverse=True)[:n]
+
+
+def _runs_out_of_memory(model: Any, batch: dict[str, torch.Tensor], accelerator: Any) -> bool:
+    """One forward and backward of ``batch`` on the bare model (before ``accelerator.prepare``,
+    so no DDP state differs between a rank that failed and one that did not); True on every rank
+    if any rank ran out of memory (one collective, so the ranks stay in step)."""
+    model.to(accelerator.device)
+    batch = {k: v.to(accelerator.device) for k, v in batch.items() if k != "task_index"}
+    failed = False
+    try:
+        with accelerator.autocast():
+            loss = model(**batch).loss
+        loss.backward()
+    except torch.OutOfMemoryError:
+        failed = True
+    loss = None  # drops the graph of a backward that failed
+    model.zero_grad(set_to_none=True)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    flag = torch.tensor([float(failed)], device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="sum")[0] > 0) if accelerator.num_processes > 1 else failed
 
 
 def load_trained(out: str | Path, base_model: str | Path, dtype: torch.dtype | None = None,

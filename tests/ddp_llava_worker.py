@@ -2,7 +2,8 @@
 tiny LLaVA in ``BASE`` with ``grad_accum=2`` on an uneven number of records for a few seconds of
 wall time, then every rank writes its optimiser steps and a fingerprint of its trainable weights
 (LoRA, new token rows, projector) to ``OUT/rank{R}.json``. The clocks of ranks 1 and 2 run 2 and 3
-times as fast: a rank that stopped on its own clock would leave the others blocked.
+times as fast: a rank that stopped on its own clock would leave the others blocked. Rank 1 runs
+out of memory without gradient checkpointing ("auto" must turn it on on every rank).
 
     python -m torch.distributed.run --nproc_per_node=3 tests/ddp_llava_worker.py BASE OUT MINUTES
 """
@@ -23,6 +24,7 @@ from perceptok_llava import train
 from perceptok_llava.data import build_records
 from perceptok_llava.sources import synthetic_samples
 from perceptok_llava.train import LlavaTrainConfig, train_llava
+from llava_fixtures import short_of_memory
 from skewed_clock import SkewedClock
 
 
@@ -32,6 +34,8 @@ def main(base: str, out: str, minutes: float) -> None:
     train.time = SkewedClock(1.0 + int(os.environ["RANK"]))
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration.from_pretrained(base)
+    if int(os.environ["RANK"]) == 1:
+        short_of_memory(model)
     processor = AutoProcessor.from_pretrained(base)
     tokenizers = {"depth": load("depth:pooled"), "boxes": load("boxes"), "points": load("points")}
     records = build_records(synthetic_samples(3, size=(64, 80)), tokenizers["depth"], tokenizers["boxes"],
@@ -39,14 +43,15 @@ def main(base: str, out: str, minutes: float) -> None:
     # 301 records a stage do not divide into 3 ranks × batch 2; grad_accum 2 leaves a partial window;
     # the time limit ends training long before the 2 stages are done
     cfg = LlavaTrainConfig(out=out, lora_r=4, lora_alpha=8, batch_size=2, grad_accum=2, stages=2,
-                           samples_per_stage=301, gradient_checkpointing=False, minutes=minutes)
+                           samples_per_stage=301, gradient_checkpointing="auto", minutes=minutes)
     result = train_llava(model, processor, tokenizers, records, cfg, progress=False)
     digest = hashlib.sha256()
     for name, p in sorted(result["model"].named_parameters()):
         if p.requires_grad:
             digest.update(name.encode() + p.detach().float().cpu().contiguous().numpy().tobytes())
     Path(out, f"rank{dist.get_rank()}.json").write_text(json.dumps({"steps": len(result["losses"]),
-                                                                    "weights": digest.hexdigest()}))
+                                                                    "weights": digest.hexdigest(),
+                                                                    "checkpointing": result["gradient_checkpointing"]}))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ library: what the plugin's tests run on (no downloads)."""
 
 from __future__ import annotations
 
+import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 CORPUS = ["Which point is closer to the camera? Point A is closer. depth pixel loc DEPTH PIXEL START END "
@@ -50,3 +51,18 @@ def tiny_llama_with_vocab(tokenizers: dict, seed: int = 0):
     lm_tok = tiny_lm_tokenizer()
     model = tiny_llama(len(lm_tok)).eval()
     return lm_tok, model, add_perception_tokens(model, lm_tok, tokenizers)
+
+
+def short_of_memory(model) -> list[bool]:
+    """Make ``model`` raise CUDA's out-of-memory error whenever gradient checkpointing is off (a
+    GPU too small for its activations); returns whether checkpointing was on at each forward."""
+    forward, calls = model.forward, []
+
+    def tight(*args, **kwargs):
+        calls.append(model.is_gradient_checkpointing)
+        if not calls[-1]:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(*args, **kwargs)
+
+    model.forward = tight
+    return calls

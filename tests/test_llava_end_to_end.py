@@ -5,12 +5,14 @@ steps with the loss falling, save, reload in one call, constrained generation th
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 pytest.importorskip("peft")
 
-from llava_fixtures import tiny_llava, tiny_lm_tokenizer  # noqa: E402
+from llava_fixtures import short_of_memory, tiny_llava, tiny_lm_tokenizer  # noqa: E402
 from perceptok import BoxTokenizer, PointTokenizer, PooledDepthTokenizer  # noqa: E402
 from perceptok_llava.data import build_records  # noqa: E402
 from perceptok_llava.sources import coco_samples, manifest_samples, synthetic_samples  # noqa: E402
@@ -100,7 +102,7 @@ def test_training_entry_point_under_torchrun_gloo(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "perceptok_llava", "train",
            "--model", str(tmp_path / "base"), "--tokenizers", "depth=depth:pooled,boxes,points", "--data", "synthetic:3",
            "--out", str(tmp_path / "run"), "--lora-r", "4", "--batch-size", "2", "--stages", "2",
-           "--samples-per-stage", "8", "--no-gradient-checkpointing"]
+           "--samples-per-stage", "8", "--gradient-checkpointing", "off"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     printed = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
@@ -111,8 +113,9 @@ def test_training_entry_point_under_torchrun_gloo(tmp_path):
 
 def test_three_ranks_uneven_records_grad_accum_and_a_time_limit(tmp_path):
     """accelerate's prepared DataLoader over the curriculum: 3 gloo ranks, 301 records a stage,
-    batch 2, grad_accum 2, and a time limit read on rank 0 only while the other ranks' clocks
-    run 2 and 3 times as fast. Every rank must take the same optimiser steps and end with the same weights; a
+    batch 2, grad_accum 2, a time limit read on rank 0 only while the other ranks' clocks
+    run 2 and 3 times as fast, and gradient checkpointing "auto" with rank 1 alone short of memory
+    (every rank must turn it on). Every rank must take the same optimiser steps and end with the same weights; a
     rank with one batch more (the old [rank::world] shards) or one that stopped on its own clock
     would block the others in all-reduce until the timeout below."""
     import json
@@ -130,7 +133,35 @@ def test_three_ranks_uneven_records_grad_accum_and_a_time_limit(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in range(3)]
     assert len({r["steps"] for r in ranks}) == 1 and len({r["weights"] for r in ranks}) == 1
+    assert all(r["checkpointing"] for r in ranks)  # rank 1 alone ran short of memory in the trial step
     assert 1 <= ranks[0]["steps"] < 50  # stopped by the clock: 2 stages of 51 micro-batches / 2 would be 51 steps
+
+
+def test_gradient_checkpointing_only_where_memory_needs_it(tmp_path):
+    """``gradient_checkpointing="auto"`` (the default): one trial step on the longest batch
+    decides. Nothing runs out of memory on this CPU, so checkpointing stays off (about a third
+    less compute); where the trial step runs out of memory, training turns it on and goes on."""
+    import json
+
+    lm_tok = tiny_lm_tokenizer()
+    toks = tokenizers()
+    records = build_records(synthetic_samples(2, size=(64, 80)), **toks, seed=0)
+    cfg = LlavaTrainConfig(out=str(tmp_path / "roomy"), lora_r=4, lora_alpha=8, batch_size=2, stages=2, samples_per_stage=4)
+    assert cfg.gradient_checkpointing == "auto"
+    torch.manual_seed(0)
+    roomy = train_llava(tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>")), tiny_processor(lm_tok), toks,
+                        records, cfg, progress=False)
+    assert roomy["gradient_checkpointing"] is False and not roomy["model"].is_gradient_checkpointing
+    torch.manual_seed(0)
+    model = tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>"))
+    calls = short_of_memory(model)
+    cfg.out = str(tmp_path / "tight")
+    tight = train_llava(model, tiny_processor(lm_tok), toks, records, cfg, progress=False)
+    assert tight["gradient_checkpointing"] is True and calls[0] is False and all(calls[1:])
+    assert len(tight["losses"]) == len(roomy["losses"]) == 4 and all(math.isfinite(x) for x in tight["losses"])
+    assert json.loads((tmp_path / "tight" / "train_log.json").read_text())["gradient_checkpointing"] is True
+    with pytest.raises(ValueError, match="gradient_checkpointing"):
+        LlavaTrainConfig(out="x", gradient_checkpointing="sometimes")
 
 
 def test_temperature_schedule_follows_the_training_losses(tmp_path):
@@ -209,10 +240,12 @@ def test_gpu_smoke_script_runs_tiny_on_cpu():
     out = subprocess.run([sys.executable, str(script), "--tiny", "--steps", "2"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     phases = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert [p["phase"] for p in phases] == ["build", "train", "train_throughput", "generate", "generate",
-                                            "generation_table", "done"]
+    assert [p["phase"] for p in phases] == ["build", "train", "train_throughput", "train_throughput", "generate",
+                                            "generate", "generation_table", "done"]
+    assert phases[1]["gradient_checkpointing"] is False  # "auto" on a CPU with room to spare
+    assert [p["checkpointing"] for p in phases[2:4]] == [True, False] and all(p["tokens_per_s"] > 0 for p in phases[2:4])
     assert all(p["well_formed"] for p in phases if p["phase"] == "generate")
-    table = phases[5]["tokens_per_s"]
+    table = phases[6]["tokens_per_s"]
     assert len(table) == 12 and all(v > 0 for v in table.values())
     assert {"merged/constrained/static/batch1", "merged/constrained/static/batch8"} <= set(table)
 
