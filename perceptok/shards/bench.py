@@ -46,7 +46,7 @@ def bench_tokenize(files: int = 256, workers: int = 2, batch_size: int = 32, tok
     """The loop and ``tokenize_depth`` with 0, 1 and ``workers`` workers, ``repeats`` rounds
     interleaved (so that a busy moment of the machine hits every configuration alike); rates are
     the medians of the rounds, and the ratios are ratios of medians."""
-    tok = load(tokenizer)
+    tok, loop_tok = load(tokenizer), load(tokenizer)  # tokenize_depth moves its tokenizer to the device; the loop's stays
     tmp = Path(tempfile.mkdtemp(prefix="perceptok-bench-"))
     try:
         source = Path(folder) if folder else tmp / "maps"
@@ -59,7 +59,7 @@ def bench_tokenize(files: int = 256, workers: int = 2, batch_size: int = 32, tok
         for r in range(repeats):
             start = time.perf_counter()
             for path in paths:  # the obvious loop
-                tok.encode(read_depth(path, scale=0.001))
+                loop_tok.encode(read_depth(path, scale=0.001))
             seconds["loop"].append(time.perf_counter() - start)
             for n in counts:
                 summary = tokenize_depth(items, tmp / f"out{n}-{r}", tok, tokenizer, "bench", batch_size=batch_size,
