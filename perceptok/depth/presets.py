@@ -12,5 +12,15 @@ from perceptok.registry import register_preset
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained" / "depth"
 
-register_preset("depth", lambda: importlib.import_module("perceptok.depth.tokenizer").DepthTokenizer.from_pretrained(PRETRAINED))
-register_preset("depth:pooled", lambda: importlib.import_module("perceptok.depth.pooled").PooledDepthTokenizer())
+
+
+def _pretrained():
+    return importlib.import_module("perceptok.depth.tokenizer").DepthTokenizer.from_pretrained(PRETRAINED)
+
+
+def _pooled():
+    return importlib.import_module("perceptok.depth.pooled").PooledDepthTokenizer()
+
+
+register_preset("depth", _pretrained)
+register_preset("depth:pooled", _pooled)

@@ -132,8 +132,8 @@ class GridDepthTokenizer(PerceptionTokenizer):
     restoration in the input's units, and the ``<PREFIX_START>…<PREFIX_END>`` text.
 
     Subclasses turn relative maps of one grid into features (``_features``), features into ids
-    (``_ids``) and ids back into maps (``_decode_grid``). Their configs have ``grids``, ``cell_size``, ``codebook_size`` and
-    ``token_prefix``. Maps are processed on their own device, in batches of equal size; ids and
+    (``_ids``) and ids back into maps (``_decode_grid``). Their configs have ``grids``,
+    ``cell_size``, ``codebook_size`` and ``token_prefix``. Maps are processed on their own device, in batches of equal size; ids and
     decoded maps come back on the input's device.
     """
 
@@ -184,11 +184,12 @@ class GridDepthTokenizer(PerceptionTokenizer):
         return grid[0] * self.config.cell_size, grid[1] * self.config.cell_size
     # --- inputs -----------------------------------------------------------------------------
 
-    def _as_maps(self, depth: Any, kind: str, valid: Any) -> tuple[list[torch.Tensor | DepthCodes], list[torch.Tensor | None], str, bool]:
+    def _as_maps(self, depth: Any, kind: str,
+                 valid: Any) -> tuple[list[torch.Tensor | DepthCodes], list[torch.Tensor | None], str, bool]:
         """Normalise the accepted input forms to lists of ``(H, W)`` maps (or ``DepthCodes``) and
         masks, device and dtype kept."""
         if isinstance(depth, (str, bytes, os.PathLike)):
-            raise TypeError(f"depth must be a tensor, an array, a DepthMap or a list of them, got the path {depth!r}; "
+            raise TypeError(f"depth must be a tensor, an array, a DepthMap, DepthCodes or a list of them, got the path {depth!r}; "
                             "read files with perceptok.io.read_depth")
         if isinstance(depth, (DepthMap, DepthCodes)):
             depth, single = [depth], True
@@ -211,7 +212,7 @@ class GridDepthTokenizer(PerceptionTokenizer):
             if any(m.ndim != 2 or 0 in m.shape for m in maps):
                 raise ValueError(f"each map of a batch must be a non-empty (H, W) array, got {[tuple(m.shape) for m in maps]}")
         else:
-            raise TypeError(f"depth must be a tensor, an array, a DepthMap or a list of them, got {type(depth).__name__}")
+            raise TypeError(f"depth must be a tensor, an array, a DepthMap, DepthCodes or a list of them, got {type(depth).__name__}")
         if valid is None:
             valids: list[Any] = [None] * len(maps)
         else:

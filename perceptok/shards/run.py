@@ -74,7 +74,9 @@ def _depth_table(rows: list[dict[str, Any]]) -> Any:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _rows(items: Sequence[DepthItem], indices: Sequence[int], enc: DepthEncoding, texts: list[str]) -> list[tuple[int, dict[str, Any]]]:
+def _rows(items: Sequence[DepthItem], indices: Sequence[int], enc: DepthEncoding,
+          texts: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    """The shard rows of ``items[indices]``, encoded as ``enc`` with ``texts``."""
     ids, low, high = enc.ids.tolist(), enc.stats.low.tolist(), enc.stats.high.tolist()
     return [(i, {"id": items[i].id, "source": items[i].source, "ids": ids[j], "text": texts[j],
                  "grid": list(enc.stats.grids[j]), "kind": enc.stats.kind, "low": low[j], "high": high[j],
