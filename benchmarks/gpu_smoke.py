@@ -32,7 +32,7 @@ from perceptok_llava.data import build_records  # noqa: E402
 from perceptok_llava.sources import synthetic_samples  # noqa: E402
 from perceptok_llava.generate import generate_with_perception  # noqa: E402
 from perceptok_llava.constrain import PerceptionLogitsProcessor  # noqa: E402
-from perceptok_llava.train import LlavaTrainConfig, chat, collate, train_llava  # noqa: E402
+from perceptok_llava.train import LlavaTrainConfig, chat, collate, set_checkpointing, train_llava  # noqa: E402
 
 
 def build(tiny: bool, device: torch.device):
@@ -155,12 +155,8 @@ def main() -> None:
                       "s_per_step": round(train_s / len(result["losses"]), 2), "peak_gib": peak,
                       "gradient_checkpointing": result["gradient_checkpointing"]}), flush=True)
     model = result["model"]
-    base = model.get_base_model()
     for checkpointing in (True, False):  # what "auto" saves where memory allows
-        if checkpointing:
-            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            base.gradient_checkpointing_disable()
+        set_checkpointing(model, checkpointing)
         for batch in ((2,) if args.tiny else (2, 8, 16)):
             try:
                 row = train_throughput(model, processor, records, device, batch, repeats=1 if args.tiny else 3)

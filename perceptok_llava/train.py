@@ -232,7 +232,7 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     check_image_tokens(model, processor, records[0])
     vocab = add_perception_tokens(model, processor.tokenizer, tokenizers)
     if cfg.gradient_checkpointing is True:
-        _checkpoint(model)
+        set_checkpointing(model, True)
     model = apply_lora(model, vocab, cfg)
     for tok in vocab.tokenizers.values():
         if hasattr(tok, "to"):
@@ -253,7 +253,7 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     if cfg.gradient_checkpointing == "auto":  # decided before DDP wraps the model, which must see every rank alike
         checkpointing = _runs_out_of_memory(model, loader.collate_fn(_longest(records, cfg.batch_size)), accelerator)
         if checkpointing:
-            _checkpoint(model)
+            set_checkpointing(model, True)
     model, opt, loader = accelerator.prepare(model, opt, loader)
     steps = max(1, math.ceil(len(loader) / cfg.grad_accum))
     schedule = get_cosine_schedule_with_warmup(opt, max(1, round(0.03 * steps)), steps)
@@ -308,11 +308,25 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
             "gradient_checkpointing": checkpointing}
 
 
-def _checkpoint(model: Any) -> None:
-    """Gradient checkpointing on the transformers model (under a PEFT wrapper, if any)."""
+def set_checkpointing(model: Any, on: bool) -> None:
+    """Activation (gradient) checkpointing on or off for the transformers model (under a PEFT
+    wrapper, if any), non-reentrant; transformers ≥ 5.2x names it "activation checkpointing"."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    base.enable_input_require_grads()
+    new = hasattr(base, "activation_checkpointing_enable")  # the old names warn there
+    if on:
+        if new:
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.enable_input_require_grads()
+    else:
+        (base.activation_checkpointing_disable if new else base.gradient_checkpointing_disable)()
+
+
+def is_checkpointing(model: Any) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return bool(base.is_activation_checkpointing if hasattr(base, "is_activation_checkpointing")
+                else base.is_gradient_checkpointing)
 
 
 def _longest(records: list[dict], n: int) -> list[dict]:

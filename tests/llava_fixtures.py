@@ -56,10 +56,12 @@ def tiny_llama_with_vocab(tokenizers: dict, seed: int = 0):
 def short_of_memory(model) -> list[bool]:
     """Make ``model`` raise CUDA's out-of-memory error whenever gradient checkpointing is off (a
     GPU too small for its activations); returns whether checkpointing was on at each forward."""
+    from perceptok_llava.train import is_checkpointing
+
     forward, calls = model.forward, []
 
     def tight(*args, **kwargs):
-        calls.append(model.is_gradient_checkpointing)
+        calls.append(is_checkpointing(model))
         if not calls[-1]:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return forward(*args, **kwargs)

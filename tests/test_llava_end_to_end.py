@@ -17,7 +17,7 @@ from perceptok import BoxTokenizer, PointTokenizer, PooledDepthTokenizer  # noqa
 from perceptok_llava.data import build_records  # noqa: E402
 from perceptok_llava.sources import coco_samples, manifest_samples, synthetic_samples  # noqa: E402
 from perceptok_llava.generate import generate_with_perception  # noqa: E402
-from perceptok_llava.train import LlavaTrainConfig, collate, load_trained, train_llava  # noqa: E402
+from perceptok_llava.train import LlavaTrainConfig, collate, is_checkpointing, load_trained, train_llava  # noqa: E402
 from perceptok_llava.vocab import add_perception_tokens  # noqa: E402
 
 
@@ -151,7 +151,7 @@ def test_gradient_checkpointing_only_where_memory_needs_it(tmp_path):
     torch.manual_seed(0)
     roomy = train_llava(tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>")), tiny_processor(lm_tok), toks,
                         records, cfg, progress=False)
-    assert roomy["gradient_checkpointing"] is False and not roomy["model"].is_gradient_checkpointing
+    assert roomy["gradient_checkpointing"] is False and not is_checkpointing(roomy["model"])
     torch.manual_seed(0)
     model = tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>"))
     calls = short_of_memory(model)
