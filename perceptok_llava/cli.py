@@ -194,8 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--recon-weight", type=float, default=0.0,
                    help="weight of the depth reconstruction loss through the tokenizer's decoder (default: 0, off)")
     t.add_argument("--gradient-checkpointing", choices=sorted(CHECKPOINTING), default="auto",
-                   help="recompute activations to save memory: on, off (about a third faster), or auto: off unless "
-                        "a trial step on the longest batch runs out of memory (default: auto)")
+                   help="recompute activations to save memory: on (every layer), off (about a third faster), or "
+                        "auto: the least of none, every 4th, every 2nd, every layer with which a trial step on the "
+                        "longest batch fits in memory (default: auto)")
     t.add_argument("--seed", type=int, default=0, help="seed of data building and sampling (default: 0)")
     t.add_argument("--minutes", type=float, help="stop after this much wall time (rank 0 decides for every rank)")
     t.set_defaults(run=_train)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import math
 import time
@@ -30,6 +31,8 @@ from perceptok_llava.data import ATOMIC_TASKS
 from perceptok_llava.vocab import PerceptionVocab, add_perception_tokens
 
 LM_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+# What gradient_checkpointing="auto" tries, in order: checkpoint every n-th layer (0: none).
+AUTO_INTERVALS = (0, 4, 2, 1)
 IGNORE = -100
 
 
@@ -57,8 +60,9 @@ class LlavaTrainConfig:
     schedule: str = "linear"
     # Weight of the depth reconstruction loss through DepthTokenizer.decode_soft (0 = off).
     recon_weight: float = 0.0
-    # Recompute activations in the backward pass to save memory: True, False, or "auto": off
-    # unless a trial step on the longest batch runs out of memory on some rank (checkpointing
+    # Recompute activations in the backward pass to save memory: True (every layer), False, or
+    # "auto": the least of none, every 4th layer, every 2nd, every layer (AUTO_INTERVALS) with
+    # which a trial step on the longest batch fits in memory on every rank (full checkpointing
     # costs about a third more compute, which a large GPU need not pay).
     gradient_checkpointing: bool | str = "auto"
     seed: int = 0
@@ -232,7 +236,7 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     check_image_tokens(model, processor, records[0])
     vocab = add_perception_tokens(model, processor.tokenizer, tokenizers)
     if cfg.gradient_checkpointing is True:
-        set_checkpointing(model, True)
+        set_checkpointing(model, 1)
     model = apply_lora(model, vocab, cfg)
     for tok in vocab.tokenizers.values():
         if hasattr(tok, "to"):
@@ -249,11 +253,9 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
                                 batch_size=cfg.batch_size * accelerator.num_processes)
     loader = DataLoader(records, batch_size=cfg.batch_size, sampler=sampler,
                         collate_fn=functools.partial(collate, processor=processor, task_names=task_names))
-    checkpointing = cfg.gradient_checkpointing is True
+    checkpointing = int(cfg.gradient_checkpointing is True)  # every n-th layer; 0: none
     if cfg.gradient_checkpointing == "auto":  # decided before DDP wraps the model, which must see every rank alike
-        checkpointing = _runs_out_of_memory(model, loader.collate_fn(_longest(records, cfg.batch_size)), accelerator)
-        if checkpointing:
-            set_checkpointing(model, True)
+        checkpointing = _least_checkpointing(model, loader.collate_fn(_longest(records, cfg.batch_size)), accelerator)
     model, opt, loader = accelerator.prepare(model, opt, loader)
     steps = max(1, math.ceil(len(loader) / cfg.grad_accum))
     schedule = get_cosine_schedule_with_warmup(opt, max(1, round(0.03 * steps)), steps)
@@ -308,25 +310,34 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
             "gradient_checkpointing": checkpointing}
 
 
-def set_checkpointing(model: Any, on: bool) -> None:
-    """Activation (gradient) checkpointing on or off for the transformers model (under a PEFT
-    wrapper, if any), non-reentrant; transformers ≥ 5.2x names it "activation checkpointing"."""
+def set_checkpointing(model: Any, every: int) -> None:
+    """Activation (gradient) checkpointing of every ``every``-th layer (0: off) of the
+    transformers model, under a PEFT wrapper if any, non-reentrant. transformers ≥ 5.2x names it
+    "activation checkpointing"; versions without ``every_n_layers`` checkpoint every layer."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     new = hasattr(base, "activation_checkpointing_enable")  # the old names warn there
-    if on:
-        if new:
-            base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    (base.activation_checkpointing_disable if new else base.gradient_checkpointing_disable)()
+    if every:
+        enable = base.activation_checkpointing_enable if new else base.gradient_checkpointing_enable
+        kwargs = {"every_n_layers": every} if "every_n_layers" in inspect.signature(enable).parameters else {}
+        enable({"use_reentrant": False}, **kwargs)
         base.enable_input_require_grads()
-    else:
-        (base.activation_checkpointing_disable if new else base.gradient_checkpointing_disable)()
 
 
 def is_checkpointing(model: Any) -> bool:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return bool(base.is_activation_checkpointing if hasattr(base, "is_activation_checkpointing")
                 else base.is_gradient_checkpointing)
+
+
+def _least_checkpointing(model: Any, batch: dict[str, torch.Tensor], accelerator: Any) -> int:
+    """The first of ``AUTO_INTERVALS`` with which a trial step of ``batch`` fits on every rank
+    (every layer if none does); the model is left set to it."""
+    for every in AUTO_INTERVALS:
+        set_checkpointing(model, every)
+        if not _runs_out_of_memory(model, batch, accelerator):
+            return every
+    return every
 
 
 def _longest(records: list[dict], n: int) -> list[dict]:

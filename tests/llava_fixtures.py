@@ -53,16 +53,16 @@ def tiny_llama_with_vocab(tokenizers: dict, seed: int = 0):
     return lm_tok, model, add_perception_tokens(model, lm_tok, tokenizers)
 
 
-def short_of_memory(model) -> list[bool]:
-    """Make ``model`` raise CUDA's out-of-memory error whenever gradient checkpointing is off (a
-    GPU too small for its activations); returns whether checkpointing was on at each forward."""
-    from perceptok_llava.train import is_checkpointing
-
+def short_of_memory(model, every_layer: bool = False) -> list[int]:
+    """Make ``model`` raise CUDA's out-of-memory error whenever none of its language model's layers
+    is checkpointed (``every_layer``: unless all are), like a GPU too small for its activations;
+    returns how many layers were checkpointed at each forward."""
     forward, calls = model.forward, []
+    layers = model.model.language_model.layers
 
     def tight(*args, **kwargs):
-        calls.append(is_checkpointing(model))
-        if not calls[-1]:
+        calls.append(sum(bool(getattr(layer, "gradient_checkpointing", False)) for layer in layers))
+        if calls[-1] < (len(layers) if every_layer else 1):
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return forward(*args, **kwargs)
 
