@@ -347,18 +347,24 @@ def _longest(records: list[dict], n: int) -> list[dict]:
 
 def _runs_out_of_memory(model: Any, batch: dict[str, torch.Tensor], accelerator: Any) -> bool:
     """One forward and backward of ``batch`` on the bare model (before ``accelerator.prepare``,
-    so no DDP state differs between a rank that failed and one that did not); True on every rank
-    if any rank ran out of memory (one collective, so the ranks stay in step)."""
+    so no DDP state differs between a rank that failed and one that did not), with the memory the
+    optimiser and DDP will add held aside; True on every rank if any rank ran out of memory (one
+    collective, so the ranks stay in step)."""
     model.to(accelerator.device)
     batch = {k: v.to(accelerator.device) for k, v in batch.items() if k != "task_index"}
     failed = False
+    held: list[torch.Tensor] = []  # on a GPU, room for what training adds: AdamW's two moments, DDP's buckets
     try:
+        if accelerator.device.type == "cuda":
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            held.append(torch.empty(3 * trainable, dtype=torch.float32, device=accelerator.device))
         with accelerator.autocast():
             loss = model(**batch).loss
         loss.backward()
     except torch.OutOfMemoryError:
         failed = True
     loss = None  # drops the graph of a backward that failed
+    held.clear()
     model.zero_grad(set_to_none=True)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
