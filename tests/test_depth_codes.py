@@ -1,6 +1,7 @@
 """Integer depth images as stored (``DepthCodes``): reading, normalising and tokenizing them
-gives exactly what their expanded maps give, through the histogram route; ``prepare`` +
-``encode_prepared`` is ``encode``; the push-pull fill keeps measurements and fills holes."""
+gives exactly what their expanded maps give, through the histogram route; the percentiles of
+value maps are exactly torch.nanquantile's; ``prepare`` + ``encode_prepared`` is ``encode``; the
+push-pull fill keeps measurements and fills holes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from PIL import Image
 import perceptok
 from perceptok import PooledDepthTokenizer
 from perceptok.depth import normalize as norm_module
-from perceptok.depth.normalize import fill_holes, normalize_codes, normalize_depth
+from perceptok.depth.normalize import fill_holes, normalize_codes, normalize_depth, robust_range
 from perceptok.depth.tokenizer import PreparedDepth
 from perceptok.io import DepthCodes, read_depth, read_depth_codes, read_manifest
 
@@ -86,6 +87,27 @@ def test_histogram_of_a_sampled_huge_map_and_of_an_empty_one(monkeypatch):
     a, b = normalize_codes(codes, table, "metric"), normalize_depth(table[codes.long()], "metric")
     assert_same(a, b)
     assert bool(a.low[1].isnan()) and not bool(a.low[0].isnan())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_percentiles_are_exactly_nanquantiles(dtype):
+    """``robust_range`` reads the 2nd and 98th percentiles off two partial ``topk``s; they must
+    be torch.nanquantile's (linear interpolation in float64) for any share of valid pixels, ties
+    and sizes, including maps with one or no valid value."""
+    g = torch.Generator().manual_seed(0)
+    q = torch.tensor([0.02, 0.98], dtype=torch.float64)
+    for shape in [(4, 48, 64), (3, 1, 7), (2, 1, 1), (5, 13, 17), (2, 120, 160)]:
+        for missing in (0.0, 0.3, 0.97, 1.0):
+            x = torch.rand(shape, generator=g).to(dtype)
+            x[0] = torch.randint(0, 5, shape[1:], generator=g).to(dtype)  # ties
+            valid = torch.rand(shape, generator=g) >= missing
+            expected = torch.nanquantile(x.double().flatten(1).masked_fill(~valid.flatten(1), float("nan")), q, dim=1)
+            low, high = robust_range(x, valid)
+            flat = (expected[1] - expected[0]) < 1e-6 * expected[1].abs().clamp_min(1e-6)  # widened on purpose
+            for got, want in ((low, expected[0]), (high, expected[1])):
+                assert torch.equal(got[~flat].nan_to_num(-7), want[~flat].nan_to_num(-7)), (shape, missing)
+            if bool(valid.all()):
+                assert all(torch.equal(a, b) for a, b in zip(robust_range(x, valid, complete=True), (low, high)))
 
 
 @pytest.mark.parametrize("name", ["depth", "depth:pooled"])

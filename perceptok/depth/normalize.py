@@ -18,6 +18,7 @@ Axis legend: ``B`` maps, ``H, W`` pixels.
 from __future__ import annotations
 
 import dataclasses
+import math
 import weakref
 from collections.abc import Callable
 
@@ -27,9 +28,7 @@ import torch.nn.functional as F
 from perceptok.io.depth_files import DEPTH_KINDS
 
 LOW_Q, HIGH_Q = 0.02, 0.98
-# torch.quantile sorts at most 2**24 values per call: rows are processed in chunks under that,
-# and a map with more valid pixels than MAX_QUANTILE_VALUES is sampled with a stride.
-QUANTILE_LIMIT = 2**24
+# A map with more pixels than this is sampled with a stride for its percentiles.
 MAX_QUANTILE_VALUES = 1_000_000
 
 
@@ -144,21 +143,43 @@ def _relative(inverse: torch.Tensor, low: torch.Tensor, high: torch.Tensor, ok: 
     return rel.masked_fill(~ok, 0)
 
 
-def robust_range(inverse: torch.Tensor, valid: torch.Tensor, complete: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """2nd and 98th percentiles of the valid values of each map: ``(B, H, W)`` → two ``(B,)``.
-    ``complete=True`` promises every pixel is valid (a faster path, same result).
+def _interpolated(n: torch.Tensor, at: Callable[[torch.Tensor], torch.Tensor],
+                  dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 2nd and 98th percentiles of rows of ``n`` ``(B, 1)`` sorted values, given ``at(ranks)``:
+    the values of ascending ranks ``(B, 2)``, in ``dtype``. torch.nanquantile's linear
+    interpolation to the bit; rows without values get NaN."""
+    q = torch.tensor([LOW_Q, HIGH_Q], dtype=dtype, device=n.device)
+    ranks = (q * (n - 1)).clamp_min(0)
+    below, above = ranks.long(), ranks.ceil().long()
+    bounds = torch.where(n > 0, torch.lerp(at(below), at(above), ranks - below), torch.nan)  # (B, 2)
+    return _widen_flat(bounds[:, 0], bounds[:, 1])
 
-    Maps without valid values get NaN; ``normalize_depth`` rejects those before."""
+
+def robust_range(inverse: torch.Tensor, valid: torch.Tensor, complete: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """2nd and 98th percentiles of the valid values of each map: ``(B, H, W)`` → two ``(B,)``, in
+    the stats' dtype. ``complete=True`` promises every pixel is valid (skips the mask).
+
+    Exactly ``torch.nanquantile`` of the valid values, found without sorting them: only the
+    smallest and the largest 2 % (+2) of each row are needed, which two ``topk`` calls give in
+    the values' own precision. Maps without valid values get NaN; ``normalize_depth`` rejects
+    those before."""
+    values = inverse.flatten(1)  # (B, H·W)
+    ok = torch.ones_like(values, dtype=torch.bool) if complete is True else valid.flatten(1)
+    values, ok = _sample(values), _sample(ok)
+    p = values.shape[1]
+    k = min(p, math.ceil(LOW_Q * (p - 1)) + 2)  # enough ranks from either end for any count of valid values
+    smallest = values.masked_fill(~ok, torch.inf).topk(k, dim=1, largest=False).values  # (B, k) ascending
+    largest = values.masked_fill(~ok, -torch.inf).topk(k, dim=1).values  # (B, k) descending
+    n = ok.sum(1, keepdim=True)  # (B, 1)
     dtype = stats_dtype(inverse.device)
-    values = inverse.to(dtype).flatten(1)  # (B, H·W)
-    if complete is not True:
-        values = values.masked_fill(~valid.flatten(1), float("nan"))
-    values = _sample(values)
-    q = torch.tensor([LOW_Q, HIGH_Q], dtype=dtype, device=values.device)
-    rows = max(QUANTILE_LIMIT // max(values.shape[1], 1), 1)
-    quantile = torch.quantile if complete is True else torch.nanquantile  # the same values where nothing is NaN
-    bounds = torch.cat([quantile(chunk, q, dim=1) for chunk in values.split(rows)], dim=1)  # (2, B)
-    return _widen_flat(bounds[0], bounds[1])
+
+    def at(rank: torch.Tensor) -> torch.Tensor:  # (B, 2) ascending ranks → values: low ones from the
+        from_top = (n - 1 - rank).clamp_min(0)   # smallest, high ones (counted from the top) from the largest
+        low = smallest.gather(1, rank[:, :1].clamp_max(k - 1))
+        high = largest.gather(1, from_top[:, 1:].clamp_max(k - 1))
+        return torch.cat([low, high], dim=1).to(dtype)
+
+    return _interpolated(n, at, dtype)
 
 
 def normalize_depth(depth: torch.Tensor, kind: str, valid: torch.Tensor | None = None,
@@ -240,13 +261,8 @@ def normalize_codes(codes: torch.Tensor, table: torch.Tensor, kind: str) -> Norm
     counts = torch.bincount(sample.flatten(), minlength=b * k).view(b, k) * view.ok  # (B, K)
     cum = (counts if view.order is None else counts[:, view.order]).cumsum(1)  # (B, K), codes by inverse depth
     n = cum[:, -1:]  # (B, 1)
-    q = torch.tensor([LOW_Q, HIGH_Q], dtype=view.ascending.dtype, device=codes.device)
-    ranks = (q * (n - 1)).clamp_min(0)  # torch.nanquantile's linear interpolation, to the bit
-    below, above = ranks.long(), ranks.ceil().long()
     at = lambda r: view.ascending[torch.searchsorted(cum, r, right=True).clamp_max(k - 1)]  # noqa: E731
-    bounds = torch.lerp(at(below), at(above), ranks - below)  # (B, 2)
-    bounds = torch.where(n > 0, bounds, torch.nan)
-    low, high = _widen_flat(bounds[:, 0], bounds[:, 1])
+    low, high = _interpolated(n, at, view.ascending.dtype)
     rel_t = _relative(view.inverse.expand(b, k), low, high, view.ok.expand(b, k))  # (B, K)
     look = lambda x: x.gather(1, flat).view(codes.shape)  # noqa: E731
     return Normalized(look(rel_t), look(view.ok.expand(b, k)), low, high, lambda: look(view.inverse.expand(b, k)))
