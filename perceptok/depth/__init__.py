@@ -12,6 +12,7 @@ _LAZY = {
     "GridDepthTokenizer": "perceptok.depth.tokenizer",
     "PooledDepthConfig": "perceptok.depth.pooled",
     "PooledDepthTokenizer": "perceptok.depth.pooled",
+    "PreparedDepth": "perceptok.depth.tokenizer",
 }
 __getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 __all__ = sorted(_LAZY)
