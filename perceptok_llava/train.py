@@ -319,9 +319,14 @@ def set_checkpointing(model: Any, every: int) -> None:
     (base.activation_checkpointing_disable if new else base.gradient_checkpointing_disable)()
     if every:
         enable = base.activation_checkpointing_enable if new else base.gradient_checkpointing_enable
-        kwargs = {"every_n_layers": every} if "every_n_layers" in inspect.signature(enable).parameters else {}
-        enable({"use_reentrant": False}, **kwargs)
+        enable({"use_reentrant": False}, **({"every_n_layers": every} if _intervals(base) else {}))
         base.enable_input_require_grads()
+
+
+def _intervals(model: Any) -> bool:
+    """Whether this transformers version can checkpoint every n-th layer only."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    return "every_n_layers" in inspect.signature(enable).parameters
 
 
 def is_checkpointing(model: Any) -> bool:
@@ -331,9 +336,11 @@ def is_checkpointing(model: Any) -> bool:
 
 
 def _least_checkpointing(model: Any, batch: dict[str, torch.Tensor], accelerator: Any) -> int:
-    """The first of ``AUTO_INTERVALS`` with which a trial step of ``batch`` fits on every rank
-    (every layer if none does); the model is left set to it."""
-    for every in AUTO_INTERVALS:
+    """The first of ``AUTO_INTERVALS`` (none or every layer where transformers cannot do every
+    n-th) with which a trial step of ``batch`` fits on every rank (every layer if none does); the
+    model is left set to it."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for every in AUTO_INTERVALS if _intervals(base) else (0, 1):
         set_checkpointing(model, every)
         if not _runs_out_of_memory(model, batch, accelerator):
             return every

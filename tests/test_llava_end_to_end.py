@@ -165,6 +165,23 @@ def test_gradient_checkpointing_only_where_memory_needs_it(tmp_path):
         LlavaTrainConfig(out="x", gradient_checkpointing="sometimes")
 
 
+def test_checkpointing_auto_without_layer_intervals(tmp_path, monkeypatch):
+    """A transformers without ``every_n_layers`` offers only none or every layer: "auto" must not
+    report an interval it could not set."""
+    from perceptok_llava import train
+
+    monkeypatch.setattr(train, "_intervals", lambda model: False)
+    lm_tok = tiny_lm_tokenizer()
+    toks = tokenizers()
+    records = build_records(synthetic_samples(2, size=(64, 80)), **toks, seed=0)
+    torch.manual_seed(0)
+    model = tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>"))
+    calls = short_of_memory(model)
+    cfg = LlavaTrainConfig(out=str(tmp_path), lora_r=4, lora_alpha=8, batch_size=2, stages=1, samples_per_stage=2)
+    result = train_llava(model, tiny_processor(lm_tok), toks, records, cfg, progress=False)
+    assert result["gradient_checkpointing"] == 1 and calls[:2] == [0, 2]
+
+
 def test_temperature_schedule_follows_the_training_losses(tmp_path):
     """AURORA §3.3: task t is drawn with probability softmax(loss_t / τ). Training reports each
     task's answer loss to the sampler, so later stages lean towards the task the model finds
