@@ -157,7 +157,7 @@ def _interpolated(n: torch.Tensor, at: Callable[[torch.Tensor], torch.Tensor],
 
 def robust_range(inverse: torch.Tensor, valid: torch.Tensor, complete: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """2nd and 98th percentiles of the valid values of each map: ``(B, H, W)`` → two ``(B,)``, in
-    the stats' dtype. ``complete=True`` promises every pixel is valid (skips the mask).
+    the stats' dtype. ``complete=True`` promises every pixel is valid (``valid`` is not read).
 
     Exactly ``torch.nanquantile`` of the valid values, found without sorting them: only the
     smallest and the largest 2 % (+2) of each row are needed, which two ``topk`` calls give in
@@ -198,9 +198,7 @@ def normalize_depth(depth: torch.Tensor, kind: str, valid: torch.Tensor | None =
     x = depth.to(work_dtype(depth.dtype))
     ok = valid_mask(x, kind, valid)
     inverse = to_inverse(torch.where(ok, x, torch.ones_like(x)), kind)
-    use = ok & measured if measured is not None else ok
-    complete = bool(use.all()) if use.device.type == "cpu" else None  # on accelerators: no host sync for a shortcut
-    low, high = robust_range(inverse, use, complete)
+    low, high = robust_range(inverse, ok & measured if measured is not None else ok)
     return Normalized(_relative(inverse, low, high, ok), ok, low, high, inverse)
 
 
