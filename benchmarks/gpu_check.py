@@ -58,6 +58,39 @@ def check_tokenizer(device: str, manifest: Path) -> None:
              soft_finite=bool(torch.isfinite(soft.float()).all()), seconds=round(time.perf_counter() - started, 3))
 
 
+def phase(name: str, fn, *args, **kwargs) -> None:
+    """Run one phase; where it fails, print its error and go on (one broken phase on a lent GPU must
+    not cost the figures of the others)."""
+    try:
+        fn(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - reported, and the run goes on
+        emit(name, error=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+
+
+def bench(device: str, dtype: str, quick: bool) -> None:
+    cfg = BenchConfig(device=device, dtype=dtype, batch_sizes=(1, 64) if quick else (1, 64, 1024),
+                      round_trip_batch=4 if quick else 64, train_batch=8 if quick else 1024,
+                      scenes=4 if quick else 64, seconds=0.01 if quick else 0.5, repeats=1 if quick else 3)
+    emit("bench", **bench_depth(cfg))
+
+
+def train(minutes: float, quick: bool) -> None:
+    with tempfile.TemporaryDirectory() as out:
+        cfg = TrainConfig(out=out, data=["synthetic:16" if quick else "synthetic:1000"], steps=1_000_000,
+                          minutes=minutes, batch_size=8 if quick else 1024, eval_every=10**9,
+                          val_scenes=4 if quick else 64)  # the device: CUDA where there is one
+        started = time.perf_counter()
+        result = train_depth(PRESETS["default"], cfg, progress=False)
+        elapsed = time.perf_counter() - started
+        emit("train", minutes=minutes, steps=result.steps, batch=cfg.batch_size, seconds=round(elapsed, 1),
+             maps_per_s=round(result.steps * cfg.batch_size / elapsed, 1), metrics=result.metrics)
+
+
+def tokenize(device: str, quick: bool) -> None:
+    emit("tokenize", **bench_tokenize(files=16 if quick else 1024, workers=2 if quick else 16,
+                                      batch_size=8 if quick else 256, device=device, repeats=1))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -71,27 +104,13 @@ def main() -> int:
     emit("machine", device=args.device, torch=torch.__version__,
          gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
     if args.manifest.exists():
-        check_tokenizer(args.device, args.manifest)
+        phase("tokenizer", check_tokenizer, args.device, args.manifest)
     else:
         emit("tokenizer", skipped=f"{args.manifest} is absent")
     for dtype in ("fp32", "bf16"):
-        cfg = BenchConfig(device=args.device, dtype=dtype, batch_sizes=(1, 64) if args.quick else (1, 64, 1024),
-                          round_trip_batch=4 if args.quick else 64, train_batch=8 if args.quick else 1024,
-                          scenes=4 if args.quick else 64, seconds=0.01 if args.quick else 1.0,
-                          repeats=1 if args.quick else 3)
-        emit("bench", **bench_depth(cfg))
-    with tempfile.TemporaryDirectory() as out:
-        minutes = 0.05 if args.quick else args.train_minutes
-        cfg = TrainConfig(out=out, data=["synthetic:16" if args.quick else "synthetic:1000"], steps=1_000_000,
-                          minutes=minutes, batch_size=8 if args.quick else 1024, eval_every=10**9,
-                          val_scenes=4 if args.quick else 64)
-        started = time.perf_counter()
-        result = train_depth(PRESETS["default"], cfg, progress=False)
-        elapsed = time.perf_counter() - started
-        emit("train", minutes=minutes, steps=result.steps, batch=cfg.batch_size,
-             maps_per_s=round(result.steps * cfg.batch_size / elapsed, 1), metrics=result.metrics)
-    emit("tokenize", **bench_tokenize(files=16 if args.quick else 1024, workers=2 if args.quick else 16,
-                                      batch_size=8 if args.quick else 256, device=args.device, repeats=1))
+        phase("bench", bench, args.device, dtype, args.quick)
+    phase("train", train, 0.05 if args.quick else args.train_minutes, args.quick)
+    phase("tokenize", tokenize, args.device, args.quick)
     return 0
 
 

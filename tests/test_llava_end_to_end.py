@@ -259,12 +259,13 @@ def test_gpu_smoke_script_runs_tiny_on_cpu():
     assert out.returncode == 0, out.stderr[-3000:]
     phases = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert [p["phase"] for p in phases] == ["build", "train", "train_throughput", "train_throughput", "generate",
-                                            "generate", "generation_table", "done"]
+                                            "generate"] + ["generation"] * 10 + ["generation_table", "done"]
     assert phases[1]["gradient_checkpointing"] == 0  # "auto" on a CPU with room to spare
-    assert [p["checkpointing"] for p in phases[2:4]] == [1, 0] and all(p["tokens_per_s"] > 0 for p in phases[2:4])
+    assert [p["checkpointing"] for p in phases[2:4]] == [0, 1] and all(p["tokens_per_s"] > 0 for p in phases[2:4])
     assert all(p["well_formed"] for p in phases if p["phase"] == "generate")
-    table = phases[6]["tokens_per_s"]
-    assert len(table) == 12 and all(v > 0 for v in table.values())
+    table = phases[-2]["tokens_per_s"]  # a failed phase would be a string naming its error
+    assert table == {p["run"]: p["tokens_per_s"] for p in phases if p["phase"] == "generation"}
+    assert len(table) == 10 and all(isinstance(v, float) and v > 0 for v in table.values()), table
     assert {"merged/constrained/static/batch1", "merged/constrained/static/batch8"} <= set(table)
 
 
