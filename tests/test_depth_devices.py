@@ -108,3 +108,40 @@ def test_batch_in_one_call_equals_map_by_map_on_any_grid():
         single = tok.encode(m)
         assert torch.equal(batch.ids[i], single.ids) and batch.stats.grids[i] == single.stats.grids[0]
         assert torch.equal(batch.stats.low[i : i + 1], single.stats.low)
+
+
+class _EmptyResampling(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records resampling kernels (interpolation, pooling) called with an empty input. The CPU
+    kernels return an empty result; CUDA's anti-aliased bilinear one fails with "invalid
+    argument" (found on an H200: validation of complete synthetic maps handed it a batch of 0
+    maps with holes), so on a CPU this mode is how a test sees the launch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if ("upsample" in name or "pool" in name) and isinstance(args[0], torch.Tensor) and args[0].numel() == 0:
+            self.calls.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def test_no_resampling_kernel_is_launched_on_an_empty_batch():
+    from perceptok.depth.augment import validation_batches
+    from perceptok.depth.normalize import fill_holes, resize
+
+    complete, holes = MapPool("cpu"), MapPool("cpu")
+    complete.add(SyntheticScenes([0])[0])
+    scene = SyntheticScenes([1])[0]
+    scene[::4] = float("nan")
+    holes.add(scene)
+    cfg = DepthTokenizer.from_preset("default").config
+    with _EmptyResampling() as mode:
+        batches = validation_batches(complete, cfg) + validation_batches(holes, cfg)
+        for seed in range(4):
+            make_batch(complete, cfg, 8, Generators.seeded(seed))
+        empty = torch.zeros(0, 1, 48, 64)
+        assert resize(empty, (8, 8)).shape == (0, 1, 8, 8) and fill_holes(empty, empty > 0).shape == empty.shape
+    assert mode.calls == [], f"resampled an empty batch: {mode.calls}"
+    assert [len(b.x) for b in batches] == [1, 1] and all(bool(torch.isfinite(b.x).all()) for b in batches)

@@ -282,7 +282,9 @@ def fill_holes(x: torch.Tensor, valid: torch.Tensor, sync: bool = False) -> torc
     finest 2ⁿ×2ⁿ cell around it that has any, blended bilinearly between cells; a map with no
     measurement is 0. The pyramid goes down to 1×1, so nothing waits on the device;
     ``sync=True`` stops at the first level where every cell has a measurement (the same
-    result, cheaper, one host sync a level)."""
+    result, cheaper, one host sync a level). An empty batch comes back as it is."""
+    if x.numel() == 0:
+        return x
     levels = [(x, valid.to(x.dtype))]  # (sum of measured values, count of measurements) per cell
     while max(levels[-1][0].shape[-2:]) > 1 and (len(levels) == 1 or not (sync and bool((levels[-1][1] > 0).all()))):
         xs, ws = levels[-1]
@@ -299,7 +301,10 @@ def fill_holes(x: torch.Tensor, valid: torch.Tensor, sync: bool = False) -> torc
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of ``(B, C, H, W)``, anti-aliased when shrinking."""
+    """Bilinear resize of ``(B, C, H, W)``, anti-aliased when shrinking. An empty batch is not
+    handed to the kernel: CUDA's anti-aliased one fails on it ("invalid argument")."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
+    if x.numel() == 0:
+        return x.new_empty((*x.shape[:-2], *size))
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
