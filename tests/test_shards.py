@@ -204,3 +204,47 @@ def test_python_api_matches_the_command(shared_data, tmp_path):
     row = rows_by_id(tmp_path / "t")[items[0].id]
     assert row["ids"] == tok.encode(read_depth(items[0].source, encoding=items[0].encoding, scale=items[0].scale,
                                                kind=items[0].kind, invalid=items[0].invalid)).ids.tolist()
+
+
+def test_codes_sent_as_one_tensor_a_batch_give_the_rows_of_workers_that_prepare(tmp_path):
+    """The accelerator path (workers read codes, each batch crosses as one stacked tensor per size
+    and table, the main process normalises batches), run on the CPU: the same rows as workers
+    that do the pixel work, the bad file skipped either way."""
+    from perceptok.shards.run import CodesBatch, _collate
+    from perceptok.shards.sources import folder_items
+
+    folder = tmp_path / "maps"
+    write_maps(folder, 9, size=(48, 64))
+    write_maps(folder / "wide", 5, size=(40, 90), seed=1)
+    for path in (folder / "wide").iterdir():
+        path.rename(folder / f"wide_{path.name}")
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    items = folder_items(folder, None, "metric", 0.001)
+    tok = perceptok.load("depth")
+    runs = {}
+    for prepare in (True, False):
+        summary = tokenize_depth(items, tmp_path / str(prepare), tok, "depth", "t", batch_size=6, workers=2,
+                                 shard_size=5, progress=False, workers_prepare=prepare)
+        assert (summary.rows, summary.skipped) == (14, 1)
+        runs[prepare] = rows_by_id(tmp_path / str(prepare))
+    assert runs[True].keys() == runs[False].keys()
+    for key, row in runs[True].items():
+        other = runs[False][key]
+        assert (row["ids"], row["grid"], row["low"], row["high"]) == (other["ids"], other["grid"], other["low"], other["high"])
+    from perceptok.io import read_depth_codes
+
+    batch = [(i, read_depth_codes(items[i].source, scale=0.001)) for i in range(len(items)) if "broken" not in items[i].source]
+    _, stacked, rest = _collate(batch)
+    assert rest == [] and sorted(len(g.indices) for g in stacked) == [5, 9]  # one tensor per size
+    assert all(isinstance(g, CodesBatch) and g.codes.shape[0] == len(g.indices) for g in stacked)
+    maps = [m for g in stacked for m in g.to(torch.device("cpu"))]
+    assert all(torch.equal(m.codes, dict(batch)[i].codes) for i, m in maps)
+
+
+def test_bench_tokenize_command(capsys):
+    code = cli(["bench", "tokenize", "--files", "6", "--workers", "2", "--batch-size", "2", "--repeats", "1",
+                "--loop-files", "3", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and (result["files"], result["loop_files"]) == (6, 3)
+    assert set(result["workers_maps_s"]) == {"0", "1", "2"} and all(v > 0 for v in result["workers_maps_s"].values())
+    assert set(result["seconds_of_one_pass"]) == {"decode_files", "prepare_pixels", "network_and_text", "write_parquet"}

@@ -69,7 +69,7 @@ def _bench(args: argparse.Namespace) -> None:
 
         torch.set_num_threads(args.threads)
     result = bench_tokenize(args.files, args.workers, args.batch_size, args.tokenizer, args.device, args.folder,
-                            args.repeats)
+                            args.repeats, args.loop_files)
     if args.json:
         print(json.dumps(result))
         return
@@ -93,6 +93,8 @@ def add_bench(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds; rates are their medians (default: 3)")
+    p.add_argument("--loop-files", type=int, help="time the per-file loop on the first N files only; its rate is "
+                                                   "per map (default: all files)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_bench)
 

@@ -7,11 +7,13 @@ the network and text, writing shards).
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,30 +24,36 @@ from PIL import Image
 from perceptok.depth.tokenizer import PreparedDepth
 from perceptok.io import read_depth, read_depth_codes
 from perceptok.loading import load
-from perceptok.shards.run import _depth_table, tokenize_depth
+from perceptok.shards.run import _collate, _depth_table, tokenize_depth
 from perceptok.shards.sources import folder_items
 
 
 def write_pngs(folder: Path, n: int, size: tuple[int, int] = (480, 640)) -> list[Path]:
-    """``n`` 16-bit PNG depth maps (millimetres): planes, bumps and Kinect-like holes."""
+    """``n`` 16-bit PNG depth maps (millimetres): planes, bumps and Kinect-like holes, written by
+    as many threads as there are cores (zlib lets go of the GIL)."""
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0 : size[0], 0 : size[1]].astype(np.float32)
-    paths = []
-    for i in range(n):
+
+    def write(i: int) -> Path:
+        rng = np.random.default_rng(i)
         mm = 1000 + 3 * yy + 400 * np.sin(xx / rng.uniform(20, 80)) + rng.normal(0, 5, size)
         mm[rng.random(size) < 0.05] = 0  # no measurement
         path = folder / f"{i:05d}.png"
         Image.fromarray(mm.clip(0, 65535).astype(np.uint16)).save(path)
-        paths.append(path)
-    return paths
+        return path
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        return list(pool.map(write, range(n)))
 
 
 def bench_tokenize(files: int = 256, workers: int = 2, batch_size: int = 32, tokenizer: str = "depth",
-                   device: str = "cpu", folder: str | None = None, repeats: int = 3) -> dict[str, Any]:
+                   device: str = "cpu", folder: str | None = None, repeats: int = 3,
+                   loop_files: int | None = None) -> dict[str, Any]:
     """The loop and ``tokenize_depth`` with 0, 1 and ``workers`` workers, ``repeats`` rounds
     interleaved (so that a busy moment of the machine hits every configuration alike); rates are
-    the medians of the rounds, and the ratios are ratios of medians."""
+    the medians of the rounds, and the ratios are ratios of medians. ``loop_files``: time the
+    loop on the first so many files only (its rate is per map; the loop is the slow part where
+    the rest runs on a GPU)."""
     tok, loop_tok = load(tokenizer), load(tokenizer)  # tokenize_depth moves its tokenizer to the device; the loop's stays
     tmp = Path(tempfile.mkdtemp(prefix="perceptok-bench-"))
     try:
@@ -54,13 +62,14 @@ def bench_tokenize(files: int = 256, workers: int = 2, batch_size: int = 32, tok
             write_pngs(source, files)
         items = folder_items(source, None, "metric", 0.001)
         paths = [Path(item.source) for item in items]
+        loop_paths = paths[: loop_files or len(paths)]
         counts = sorted({0, 1, workers})
         seconds: dict[str, list[float]] = {"loop": [], **{str(n): [] for n in counts}}
         for r in range(repeats):
             start = time.perf_counter()
-            for path in paths:  # the obvious loop
+            for path in loop_paths:  # the obvious loop
                 loop_tok.encode(read_depth(path, scale=0.001))
-            seconds["loop"].append(time.perf_counter() - start)
+            seconds["loop"].append((time.perf_counter() - start) * len(paths) / len(loop_paths))
             for n in counts:
                 summary = tokenize_depth(items, tmp / f"out{n}-{r}", tok, tokenizer, "bench", batch_size=batch_size,
                                          workers=n, device=device, shard_size=batch_size * 4, progress=False)
@@ -68,7 +77,7 @@ def bench_tokenize(files: int = 256, workers: int = 2, batch_size: int = 32, tok
         rate = {k: len(paths) / statistics.median(v) for k, v in seconds.items()}
         return {
             "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
-            "files": len(paths), "batch_size": batch_size, "device": device, "tokenizer": tokenizer, "repeats": repeats,
+            "files": len(paths), "loop_files": len(loop_paths), "batch_size": batch_size, "device": device, "tokenizer": tokenizer, "repeats": repeats,
             "loop_maps_s": rate["loop"],
             "workers_maps_s": {str(n): rate[str(n)] for n in counts},
             "workers_vs_one_worker": rate[str(workers)] / rate["1"],
@@ -90,13 +99,21 @@ def _stages(tok: Any, paths: list[Path], batch_size: int, tmp: Path) -> dict[str
     start = clock()
     maps = [read_depth_codes(p, scale=0.001) for p in paths]
     decode = clock() - start
+    device = getattr(tok, "device", torch.device("cpu"))
     start = clock()
-    prepared = [tok.prepare(m) for m in maps]
+    if device.type == "cpu":  # as the workers do it: map by map, joined per batch
+        prepared = [PreparedDepth.cat([tok.prepare(m) for m in maps[i : i + batch_size]])
+                    for i in range(0, len(maps), batch_size)]
+    else:  # as the main process does it: a batch's codes copied as one tensor, normalised together
+        prepared = [tok.prepare([m for g in _collate(list(enumerate(maps[i : i + batch_size])))[1]
+                                 for _, m in g.to(device)]) for i in range(0, len(maps), batch_size)]
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
     prepare = clock() - start
     start = clock()
     rows = []
-    for i in range(0, len(prepared), batch_size):
-        enc = tok.encode_prepared(PreparedDepth.cat(prepared[i : i + batch_size]))
+    for batch in prepared:
+        enc = tok.encode_prepared(batch)
         rows += [{"id": str(k), "source": "", "ids": ids, "text": text, "grid": [10, 10], "kind": "metric",
                   "low": 0.0, "high": 1.0, "height": 480, "width": 640}
                  for k, (ids, text) in enumerate(zip(enc.ids.tolist(), tok.to_text(enc)))]

@@ -108,17 +108,48 @@ def _encode_rows(tok: GridDepthTokenizer, items: Sequence[DepthItem], batch: lis
     return rows, errors
 
 
-def _collate(batch: list[tuple[int, Any]]) -> tuple[list[tuple[list[int], PreparedDepth]], list[tuple[int, Any]]]:
-    """Where a worker made the batch: its prepared maps joined per kind (so that they cross to
-    the main process as a few tensors, not three per map), and the rest as they are."""
+@dataclasses.dataclass
+class CodesBatch:
+    """Code maps of one size and one code table that a worker read, as one ``(b, H, W)`` tensor:
+    they cross to the main process, and on to the accelerator, as one tensor instead of one per
+    map (each crossing costs a shared-memory handle, each copy a transfer)."""
+
+    indices: list[int]
+    codes: torch.Tensor
+    table: torch.Tensor
+    kind: str
+    paths: list[Path | None]
+
+    def pin_memory(self) -> CodesBatch:  # called by DataLoader(pin_memory=True)
+        return dataclasses.replace(self, codes=self.codes.pin_memory())
+
+    def to(self, device: torch.device) -> list[tuple[int, DepthCodes]]:
+        """The maps on ``device``: views of one copy, sharing one table."""
+        codes = self.codes.to(device, non_blocking=True)
+        return [(i, DepthCodes(codes[j], self.table, self.kind, path))
+                for j, (i, path) in enumerate(zip(self.indices, self.paths))]
+
+
+Joined = tuple[list[tuple[list[int], PreparedDepth]], list[CodesBatch], list[tuple[int, Any]]]
+
+
+def _collate(batch: list[tuple[int, Any]]) -> Joined:
+    """Where a worker made the batch: its prepared maps joined per kind, its code maps stacked
+    per size and table (so that a batch crosses to the main process as a few tensors, not one
+    or three per map), and the rest (value maps, images, reasons for skipping) as they are."""
     prepared: dict[str, list[tuple[int, PreparedDepth]]] = {}
+    codes: dict[tuple[Any, ...], list[tuple[int, DepthCodes]]] = {}
     rest = []
     for i, x in batch:
         if isinstance(x, PreparedDepth):
             prepared.setdefault(x.stats.kind, []).append((i, x))
+        elif isinstance(x, DepthCodes):
+            codes.setdefault((tuple(x.codes.shape), id(x.table), x.kind), []).append((i, x))
         else:
             rest.append((i, x))
-    return [([i for i, _ in g], PreparedDepth.cat([x for _, x in g])) for g in prepared.values()], rest
+    stacked = [CodesBatch([i for i, _ in g], torch.stack([c.codes for _, c in g]), g[0][1].table, g[0][1].kind,
+                          [c.path for _, c in g]) for g in codes.values()]
+    return [([i for i, _ in g], PreparedDepth.cat([x for _, x in g])) for g in prepared.values()], stacked, rest
 
 
 def tokenize_depth(
@@ -135,12 +166,16 @@ def tokenize_depth(
     column: str | None = None,
     estimator: Callable[[list[Any]], list[DepthMap]] | None = None,
     progress: bool = True,
+    workers_prepare: bool | None = None,
 ) -> TokenizeSummary:
     """Tokenize ``items`` into Parquet shards in ``out`` (resuming what an earlier run left).
 
     Rows: ``id``, ``source``, ``ids`` (the codes), ``text``, ``grid`` (rows, cols), and what
     ``decode(ids, stats=...)`` needs to restore the map's units (``kind``, ``low``, ``high``,
     ``height``, ``width``; see ``read.decode_row``). ``estimator`` turns RGB inputs into depth.
+    ``workers_prepare``: whether the workers do the pixel work (normalisation, hole filling,
+    resizing) of each map they read, or send its codes to be normalised in batches on ``device``;
+    by default they do on a CPU and do not on an accelerator.
     """
     _pyarrow()
     start = time.perf_counter()
@@ -152,19 +187,20 @@ def tokenize_depth(
     todo, done_before = _plan(len(items), shard_size, store)
     order = [i for k in todo for i in range(k * shard_size, min((k + 1) * shard_size, len(items)))]
     # On the CPU each map's pixel work runs where it is read (in the workers, in parallel); on an
-    # accelerator the maps go there raw and are normalised in batches.
-    prepare = tok.prepare if device.type == "cpu" else None
+    # accelerator the maps go there raw, a batch's codes as one tensor, and are normalised in batches.
+    prepare = tok.prepare if (device.type == "cpu" if workers_prepare is None else workers_prepare) else None
     loader = DataLoader(DepthInputs(items, order, dataset, column, prepare), batch_size=batch_size, num_workers=workers,
                         collate_fn=_collate, pin_memory=device.type == "cuda")
     shard_of = {k: (k * shard_size, min((k + 1) * shard_size, len(items))) for k in todo}
     pending: dict[int, tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]] = {k: ([], []) for k in todo}
     summary = TokenizeSummary(0, 0, 0, done_before, 0.0)
     bar = tqdm(total=len(order), unit="map", disable=not progress, desc="tokenize depth")
-    for joined, batch in loader:
+    for joined, stacked, batch in loader:
         rows = []
         for indices, prepared in joined:
             enc = tok.encode_prepared(prepared)
             rows += _rows(items, indices, enc, tok.to_text(enc))
+        batch = [m for group in stacked for m in group.to(device)] + batch
         if estimator is not None:
             readable = [(i, x) for i, x in batch if not isinstance(x, str)]
             maps = estimator([x for _, x in readable]) if readable else []
