@@ -13,16 +13,22 @@ Rules, applied to each whole sequence, prompt included, so a prompt that ends in
   tokens, and a ``,`` is always followed by a coordinate (so ``,)`` cannot happen);
 - free text elsewhere.
 
-Each row's place in these grammars is a small state that advances by the row's new token only
-(rows that beam search reorders are matched to the row they grew from), so a step costs the same
-after a 700-token prompt as after a short one, with one host sync for the batch (greedy and
-sampling); a first call, or a row with no parent, is read whole.
+The rules are written once, as Python (``_advance``: a state and a token → the next state;
+``_masked``: a state → the tokens it forbids). For decoding they are compiled into a small
+automaton (``_Automaton``): LM tokens fall into a few classes that the rules cannot tell apart,
+the states reachable from the start are enumerated over those classes, and each state's mask
+is one row of a table on the logits' device. A step then advances each row's state by its new
+token with two list lookups (rows that beam search reorders are matched to the row they grew
+from) and masks the whole batch with one gather and one ``masked_fill``: one host sync and one
+small copy to the device (each row's mask index) for the batch, the same cost after a 700-token
+prompt as after a short one. A first call, or a row with no parent, is read whole.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -119,11 +125,14 @@ def _single_token(lm_tok, text: str) -> int | None:
 
 
 class PerceptionLogitsProcessor:
-    """``LogitsProcessor`` for ``model.generate(logits_processor=[...])``."""
+    """``LogitsProcessor`` for ``model.generate(logits_processor=[...])``. One processor follows
+    one ``generate`` call (it keeps each row's state from step to step); the compiled automaton
+    is shared by every processor of the same vocabulary and LM tokenizer (treat both as fixed
+    once generation starts)."""
 
     def __init__(self, vocab: PerceptionVocab, lm_tokenizer):
         lm_tok = getattr(lm_tokenizer, "tokenizer", lm_tokenizer)
-        self._lm_tok, self._texts = lm_tok, {}
+        self._lm_tok, self._texts = lm_tok, None
         self.spans: list[_Span] = []
         self.items: list[_Items] = []
         by_coords: dict[tuple[int, ...], _Items] = {}
@@ -149,13 +158,19 @@ class PerceptionLogitsProcessor:
         outside = [t for span in self.spans for t in (span.codes, span.markers, torch.tensor([span.end]))]
         self.outside = torch.cat(outside) if outside else torch.zeros(0, dtype=torch.long)
         self._starts = {sp.start: k for k, sp in enumerate(self.spans)}
+        self.automaton = _Automaton.shared(self, vocab, lm_tok)
         self._prev: torch.Tensor | None = None  # the last call's input_ids, and each row's state after them
-        self._prev_states: list[_RowState] = []
+        self._prev_states: list[int] = []
 
     def _text_of(self, token: int) -> str:
-        if token not in self._texts:
-            self._texts[token] = self._lm_tok.decode([token], skip_special_tokens=False)
-        return self._texts[token]
+        """An LM id's text (every id decoded once, the first time one is asked; "" past the LM's
+        vocabulary, where a model's logits are padded)."""
+        if self._texts is None:
+            n = len(self._lm_tok)
+            self._texts = self._lm_tok.batch_decode([[t] for t in range(n)], skip_special_tokens=False)
+        return self._texts[token] if token < len(self._texts) else ""
+
+    # --- the rules, once -------------------------------------------------------------------
 
     def _initial(self) -> _RowState:
         return _RowState(-1, 0, False, tuple((0, False, not items.opener) for items in self.items))
@@ -172,12 +187,6 @@ class PerceptionLogitsProcessor:
             after += 1
         return _RowState(span, after, marked, tuple(items.step(st, token) for items, st in zip(self.items, state.items)))
 
-    def _scan(self, tokens: list[int]) -> _RowState:
-        state = self._initial()
-        for token in tokens:
-            state = self._advance(state, token)
-        return state
-
     def _allowed(self, state: _RowState) -> torch.Tensor | None:
         """LM ids allowed next, or None for free text."""
         if state.span >= 0:
@@ -188,40 +197,121 @@ class PerceptionLogitsProcessor:
                 return allowed
         return None
 
-    def _states(self, input_ids: torch.LongTensor) -> list[_RowState]:
-        """Each row's state, advanced by its new token from the row it grew from at the last call
-        (beam search reorders rows; a row with no parent, as at a first call, is scanned whole)."""
-        prev = self._prev
+    def _masked(self, state: _RowState, width: int) -> torch.Tensor:
+        """``(width,)`` bool: the LM ids forbidden next in ``state``."""
+        allowed = self._allowed(state)
+        if allowed is not None:
+            masked = torch.ones(width, dtype=torch.bool)
+            masked[allowed] = False
+            return masked
+        masked = torch.zeros(width, dtype=torch.bool)
+        masked[self.outside] = True
+        for items, st in zip(self.items, state.items):
+            if not items.may_start(st):  # a coordinate starts an item only after its opener
+                masked[items.coords] = True
+            if items.tag and items.close is not None:  # a closing tag outside an item
+                masked[items.close] = True
+        return masked
+
+    # --- decoding --------------------------------------------------------------------------
+
+    def _states(self, input_ids: torch.LongTensor) -> list[int]:
+        """Each row's automaton state, advanced by its new token from the row it grew from at the
+        last call (beam search reorders rows; a row with no parent, as at a first call, is read whole)."""
+        step, prev = self.automaton.step, self._prev
         if prev is not None and prev.shape[1] == input_ids.shape[1] - 1 and prev.device == input_ids.device:
             if prev.shape[0] == input_ids.shape[0]:  # greedy and sampling: each row grew from the same row
                 kept = (input_ids[:, :-1] == prev).all(1)
                 rows = torch.stack([kept.long(), input_ids[:, -1]], 1).tolist()  # the step's one host sync
                 if all(k for k, _ in rows):
-                    return [self._advance(state, t) for state, (_, t) in zip(self._prev_states, rows)]
+                    return [step(state, t) for state, (_, t) in zip(self._prev_states, rows)]
             # beam search reorders rows: find the row each one grew from
             match = (input_ids[:, None, :-1] == prev[None]).all(-1)  # (B, B_prev)
             found, parent = match.any(1).long(), match.to(torch.uint8).argmax(1)
             rows = torch.stack([found, parent, input_ids[:, -1]], 1).tolist()
             if all(f for f, _, _ in rows):
-                return [self._advance(self._prev_states[p], t) for _, p, t in rows]
-        return [self._scan(row) for row in input_ids.tolist()]
+                return [step(self._prev_states[p], t) for _, p, t in rows]
+        return [self.automaton.scan(row) for row in input_ids.tolist()]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         states = self._states(input_ids)
         self._prev, self._prev_states = input_ids.clone(), states
-        masked = scores.clone()
-        outside = self.outside.to(scores.device)
-        for row, state in enumerate(states):
-            allowed = self._allowed(state)
-            if allowed is None:
-                masked[row, outside] = float("-inf")
-                for items, st in zip(self.items, state.items):
-                    if not items.may_start(st):  # a coordinate starts an item only after its opener
-                        masked[row, items.coords.to(scores.device)] = float("-inf")
-                    if items.tag and items.close is not None:  # a closing tag outside an item
-                        masked[row, items.close] = float("-inf")
-            else:
-                keep = torch.full_like(masked[row], float("-inf"))
-                keep[allowed.to(scores.device)] = 0
-                masked[row] = masked[row] + keep
-        return masked
+        return self.automaton.mask(scores, states, self)
+
+
+class _Automaton:
+    """The processor's rules compiled for decoding: ``token_class`` (LM id → class; ids that no
+    rule tells apart share one), ``next[state][class]`` over the states reachable from the start,
+    and ``row[state]``, the state's row in a table of masks (one per distinct mask, built per
+    device and logits width on first use). A span's count of tokens stops mattering once it
+    passes the span's length, so it is capped there and the states are finite."""
+
+    _shared: dict[tuple[int, int], tuple[weakref.ref, weakref.ref, _Automaton]] = {}
+
+    @classmethod
+    def shared(cls, proc: PerceptionLogitsProcessor, vocab: PerceptionVocab, lm_tok) -> _Automaton:
+        """The automaton of ``vocab`` and ``lm_tok``, compiled once while both live."""
+        key = (id(vocab), id(lm_tok))
+        hit = cls._shared.get(key)
+        if hit is not None and hit[0]() is vocab and hit[1]() is lm_tok:
+            return hit[2]
+        made = cls(proc)
+        cls._shared = {k: v for k, v in cls._shared.items() if v[0]() is not None and v[1]() is not None}
+        cls._shared[key] = (weakref.ref(vocab), weakref.ref(lm_tok), made)
+        return made
+
+    def __init__(self, proc: PerceptionLogitsProcessor):
+        n = len(proc._lm_tok)
+        features = [self._features(proc, t) for t in range(n + 1)]  # id n: past the LM's vocabulary
+        classes: dict[tuple, int] = {}
+        self.token_class = [classes.setdefault(f, len(classes)) for f in features]
+        first = {c: t for t, c in reversed(list(enumerate(self.token_class)))}  # a token of each class
+        cap = lambda state: state if state.span < 0 else dataclasses.replace(  # noqa: E731
+            state, after=min(state.after, proc.spans[state.span].length + 1))
+        start = cap(proc._initial())
+        index, states, self.next = {start: 0}, [start], []
+        for state in states:  # breadth first; states grows as new ones are found
+            row = []
+            for c in range(len(classes)):
+                nxt = cap(proc._advance(state, first[c]))
+                if nxt not in index:
+                    index[nxt] = len(states)
+                    states.append(nxt)
+                row.append(index[nxt])
+            self.next.append(row)
+        self.states = states
+        self._masks: dict[tuple[torch.device, int], tuple[torch.Tensor, list[int]]] = {}
+
+    @staticmethod
+    def _features(proc: PerceptionLogitsProcessor, token: int) -> tuple:
+        """What the rules can see of a token."""
+        return (proc._starts.get(token, -1),
+                tuple((token == sp.end, token in sp.marker_set) for sp in proc.spans),
+                tuple((token in it.coord_set, token == it.between, token == it.close,
+                       bool(it.opener) and proc._text_of(token).rstrip().endswith(it.opener)) for it in proc.items))
+
+    def step(self, state: int, token: int) -> int:
+        return self.next[state][self.token_class[min(token, len(self.token_class) - 1)]]
+
+    def scan(self, tokens: list[int]) -> int:
+        state = 0
+        for token in tokens:
+            state = self.step(state, token)
+        return state
+
+    def mask(self, scores: torch.Tensor, states: list[int], rules: PerceptionLogitsProcessor) -> torch.Tensor:
+        """``scores`` with what each row's state forbids set to -inf (one gather, one fill);
+        ``rules``: a processor of this automaton's vocabulary, whose ``_masked`` builds the table."""
+        key = (scores.device, scores.shape[-1])
+        if key not in self._masks:
+            tables: dict[bytes, int] = {}
+            rows, masks = [], []
+            for state in self.states:
+                m = rules._masked(state, scores.shape[-1])
+                rows.append(tables.setdefault(m.numpy().tobytes(), len(tables)))
+                if rows[-1] == len(masks):
+                    masks.append(m)
+            self._masks[key] = (torch.stack(masks).to(scores.device), rows)
+        table, rows = self._masks[key]
+        index = torch.tensor([rows[s] for s in states]).to(scores.device, non_blocking=True)
+        return scores.masked_fill(table.index_select(0, index), float("-inf"))

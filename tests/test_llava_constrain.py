@@ -65,9 +65,22 @@ def test_free_text_never_gets_stray_depth_codes(setup):
             assert not any(t in codes for t in row)
 
 
+def _by_the_rules(proc, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """What the grammar's rules themselves mask (``_advance`` over each whole row, then
+    ``_masked``), with no compiled automaton."""
+    masks = []
+    for row in ids.tolist():
+        state = proc._initial()
+        for token in row:
+            state = proc._advance(state, token)
+        masks.append(proc._masked(state, scores.shape[-1]))
+    return scores.masked_fill(torch.stack(masks), float("-inf"))
+
+
 def test_incremental_state_matches_a_full_rescan_under_beam_reordering(setup):
     """The processor advances each row's state by its new token only, following rows that beam
-    search reorders; it must mask exactly as a fresh processor that reads every sequence whole."""
+    search reorders, through the compiled automaton; it must mask exactly as the rules do when
+    they read every sequence whole."""
     lm_tok, _, vocab = setup
     g = torch.Generator().manual_seed(0)
     special = vocab.lm_ids["depth"][:5] + vocab.lm_ids["boxes"][:5] + [vocab.delimiters["depth"]["start"],
@@ -79,13 +92,41 @@ def test_incremental_state_matches_a_full_rescan_under_beam_reordering(setup):
     scores = torch.zeros(4, len(lm_tok) + 200)
     for step in range(40):
         got = proc(ids, scores)
-        expected = PerceptionLogitsProcessor(vocab, lm_tok)(ids, scores)
-        assert torch.equal(got, expected), step
+        assert torch.equal(got, _by_the_rules(proc, ids, scores)), step
+        assert torch.equal(got, PerceptionLogitsProcessor(vocab, lm_tok)(ids, scores)), step  # a fresh one agrees
         parents = torch.randint(4, (4,), generator=g)  # beams: rows continue from any row
         choices = torch.nonzero(got[torch.arange(4)] > float("-inf"))
         nxt = torch.stack([choices[choices[:, 0] == r][torch.randint(int((choices[:, 0] == r).sum()), (1,), generator=g), 1]
                            for r in range(4)]).view(4)
         ids = torch.cat([ids[parents], nxt[parents, None]], dim=1)
+
+
+def test_the_automaton_is_the_rules_on_long_spans_and_grid_markers():
+    """Spans longer than the tokenizer's length (in a prompt, nothing stops them), grid markers,
+    ids past the LM's vocabulary (padded logits) and a vocabulary of every kind: the compiled
+    automaton masks as the rules do, and processors of one vocabulary share one automaton."""
+    from perceptok import PointTokenizer, load
+
+    lm_tok, _, vocab = tiny_llama_with_vocab({"depth": load("depth"), "boxes": BoxTokenizer.from_preset("aurora"),
+                                             "points": PointTokenizer.from_preset("aurora"),
+                                             "kosmos": BoxTokenizer.from_preset("kosmos2")})
+    proc = PerceptionLogitsProcessor(vocab, lm_tok)
+    assert PerceptionLogitsProcessor(vocab, lm_tok).automaton is proc.automaton
+    start, end = vocab.delimiters["depth"]["start"], vocab.delimiters["depth"]["end"]
+    codes, marker = vocab.lm_ids["depth"], vocab.markers["depth"][0]
+    width = len(lm_tok) + 64
+    g = torch.Generator().manual_seed(1)
+    pool = torch.tensor(codes[:8] + vocab.lm_ids["boxes"][:4] + vocab.lm_ids["kosmos"][:4] + [start, end, marker]
+                        + lm_tok([",", ")", "("], add_special_tokens=False)["input_ids"][0] + list(range(5, 30))
+                        + [width - 1])
+    rows = [[start] + codes[:1] * n for n in (0, 99, 100, 101, 150)] + [[start, marker] + codes[:1] * n for n in (0, 99, 100)]
+    rows += [pool[torch.randint(len(pool), (160,), generator=g)].tolist() for _ in range(24)]
+    for row in rows:
+        ids = torch.tensor([row])
+        scores = torch.randn(1, width, generator=g)
+        assert torch.equal(PerceptionLogitsProcessor(vocab, lm_tok)(ids, scores), _by_the_rules(proc, ids, scores)), row[:4]
+    over = PerceptionLogitsProcessor(vocab, lm_tok)(torch.tensor([[start] + codes[:1] * 150]), torch.zeros(1, width))
+    assert torch.nonzero(over[0] > float("-inf")).flatten().tolist() == [end]  # past the length: only the end
 
 
 def _sample_hot(tokenizers: dict, favour, seed: int, max_new_tokens: int) -> tuple[list[str], object]:
