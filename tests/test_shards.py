@@ -3,6 +3,7 @@ killed and resumed exactly once, split across torchrun ranks, boxes, HF datasets
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -239,6 +240,10 @@ def test_codes_sent_as_one_tensor_a_batch_give_the_rows_of_workers_that_prepare(
     assert all(isinstance(g, CodesBatch) and g.codes.shape[0] == len(g.indices) for g in stacked)
     maps = [m for g in stacked for m in g.to(torch.device("cpu"))]
     assert all(torch.equal(m.codes, dict(batch)[i].codes) for i, m in maps)
+    extremes = batch[0][1].codes.clone()
+    extremes.view(-1)[:4] = torch.tensor([0, 32767, 32768, 65535])  # every 16-bit code survives the int16 crossing
+    (_, back), = _collate([(0, dataclasses.replace(batch[0][1], codes=extremes))])[1][0].to(torch.device("cpu"))
+    assert back.codes.dtype == torch.int32 and torch.equal(back.codes, extremes)
 
 
 def test_bench_tokenize_command(capsys):
