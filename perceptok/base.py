@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 import torch
 
 from perceptok import checkpoint
-from perceptok._version import __version__
 from perceptok.config import TokenizerConfig
+from perceptok.describe import saved_config
 from perceptok.errors import CheckpointError
 from perceptok.registry import get_tokenizer_class
 
@@ -121,11 +121,7 @@ class PerceptionTokenizer(abc.ABC):
 
     def config_dict(self) -> dict[str, Any]:
         """What ``config.json`` holds: the type, the library version and the config fields."""
-        return {
-            "tokenizer_type": self.tokenizer_type,
-            "perceptok_version": __version__,
-            **self.config.to_dict(),
-        }
+        return saved_config(self.tokenizer_type, self.config)
 
     def model_card(self) -> str:
         """The generated ``README.md`` of a saved tokenizer."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from perceptok.errors import PerceptokError
 
@@ -105,14 +105,27 @@ def get_tokenizer_class(name: str) -> type[PerceptionTokenizer]:
 
 
 _PRESETS: dict[str, Callable[[], PerceptionTokenizer]] = {}
+_DESCRIBERS: dict[str, Callable[[], dict[str, Any]]] = {}
 
 
-def register_preset(name: str, factory: Callable[[], PerceptionTokenizer]) -> None:
-    """Make ``perceptok.load(name)`` build ``factory()``; names are ``type`` or ``type:variant``."""
+def register_preset(name: str, factory: Callable[[], PerceptionTokenizer],
+                    describe: Callable[[], dict[str, Any]] | None = None) -> None:
+    """Make ``perceptok.load(name)`` build ``factory()``; names are ``type`` or ``type:variant``.
+    ``describe``: what ``describe(factory())`` gives, computed without building the tokenizer
+    (``perceptok info`` then imports no torch)."""
     _load_builtin_presets()  # so that a built-in name is taken whoever registers first
     if name in _PRESETS:
         raise ValueError(f"a preset named {name!r} is already registered; choose another name")
     _PRESETS[name] = factory
+    if describe is not None:
+        _DESCRIBERS[name] = describe
+
+
+def describe_preset(name: str) -> dict[str, Any] | None:
+    """The description of preset ``name`` where it has one that needs no tokenizer, else None."""
+    _load_builtin_presets()
+    describe = _DESCRIBERS.get(name)
+    return describe() if describe is not None else None
 
 
 def list_presets() -> list[str]:

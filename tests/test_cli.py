@@ -105,15 +105,32 @@ def test_lenient_decoding_warns_about_what_it_dropped_or_filled(tmp_path, capsys
 
 
 def test_help_and_light_commands_do_not_load_torch():
-    """Issue 10 (2): torch and torchvision took 2.9 s of every call. ``--help`` and ``list``
-    (every type and preset) import neither, and a box command imports torch but not torchvision
-    or the depth networks' libraries (start-up times are in benchmarks/test_cli_startup.py, not
-    asserted here)."""
+    """Issue 10 (2): torch and torchvision took 2.9 s of every call. ``--help``, ``list``
+    (every type and preset) and ``info`` of a box or point preset import neither, and a box
+    command imports torch but not torchvision or the depth networks' libraries (start-up times
+    are in benchmarks/test_cli_startup.py, not asserted here)."""
     heavy = "print(sorted(m for m in ('torch', 'torchvision', 'vector_quantize_pytorch') if m in sys.modules)); "
     probe = ("import sys; from perceptok.cli.main import build_parser, main; build_parser(); " + heavy +
-             "main(['list']); " + heavy +
+             "main(['list']); " + heavy + "main(['info', 'points:molmo']); " + heavy +
              "main(['encode', 'boxes', '[[1, 2, 30, 40]]', '--canvas-size', '100', '100']); " + heavy)
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == "[]"
     assert "depth:pooled" in out[2] and "points:molmo" in out[2] and out[3] == "[]"
+    described = out.index("[]", 4)
+    assert json.loads("\n".join(out[4:described]))["class"] == "PointTokenizer"
     assert out[-1] == "['torch']"
+
+
+def test_info_of_every_box_and_point_preset_from_its_config_is_the_built_tokenizers():
+    """``perceptok info`` describes box and point presets from their configs (no torch); that
+    must be exactly what the built tokenizer says of itself, for every preset, and presets
+    without such a description (depth) are built."""
+    from perceptok.describe import describe
+    from perceptok.loading import load
+    from perceptok.registry import describe_preset, list_presets
+
+    described = [name for name in list_presets() if describe_preset(name) is not None]
+    assert {"boxes", "points", "boxes:gemini", "points:molmo"} <= set(described)
+    for name in described:
+        assert describe_preset(name) == describe(load(name)), name
+    assert describe_preset("depth") is None

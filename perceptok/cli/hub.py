@@ -17,18 +17,14 @@ def _list(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    from perceptok.loading import load
+    from perceptok.registry import describe_preset
 
-    tok = load(args.name, revision=args.revision)
-    info = {
-        **tok.config_dict(),
-        "class": type(tok).__name__,
-        "vocab_size": tok.vocab_size,
-        "first_tokens": tok.vocab[:3],
-        "start_token": tok.start_token,
-        "end_token": tok.end_token,
-        "weights": sum(t.numel() for t in tok.state_tensors().values()),
-    }
+    info = describe_preset(args.name)  # box and point presets: from their config, without torch
+    if info is None:
+        from perceptok.describe import describe
+        from perceptok.loading import load
+
+        info = describe(load(args.name, revision=args.revision))
     print(json.dumps(info, indent=2))
 
 

@@ -106,6 +106,10 @@ class CoordinateConfig(TokenizerConfig):
     def num_tokens(self) -> int:
         return self.bins * self.bins if self.quantization == "grid" else self.bins
 
+    def vocab(self) -> list[str]:
+        """Every coordinate token's text, by id."""
+        return [self.token_text(i) for i in range(self.num_tokens)]
+
 
 PRESETS: dict[str, dict[str, object]] = {
     # AURORA: one token per integer pixel of the 336×336 resized image, x first.

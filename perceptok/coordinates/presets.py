@@ -9,7 +9,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from perceptok.coordinates.config import presets_for
+from perceptok.coordinates.config import PRESETS, CoordinateConfig, presets_for
+from perceptok.describe import description
 from perceptok.registry import register_preset
 
 KINDS = {"box": ("boxes", "perceptok.boxes.tokenizer", "BoxTokenizer"),
@@ -20,7 +21,16 @@ def _factory(module: str, cls: str, preset: str) -> Callable[[], Any]:
     return lambda: getattr(importlib.import_module(module), cls).from_preset(preset)
 
 
+def _describer(plural: str, cls: str, preset: str) -> Callable[[], dict[str, Any]]:
+    """What ``describe`` says of the built preset, from its config (the box and point configs
+    have ``CoordinateConfig``'s fields; coordinate tokenizers have no delimiters or weights)."""
+    def describe() -> dict[str, Any]:
+        config = CoordinateConfig(preset=preset, **PRESETS[preset])
+        return description(plural, config, cls, config.vocab())
+
+    return describe
+
+
 for _kind, (_plural, _module, _cls) in KINDS.items():
-    register_preset(_plural, _factory(_module, _cls, "aurora"))
-    for _name in presets_for(_kind):
-        register_preset(f"{_plural}:{_name}", _factory(_module, _cls, _name))
+    for _name, _preset in [(_plural, "aurora")] + [(f"{_plural}:{p}", p) for p in presets_for(_kind)]:
+        register_preset(_name, _factory(_module, _cls, _preset), _describer(_plural, _cls, _preset))

@@ -64,7 +64,7 @@ class CoordinateTokenizer(PerceptionTokenizer):
             other = "BoxTokenizer" if self.item_kind == "point" else "PointTokenizer"
             raise ValueError(f"the {cfg.layout} convention writes {' and '.join(layout.kinds)} items only, "
                              f"not {self.item_kind} items; use {other}")
-        self._vocab = [cfg.token_text(i) for i in range(cfg.num_tokens)]
+        self._vocab = cfg.vocab()
         prefix, suffix = token_format_parts(cfg.token_format)
         self.grammar = ItemGrammar(layout, self._vocab, prefix, suffix, cfg.decimals, self.points_per_item,
                                    cfg.tokens_per_point, self.item_kind)
