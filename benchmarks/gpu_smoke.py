@@ -3,10 +3,11 @@ LLaVA-1.5-7B shapes (bf16), the default recipe (LoRA r=64 + new token rows + pro
 few curriculum steps on synthetic scenes (gradient checkpointing "auto": the interval it chose); then
 training throughput without checkpointing at batch 2, 8, 16 and 32 and with every layer checkpointed at
 16 (tokens/s and MFU, median of 3 steps after a warm-up; "out_of_memory" where it does not fit),
-constrained generation of a depth map (strictly well formed, tokens/s, peak memory), and the
-generation table of issue 13 (plain vs constrained; the unmerged adapter at batch 1; the merged model at
-batch 1 and 8, eager and with transformers' static KV cache, which it compiles with CUDA graphs on a GPU;
-median of 3 after a warm-up). Prints one JSON line per phase; a phase that fails prints its error
+where the time of a training step at batch 16 goes (torch.profiler: matrix products, attention,
+optimiser, the rest, and the device's idle share), constrained generation of a depth map (strictly
+well formed, tokens/s, peak memory), and the generation table of issue 13 (plain vs constrained;
+the unmerged adapter at batch 1; the merged model at batch 1 and 8, eager and with transformers'
+static KV cache, which it compiles with CUDA graphs on a GPU; median of 3 after a warm-up). Prints one JSON line per phase; a phase that fails prints its error
 and the run goes on; phases past ``--budget`` seconds are reported as skipped.
 
     python benchmarks/gpu_smoke.py --budget 330   # 7B shapes, on CUDA
@@ -84,14 +85,12 @@ def _median_seconds(fn, device: torch.device, repeats: int = 3) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def train_throughput(model, processor, records, device: torch.device, batch: int, repeats: int) -> dict:
-    """Optimiser steps of the trained adapter at ``batch``: tokens/s and MFU (6 × parameters ×
-    tokens over the GPU's dense bf16 peak), median of ``repeats`` steps after a warm-up."""
+def _training_step(model, processor, records, device: torch.device, batch: int):
+    """One optimiser step of the trained adapter at ``batch`` (a callable) and its tokens."""
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5)
     inputs = {k: v.to(device) for k, v in collate([records[i % len(records)] for i in range(batch)], processor).items()}
-    tokens = int(inputs["attention_mask"].sum())
 
     def step():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -100,6 +99,13 @@ def train_throughput(model, processor, records, device: torch.device, batch: int
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    return step, int(inputs["attention_mask"].sum())
+
+
+def train_throughput(model, processor, records, device: torch.device, batch: int, repeats: int) -> dict:
+    """Optimiser steps of the trained adapter at ``batch``: tokens/s and MFU (6 × parameters ×
+    tokens over the GPU's dense bf16 peak), median of ``repeats`` steps after a warm-up."""
+    step, tokens = _training_step(model, processor, records, device, batch)
     seconds = _median_seconds(step, device, repeats)
     n = sum(p.numel() for p in model.parameters())
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else ""
@@ -107,6 +113,44 @@ def train_throughput(model, processor, records, device: torch.device, batch: int
     return {"phase": "train_throughput", "batch": batch, "tokens": tokens, "s_per_step": round(seconds, 3),
             "tokens_per_s": round(tokens / seconds, 1),
             "mfu": round(6 * n * tokens / seconds / (peak * 1e12), 3) if peak else None}
+
+
+KERNEL_KINDS = (("matmul", ("gemm", "xmma", "cutlass", "nvjet", "sm90", "addmm", "aten::mm", "aten::bmm")),
+                ("attention", ("fmha", "flash", "attention", "efficient")),
+                ("optimizer", ("adam", "foreach", "multi_tensor")))
+
+
+def train_profile(model, processor, records, device: torch.device, batch: int) -> dict:
+    """Where the time of two training steps at ``batch`` goes (torch.profiler, after a warm-up):
+    the device's busy time by kind of kernel (matrix products, attention, optimiser, the rest),
+    its idle share of the wall time, and the ten costliest kernels (on a CPU: operators)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step, tokens = _training_step(model, processor, records, device, batch)
+    step()
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for _ in range(2):
+            step()
+        if cuda:
+            torch.cuda.synchronize()
+    wall_ms = (time.perf_counter() - start) * 1e3
+    events = [e for e in prof.key_averages() if not cuda or e.device_type == torch.autograd.DeviceType.CUDA]
+    rows = [(e.key, (e.self_device_time_total if cuda else e.self_cpu_time_total) / 1e3) for e in events]
+    rows = sorted([r for r in rows if r[1] > 0], key=lambda r: -r[1])
+    busy = sum(ms for _, ms in rows) if cuda else wall_ms
+    kinds = {name: 0.0 for name, _ in KERNEL_KINDS} | {"other": 0.0}
+    for key, ms in rows:
+        kind = next((name for name, marks in KERNEL_KINDS if any(m in key.lower() for m in marks)), "other")
+        kinds[kind] += ms
+    return {"phase": "train_profile", "batch": batch, "tokens": tokens, "steps": 2, "wall_ms": round(wall_ms, 1),
+            "busy_ms": round(busy, 1), "idle_share": round(max(0.0, 1 - busy / wall_ms), 3),
+            "busy_ms_by_kind": {k: round(v, 1) for k, v in kinds.items()},
+            "top": [[key[:80], round(ms, 1)] for key, ms in rows[:10]]}
 
 
 def generation_speed(model, processor, vocab, image, device: torch.device, batch: int, constrained: bool,
@@ -198,6 +242,8 @@ def main() -> None:
         emit(**(row if isinstance(row, dict) else {"phase": "train_throughput", "batch": batch, "error": row}),
              checkpointing=checkpointing)
     set_checkpointing(model, 0)
+    row = measured(budget, train_profile, model, processor, records, device, 2 if args.tiny else 16)
+    emit(**(row if isinstance(row, dict) else {"phase": "train_profile", "error": row}))
     model.eval()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

@@ -258,8 +258,10 @@ def test_gpu_smoke_script_runs_tiny_on_cpu():
     out = subprocess.run([sys.executable, str(script), "--tiny", "--steps", "2"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     phases = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert [p["phase"] for p in phases] == ["build", "train", "train_throughput", "train_throughput", "generate",
-                                            "generate"] + ["generation"] * 10 + ["generation_table", "done"]
+    assert [p["phase"] for p in phases] == ["build", "train", "train_throughput", "train_throughput", "train_profile",
+                                            "generate", "generate"] + ["generation"] * 10 + ["generation_table", "done"]
+    profile = phases[4]
+    assert profile["busy_ms"] > 0 and profile["busy_ms_by_kind"]["matmul"] > 0 and len(profile["top"]) == 10
     assert phases[1]["gradient_checkpointing"] == 0  # "auto" on a CPU with room to spare
     assert [p["checkpointing"] for p in phases[2:4]] == [0, 1] and all(p["tokens_per_s"] > 0 for p in phases[2:4])
     assert all(p["well_formed"] for p in phases if p["phase"] == "generate")
