@@ -238,8 +238,12 @@ def test_codes_sent_as_one_tensor_a_batch_give_the_rows_of_workers_that_prepare(
     _, stacked, rest = _collate(batch)
     assert rest == [] and sorted(len(g.indices) for g in stacked) == [5, 9]  # one tensor per size
     assert all(isinstance(g, CodesBatch) and g.codes.shape[0] == len(g.indices) for g in stacked)
-    maps = [m for g in stacked for m in g.to(torch.device("cpu"))]
+    tables: list[torch.Tensor] = []
+    maps = [m for g in stacked for m in g.to(torch.device("cpu"), tables)]
     assert all(torch.equal(m.codes, dict(batch)[i].codes) for i, m in maps)
+    again = _collate(batch)[1][0]  # the next batch's table is a copy (as it is after crossing processes)
+    again.table = again.table.clone()
+    assert len(tables) == 1 and again.to(torch.device("cpu"), tables)[0][1].table is tables[0]
     extremes = batch[0][1].codes.clone()
     extremes.view(-1)[:4] = torch.tensor([0, 32767, 32768, 65535])  # every 16-bit code survives the int16 crossing
     (_, back), = _collate([(0, dataclasses.replace(batch[0][1], codes=extremes))])[1][0].to(torch.device("cpu"))

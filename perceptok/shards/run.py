@@ -127,11 +127,26 @@ class CodesBatch:
     def pin_memory(self) -> CodesBatch:  # called by DataLoader(pin_memory=True)
         return dataclasses.replace(self, codes=self.codes.pin_memory())
 
-    def to(self, device: torch.device) -> list[tuple[int, DepthCodes]]:
-        """The maps on ``device``: views of one copy, sharing one table."""
+    def to(self, device: torch.device, tables: list[torch.Tensor] | None = None) -> list[tuple[int, DepthCodes]]:
+        """The maps on ``device``: views of one copy, sharing one table. ``tables``: the tables
+        seen so far; an equal one is used instead of this batch's copy (and this one is added
+        otherwise), so that what tokenizers derive from a table is derived once per run, not
+        once per batch."""
+        table = self.table
+        if tables is not None:
+            seen = next((t for t in tables if t is table or _same_bits(t, table)), None)
+            if seen is None:
+                tables.append(table)
+            else:
+                table = seen
         codes = self.codes.to(device, non_blocking=True).int() + _CODE_OFFSET
-        return [(i, DepthCodes(codes[j], self.table, self.kind, path))
-                for j, (i, path) in enumerate(zip(self.indices, self.paths))]
+        return [(i, DepthCodes(codes[j], table, self.kind, path)) for j, (i, path) in enumerate(zip(self.indices, self.paths))]
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal tensors, NaN included (code tables mark invalid codes with NaN)."""
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.contiguous().view(torch.uint8),
+                                                                     b.contiguous().view(torch.uint8))
 
 
 Joined = tuple[list[tuple[list[int], PreparedDepth]], list[CodesBatch], list[tuple[int, Any]]]
@@ -199,12 +214,13 @@ def tokenize_depth(
     pending: dict[int, tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]] = {k: ([], []) for k in todo}
     summary = TokenizeSummary(0, 0, 0, done_before, 0.0)
     bar = tqdm(total=len(order), unit="map", disable=not progress, desc="tokenize depth")
+    tables: list[torch.Tensor] = []
     for joined, stacked, batch in loader:
         rows = []
         for indices, prepared in joined:
             enc = tok.encode_prepared(prepared)
             rows += _rows(items, indices, enc, tok.to_text(enc))
-        batch = [m for group in stacked for m in group.to(device)] + batch
+        batch = [m for group in stacked for m in group.to(device, tables)] + batch
         if estimator is not None:
             readable = [(i, x) for i, x in batch if not isinstance(x, str)]
             maps = estimator([x for _, x in readable]) if readable else []
