@@ -166,3 +166,20 @@ def test_fill_keeps_measurements_and_fills_holes_from_their_surroundings():
     assert torch.allclose(fill_holes(one * 0.7, one), torch.full((1, 1, 9, 11), 0.7))  # one measurement fills all
     assert torch.equal(fill_holes(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4, dtype=torch.bool)),
                        torch.zeros(1, 1, 4, 4))  # nothing measured: 0
+
+
+def test_equal_tables_with_nan_are_one_table():
+    """Invalid codes are NaN in a table, and NaN differs from itself under ``torch.equal``: a copy
+    of a table (a DataLoader batch's, after crossing processes) is still the same table, so the
+    maps that use either are normalised in one batch."""
+    from perceptok.depth.tokenizer import _table_keys
+    from perceptok.io.depth_files import same_table
+
+    table = torch.arange(8, dtype=torch.float32)
+    table[0] = float("nan")
+    other = table.clone()
+    other[3] = 9.0
+    assert same_table(table, table.clone()) and not same_table(table, other)
+    codes = torch.randint(0, 8, (4, 5), dtype=torch.int32)
+    maps = [DepthCodes(codes, t, "metric") for t in (table, table.clone(), other, table)]
+    assert _table_keys(maps) == [0, 0, 1, 0]

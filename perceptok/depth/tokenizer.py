@@ -29,7 +29,7 @@ from perceptok.depth.normalize import (
     work_dtype,
 )
 from perceptok.depth.text import SpanGrammar
-from perceptok.io.depth_files import DepthCodes, DepthMap
+from perceptok.io.depth_files import DepthCodes, DepthMap, same_table
 from perceptok.registry import register_tokenizer
 
 CHUNK = 64  # maps per network call
@@ -97,7 +97,7 @@ def _table_keys(maps: Sequence[Any]) -> list[int]:
         if not isinstance(m, DepthCodes):
             keys.append(-1)
             continue
-        k = next((j for j, t in enumerate(tables) if t is m.table or torch.equal(t, m.table)), len(tables))
+        k = next((j for j, t in enumerate(tables) if same_table(t, m.table)), len(tables))
         tables += [m.table] if k == len(tables) else []
         keys.append(k)
     return keys

@@ -80,6 +80,13 @@ class DepthCodes:
         return DepthMap(values=values, valid=~torch.isnan(values), kind=self.kind, path=self.path)
 
 
+def same_table(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two code tables are the same table: the same object, or equal bit for bit (NaN,
+    which marks invalid codes, included; ``torch.equal`` says NaN differs from itself)."""
+    return a is b or (a.dtype == b.dtype and a.shape == b.shape and a.device == b.device
+                      and torch.equal(a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8)))
+
+
 def _read_pfm(path: Path) -> np.ndarray:
     with open(path, "rb") as f:
         header = f.readline().strip()

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from perceptok.coordinates import CoordinateTokenizer
 from perceptok.depth.tokenizer import DepthEncoding, GridDepthTokenizer, PreparedDepth
-from perceptok.io.depth_files import DepthCodes, DepthMap
+from perceptok.io.depth_files import DepthCodes, DepthMap, same_table
 from perceptok.shards.sources import DepthInputs, DepthItem, items_digest
 from perceptok.shards.store import ShardStore, rank_and_world, tokenizer_identity
 
@@ -134,19 +134,13 @@ class CodesBatch:
         once per batch."""
         table = self.table
         if tables is not None:
-            seen = next((t for t in tables if t is table or _same_bits(t, table)), None)
+            seen = next((t for t in tables if same_table(t, table)), None)
             if seen is None:
                 tables.append(table)
             else:
                 table = seen
         codes = self.codes.to(device, non_blocking=True).int() + _CODE_OFFSET
         return [(i, DepthCodes(codes[j], table, self.kind, path)) for j, (i, path) in enumerate(zip(self.indices, self.paths))]
-
-
-def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Equal tensors, NaN included (code tables mark invalid codes with NaN)."""
-    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.contiguous().view(torch.uint8),
-                                                                     b.contiguous().view(torch.uint8))
 
 
 Joined = tuple[list[tuple[list[int], PreparedDepth]], list[CodesBatch], list[tuple[int, Any]]]
