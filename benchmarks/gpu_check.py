@@ -5,8 +5,8 @@
 2. ``perceptok bench depth --device cuda --json`` in fp32 and bf16;
 3. a 1-minute training run on CUDA (steps, maps/s, last validation);
 4. ``perceptok bench tokenize`` on CUDA: 2,048 640×480 16-bit PNG files to token shards in batches
-   of 32 with 0, 1 and 16 DataLoader workers beside the obvious per-file loop (timed on 128 files;
-   the issue-9 goal: ≥ 2,000 maps/s).
+   of 32 with 0, 1 and 16 DataLoader workers beside the obvious per-file loop (the loop and the
+   stages of one pass timed on 128 files; the issue-9 goal: ≥ 2,000 maps/s).
 
 Prints one JSON line per phase. Needs ``../shared/data`` beside the repository for phase 1 (or
 ``--manifest``). ``--device cpu --quick`` runs the same code on a CPU in seconds (a test does).
@@ -36,8 +36,12 @@ from perceptok.shards.bench import bench_tokenize
 ROOT = Path(__file__).resolve().parents[1]
 
 
+STARTED = time.perf_counter()
+
+
 def emit(phase: str, **values) -> None:
-    print(json.dumps({"phase": phase, **values}), flush=True)
+    """One JSON line, with the seconds since the start (to plan the next device run)."""
+    print(json.dumps({"phase": phase, "at_s": round(time.perf_counter() - STARTED, 1), **values}), flush=True)
 
 
 def check_tokenizer(device: str, manifest: Path) -> None:

@@ -187,8 +187,12 @@ class Budget:
         return self.deadline - time.perf_counter()
 
 
+STARTED = time.perf_counter()
+
+
 def emit(**values) -> None:
-    print(json.dumps(values), flush=True)
+    """One JSON line, with the seconds since the start (to plan the next device run)."""
+    print(json.dumps({**values, "at_s": round(time.perf_counter() - STARTED, 1)}), flush=True)
 
 
 def measured(budget: Budget, fn, *args, **kwargs):

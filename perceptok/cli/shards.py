@@ -79,7 +79,8 @@ def _bench(args: argparse.Namespace) -> None:
         print(f"tokenize, {n} workers: {rate:.1f} maps/s")
     print(f"{args.workers} workers / 1 worker: {result['workers_vs_one_worker']:.2f}×; best / loop: "
           f"{result['best_vs_loop']:.2f}×")
-    print("one pass: " + ", ".join(f"{k} {v:.2f} s" for k, v in result["seconds_of_one_pass"].items()))
+    print(f"one pass over {result['loop_files']} files: "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in result["seconds_of_one_pass"].items()))
 
 
 def add_bench(bench: argparse._SubParsersAction) -> None:
@@ -93,8 +94,8 @@ def add_bench(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds; rates are their medians (default: 3)")
-    p.add_argument("--loop-files", type=int, help="time the per-file loop on the first N files only; its rate is "
-                                                   "per map (default: all files)")
+    p.add_argument("--loop-files", type=int, help="time the per-file loop and the stages of one pass on the first N "
+                                                   "files only; the loop's rate is per map (default: all files)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_bench)
 

@@ -52,8 +52,8 @@ def bench_tokenize(files: int = 256, workers: int = 2, batch_size: int = 32, tok
     """The loop and ``tokenize_depth`` with 0, 1 and ``workers`` workers, ``repeats`` rounds
     interleaved (so that a busy moment of the machine hits every configuration alike); rates are
     the medians of the rounds, and the ratios are ratios of medians. ``loop_files``: time the
-    loop on the first so many files only (its rate is per map; the loop is the slow part where
-    the rest runs on a GPU)."""
+    loop, and the stages of one pass, on the first so many files only (the loop's rate is per
+    map; the loop is the slow part where the rest runs on a GPU)."""
     tok, loop_tok = load(tokenizer), load(tokenizer)  # tokenize_depth moves its tokenizer to the device; the loop's stays
     tmp = Path(tempfile.mkdtemp(prefix="perceptok-bench-"))
     try:
@@ -77,13 +77,14 @@ def bench_tokenize(files: int = 256, workers: int = 2, batch_size: int = 32, tok
         rate = {k: len(paths) / statistics.median(v) for k, v in seconds.items()}
         return {
             "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
-            "files": len(paths), "loop_files": len(loop_paths), "batch_size": batch_size, "device": device, "tokenizer": tokenizer, "repeats": repeats,
+            "files": len(paths), "loop_files": len(loop_paths), "batch_size": batch_size, "device": device,
+            "tokenizer": tokenizer, "repeats": repeats,
             "loop_maps_s": rate["loop"],
             "workers_maps_s": {str(n): rate[str(n)] for n in counts},
             "workers_vs_one_worker": rate[str(workers)] / rate["1"],
             "best_vs_loop": max(rate[str(n)] for n in counts) / rate["loop"],
             "rounds_maps_s": {k: [len(paths) / t for t in v] for k, v in seconds.items()},
-            "seconds_of_one_pass": _stages(tok, paths, batch_size, tmp),
+            "seconds_of_one_pass": _stages(tok, loop_paths, batch_size, tmp),
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
