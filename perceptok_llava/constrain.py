@@ -19,8 +19,8 @@ automaton (``_Automaton``): LM tokens fall into a few classes that the rules can
 the states reachable from the start are enumerated over those classes, and each state's mask
 is one row of a table on the logits' device. A step then advances each row's state by its new
 token with two list lookups (rows that beam search reorders are matched to the row they grew
-from) and masks the whole batch with one gather and one ``masked_fill``: one host sync and one
-small copy to the device (each row's mask index) for the batch, the same cost after a 700-token
+from) and masks the whole batch with views of the table's rows and one ``masked_fill``: one
+host sync for the batch and nothing copied to the device, the same cost after a 700-token
 prompt as after a short one. A first call, or a row with no parent, is read whole.
 """
 
@@ -300,8 +300,10 @@ class _Automaton:
         return state
 
     def mask(self, scores: torch.Tensor, states: list[int], rules: PerceptionLogitsProcessor) -> torch.Tensor:
-        """``scores`` with what each row's state forbids set to -inf (one gather, one fill);
-        ``rules``: a processor of this automaton's vocabulary, whose ``_masked`` builds the table."""
+        """``scores`` with what each row's state forbids set to -inf: the rows of the mask table
+        (one view when every row has the same mask, as inside a span; else one stack of views, so
+        nothing is copied from the host) and one fill. ``rules``: a processor of this automaton's
+        vocabulary, whose ``_masked`` builds the table."""
         key = (scores.device, scores.shape[-1])
         if key not in self._masks:
             tables: dict[bytes, int] = {}
@@ -313,5 +315,9 @@ class _Automaton:
                     masks.append(m)
             self._masks[key] = (torch.stack(masks).to(scores.device), rows)
         table, rows = self._masks[key]
-        index = torch.tensor([rows[s] for s in states]).to(scores.device, non_blocking=True)
-        return scores.masked_fill(table.index_select(0, index), float("-inf"))
+        picked = [rows[s] for s in states]
+        if all(r == picked[0] for r in picked):
+            blocked = table[picked[0]].expand(len(picked), -1)
+        else:
+            blocked = torch.stack([table[r] for r in picked])
+        return scores.masked_fill(blocked, float("-inf"))
