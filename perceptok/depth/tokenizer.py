@@ -25,7 +25,7 @@ from perceptok.base import PerceptionTokenizer, TokenizerOutput
 from perceptok.depth.config import PRESETS, DepthTokenizerConfig
 from perceptok.depth.model import DepthVQVAE
 from perceptok.depth.normalize import (
-    DepthStats, Normalized, check_kind, fill_holes, from_inverse, normalize_codes, normalize_depth, resize, stats_dtype,
+    DepthStats, Normalized, check_kind, count, fill_holes, from_inverse, normalize_codes, normalize_depth, resize, stats_dtype,
     work_dtype,
 )
 from perceptok.depth.text import SpanGrammar
@@ -251,7 +251,7 @@ class GridDepthTokenizer(PerceptionTokenizer):
         high = torch.empty_like(low)
         for (shape, _), chunk in _groups(list(zip(sizes, _table_keys(maps))), CHUNK):
             norm = self._normalize([maps[i] for i in chunk], [valids[i] for i in chunk], kind, device)
-            counts = norm.valid.flatten(1).sum(1)
+            counts = count(norm.valid.flatten(1), 1)
             if bool((counts < 2).any()):
                 j = int(torch.nonzero(counts < 2)[0, 0])
                 raise ValueError(
