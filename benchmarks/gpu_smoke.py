@@ -7,8 +7,9 @@ where the time of a training step at batch 16 goes (torch.profiler: matrix produ
 optimiser, the rest, and the device's idle share), constrained generation of a depth map (strictly
 well formed, tokens/s, peak memory), and the generation table of issue 13 (plain vs constrained;
 the unmerged adapter at batch 1; the merged model at batch 1 and 8, eager and with transformers'
-static KV cache, which it compiles with CUDA graphs on a GPU; median of 3 after a warm-up). Prints one JSON line per phase; a phase that fails prints its error
-and the run goes on; phases past ``--budget`` seconds are reported as skipped.
+static KV cache, which it compiles with CUDA graphs on a GPU; median of 3 after a warm-up). Prints
+one JSON line per phase; a phase that fails prints its error and the run goes on; phases past
+``--budget`` seconds are reported as skipped.
 
     python benchmarks/gpu_smoke.py --budget 330   # 7B shapes, on CUDA
     python benchmarks/gpu_smoke.py --tiny         # the same code path with a tiny model (CPU is fine)

@@ -13,7 +13,6 @@ from perceptok.registry import register_preset
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained" / "depth"
 
 
-
 def _pretrained():
     return importlib.import_module("perceptok.depth.tokenizer").DepthTokenizer.from_pretrained(PRETRAINED)
 

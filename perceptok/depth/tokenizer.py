@@ -133,8 +133,8 @@ class GridDepthTokenizer(PerceptionTokenizer):
 
     Subclasses turn relative maps of one grid into features (``_features``), features into ids
     (``_ids``) and ids back into maps (``_decode_grid``). Their configs have ``grids``,
-    ``cell_size``, ``codebook_size`` and ``token_prefix``. Maps are processed on their own device, in batches of equal size; ids and
-    decoded maps come back on the input's device.
+    ``cell_size``, ``codebook_size`` and ``token_prefix``. Maps are processed on their own
+    device, in batches of equal size; ids and decoded maps come back on the input's device.
     """
 
     def __init__(self, config: Any):

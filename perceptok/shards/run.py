@@ -140,7 +140,8 @@ class CodesBatch:
             else:
                 table = seen
         codes = self.codes.to(device, non_blocking=True).int() + _CODE_OFFSET
-        return [(i, DepthCodes(codes[j], table, self.kind, path)) for j, (i, path) in enumerate(zip(self.indices, self.paths))]
+        return [(i, DepthCodes(codes[j], table, self.kind, path))
+                for j, (i, path) in enumerate(zip(self.indices, self.paths))]
 
 
 Joined = tuple[list[tuple[list[int], PreparedDepth]], list[CodesBatch], list[tuple[int, Any]]]
