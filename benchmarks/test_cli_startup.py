@@ -1,6 +1,5 @@
-"""Command-line start-up: ``perceptok --help`` and ``perceptok list`` (no torch), a box command
-(torch, no torchvision, no depth libraries) and ``perceptok info boxes`` (torch), each a fresh
-process.
+"""Command-line start-up: ``perceptok --help``, ``list``, ``info`` of a box preset and of the
+shipped depth tokenizer, and the box commands, none of which imports torch, each a fresh process.
 
 Run: ``.venv/bin/python -m pytest benchmarks/test_cli_startup.py --benchmark-columns=mean,stddev,rounds``
 """
@@ -15,8 +14,10 @@ import pytest
 COMMANDS = {
     "help": ["--help"],
     "encode_boxes": ["encode", "boxes", "[[1, 2, 30, 40]]", "--canvas-size", "100", "100", "--preset", "gemini"],
+    "decode_boxes": ["decode", "boxes", "<loc_10><loc_20><loc_300><loc_400>", "--preset", "florence2"],
     "list": ["list"],
     "info_boxes": ["info", "boxes"],
+    "info_depth": ["info", "depth"],
 }
 
 

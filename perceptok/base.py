@@ -16,15 +16,16 @@ import os
 import tempfile
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from perceptok import checkpoint
 from perceptok.config import TokenizerConfig
-from perceptok.describe import saved_config
+from perceptok.describe import saved_config, split_saved
 from perceptok.errors import CheckpointError
 from perceptok.registry import get_tokenizer_class
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclasses.dataclass
@@ -149,13 +150,8 @@ class PerceptionTokenizer(abc.ABC):
         the checkpoint names; called on a subclass it refuses checkpoints of another type.
         """
         folder = checkpoint.resolve_folder(name_or_path, revision, cache_dir, token)
-        values = checkpoint.read_config(folder)
         source = str(folder / checkpoint.CONFIG_NAME)
-        saved_type = values.pop("tokenizer_type", None)
-        values.pop("perceptok_version", None)
-        weights_hash = {"weights_sha256": values.pop("weights_sha256", None)}
-        if not isinstance(saved_type, str):
-            raise CheckpointError(f"{source} lacks a 'tokenizer_type' string; it was not written by perceptok")
+        saved_type, values, recorded_hash = split_saved(checkpoint.read_config(folder), source)
         target = get_tokenizer_class(saved_type)
         if cls is not PerceptionTokenizer and not issubclass(target, cls):
             raise CheckpointError(
@@ -176,7 +172,7 @@ class PerceptionTokenizer(abc.ABC):
         if found is None:
             raise CheckpointError(f"{weights_path} is missing; a {saved_type!r} tokenizer needs its weights")
         checkpoint.check_tensors(expected, found, weights_path)
-        checkpoint.check_weights_hash(weights_hash, found, weights_path)
+        checkpoint.check_weights_hash({"weights_sha256": recorded_hash}, found, weights_path)
         tokenizer.load_state_tensors(found)
         return tokenizer
 

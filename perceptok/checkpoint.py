@@ -1,30 +1,33 @@
 """Files of a saved tokenizer: ``config.json``, ``model.safetensors`` and the ``README.md`` card.
 
 Writes are atomic (a temporary file in the same folder, then ``os.replace``), so a crash never
-leaves a half-written checkpoint. Reads are strict and every failure names the file.
+leaves a half-written checkpoint. Reads are strict and every failure names the file. Torch and
+safetensors are imported where weights are read or written, so tokenizers without weights (boxes,
+points) save and load without them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
+import struct
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any, Callable
 
 from perceptok.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
-CHECKPOINT_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
+CHECKPOINT_FILES = {CONFIG_NAME, WEIGHTS_NAME, CARD_NAME}
 
 # "owner/name" as the Hub spells repository ids.
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -77,15 +80,14 @@ def write_text(path: Path, text: str) -> None:
 
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     """A hash of named tensors (names, dtypes, shapes and bytes), independent of their device."""
+    import torch
+
     digest = hashlib.sha256()
     for key, tensor in sorted(tensors.items()):
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
         digest.update(t.view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-CHECKPOINT_FILES = {CONFIG_NAME, WEIGHTS_NAME, CARD_NAME}
 
 
 def save_checkpoint(
@@ -103,6 +105,8 @@ def save_checkpoint(
     def write(target: Path) -> None:
         weights = target / WEIGHTS_NAME
         if contiguous:
+            from safetensors.torch import save_file
+
             atomic_write(weights, lambda tmp: save_file(contiguous, tmp, metadata={"format": "pt"}))
         elif weights.exists():
             weights.unlink()
@@ -146,9 +150,29 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor] | None:
     path = folder / WEIGHTS_NAME
     if not path.exists():
         return None
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from err
+
+
+def weights_numel(folder: Path) -> int:
+    """How many numbers ``model.safetensors`` holds (0 where the folder has none), read from the
+    file's header alone (an 8-byte little-endian length, then JSON with each tensor's shape)."""
+    path = folder / WEIGHTS_NAME
+    if not path.exists():
+        return 0
+    try:
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            if length > 100_000_000:  # safetensors' own limit on the header
+                raise ValueError(f"a header of {length} bytes")
+            header = json.loads(f.read(length))
+        return sum(math.prod(entry["shape"]) for key, entry in header.items() if key != "__metadata__")
+    except (OSError, struct.error, ValueError, KeyError, TypeError, AttributeError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from err
 
 

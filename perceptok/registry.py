@@ -37,6 +37,13 @@ BUILTIN_TYPES = {
     "depth_vqvae": "perceptok.depth.tokenizer",
     "depth_pooled": "perceptok.depth.pooled",
 }
+# Built-in types whose tokenizers import torch, with the torch-free class of their configs, whose
+# ``vocab()``, ``start_token`` and ``end_token`` are the tokenizer's: ``perceptok info`` describes
+# them from config.json alone. Type: (tokenizer class name, config module, config class name).
+CONFIG_CLASSES = {
+    "depth_vqvae": ("DepthTokenizer", "perceptok.depth.config", "DepthTokenizerConfig"),
+    "depth_pooled": ("PooledDepthTokenizer", "perceptok.depth.config", "PooledDepthConfig"),
+}
 # Modules that declare the built-in presets. They import no torch (a preset's factory imports its
 # class when it is built), so listing presets is instant.
 PRESET_MODULES = ("perceptok.coordinates.presets", "perceptok.depth.presets")

@@ -192,3 +192,36 @@ class TokenizerConformance:
         weights.unlink()
         with pytest.raises(CheckpointError, match="missing"):
             AutoPerceptionTokenizer.from_pretrained(tmp_path)
+
+
+class CoordinateConformance(TokenizerConformance):
+    """What box and point tokenizers add: they compute in numpy, and ``return_tensors="np"``
+    gives the same numbers as the torch tensors they return by default."""
+
+    def item_ids(self, ids: torch.Tensor, i: int) -> torch.Tensor:
+        from perceptok import PAD_ID
+
+        rows = ids[i]
+        return rows[(rows != PAD_ID).all(-1)]
+
+    def test_numpy_results_are_the_torch_results(self, tok):
+        import numpy as np
+
+        for sample in self.samples():
+            pt = tok.encode(sample, **self.encode_kwargs)
+            nd = tok.encode(sample, return_tensors="np", **self.encode_kwargs)
+            assert isinstance(pt.ids, torch.Tensor) and pt.ids.dtype == torch.long
+            assert isinstance(nd.ids, np.ndarray) and nd.ids.dtype == np.int64
+            assert np.array_equal(pt.ids.numpy(), nd.ids) and np.array_equal(pt.counts.numpy(), nd.counts)
+            assert pt.counts.shape == nd.counts.shape == ()  # one image: a count, not a batch of one
+            text = tok.to_text(nd)
+            assert text == tok.to_text(pt)
+            assert np.array_equal(tok.parse(text, return_tensors="np").ids, tok.parse(text).ids.numpy())
+            decoded = tok.decode(nd.ids, return_tensors="np", **self.decode_kwargs)
+            assert decoded.dtype == np.float32
+            assert np.array_equal(decoded, tok.decode(pt.ids, **self.decode_kwargs).numpy())
+        batch = tok.encode(self.batch(self.samples()), return_tensors="np", **self.encode_kwargs)
+        texts = tok.to_text(batch)
+        assert np.array_equal(tok.from_text(texts, return_tensors="np"), tok.from_text(texts).numpy())
+        with pytest.raises(ValueError, match="return_tensors must be 'pt'"):
+            tok.encode(self.samples()[0], return_tensors="tf", **self.encode_kwargs)

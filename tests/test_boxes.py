@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision import tv_tensors
 
-from conformance import TokenizerConformance
+from conformance import CoordinateConformance
 from perceptok import PAD_ID, BoxTokenizer, TokenParseError
 from perceptok.boxes import convert
 from perceptok.coordinates import presets_for
@@ -19,7 +19,7 @@ from perceptok.coordinates.quantize import smart_resize
 CANVAS = (240, 320)  # (H, W)
 
 
-class BoxConformance(TokenizerConformance):
+class BoxConformance(CoordinateConformance):
     preset = "aurora"
     encode_kwargs = {"canvas_size": CANVAS}
     decode_kwargs = {"canvas_size": CANVAS}
@@ -34,10 +34,6 @@ class BoxConformance(TokenizerConformance):
             [[100, 100, 101, 140], [33.3, 44.4, 55.5, 66.6]],
             torch.zeros(0, 4),
         ]
-
-    def item_ids(self, ids, i):
-        rows = ids[i]
-        return rows[(rows != PAD_ID).all(-1)]
 
 
 for _preset in presets_for("box"):

@@ -87,7 +87,6 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypat
     """Issue 10: config.json was written before model.safetensors, so a crash between the two
     left a folder that loaded (the shapes agree) and gave wrong codes. The folder is now written
     whole and swapped in by renames."""
-    import perceptok.checkpoint as ckpt
 
     old, new = _tiny_depth(0), _tiny_depth(1)  # the same tensor shapes, other weights
     folder = tmp_path / "tok"
@@ -97,7 +96,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypat
     def crash(*args, **kwargs):
         raise OSError("power cut while writing the weights")
 
-    monkeypatch.setattr(ckpt, "save_file", crash)
+    monkeypatch.setattr("safetensors.torch.save_file", crash)  # what saving calls
     with pytest.raises(OSError, match="power cut"):
         new.save_pretrained(folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

@@ -104,33 +104,70 @@ def test_lenient_decoding_warns_about_what_it_dropped_or_filled(tmp_path, capsys
     assert capsys.readouterr().err == ""  # well-formed text: nothing to warn about
 
 
-def test_help_and_light_commands_do_not_load_torch():
-    """Issue 10 (2): torch and torchvision took 2.9 s of every call. ``--help``, ``list``
-    (every type and preset) and ``info`` of a box or point preset import neither, and a box
-    command imports torch but not torchvision or the depth networks' libraries (start-up times
-    are in benchmarks/test_cli_startup.py, not asserted here)."""
-    heavy = "print(sorted(m for m in ('torch', 'torchvision', 'vector_quantize_pytorch') if m in sys.modules)); "
-    probe = ("import sys; from perceptok.cli.main import build_parser, main; build_parser(); " + heavy +
-             "main(['list']); " + heavy + "main(['info', 'points:molmo']); " + heavy +
-             "main(['encode', 'boxes', '[[1, 2, 30, 40]]', '--canvas-size', '100', '100']); " + heavy)
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.splitlines()
-    assert out[0] == "[]"
-    assert "depth:pooled" in out[2] and "points:molmo" in out[2] and out[3] == "[]"
-    described = out.index("[]", 4)
-    assert json.loads("\n".join(out[4:described]))["class"] == "PointTokenizer"
-    assert out[-1] == "['torch']"
+def test_help_list_info_and_box_commands_do_not_load_torch(tmp_path):
+    """Issue 10 (2): torch and torchvision took 2.9 s of every call. ``--help``, ``list``,
+    ``info`` (of box, point and depth presets and of saved folders) and the box and point
+    commands (also with a saved tokenizer folder) import neither torch nor the depth networks'
+    libraries, and still give the right answers (start-up times are in
+    benchmarks/test_cli_startup.py, not asserted here)."""
+    from perceptok.boxes import BoxTokenizer
+
+    saved = BoxTokenizer.from_preset("florence2").save_pretrained(tmp_path / "florence2-boxes")
+    calls = [["list"], ["info", "points:molmo"], ["info", "depth"], ["info", "depth:pooled"],
+             ["info", "perceptok/pretrained/depth"],
+             ["encode", "boxes", "[[1, 2, 30, 40]]", "--canvas-size", "100", "100", "--labels", "cat"],
+             ["decode", "boxes", "(<PIXEL_1>,<PIXEL_2>,<PIXEL_30>,<PIXEL_40>)", "--canvas-size", "100", "100"],
+             ["encode", "points", "[[0.5, 0.25]]", "--preset", "molmo"],
+             ["decode", "points", "(<PIXEL_1>,<PIXEL_2>) (<PIXEL_3>,", "--lenient"],
+             ["encode", "boxes", "[[0.1, 0.2, 0.5, 0.6]]", "--tokenizer", str(saved)]]
+    probe = ("import json, sys; from perceptok.cli.main import build_parser, main; build_parser()\n"
+             f"for argv in {calls!r}:\n"
+             "    assert main(argv) == 0, argv\n"
+             "    print('<<loaded>>', json.dumps(sorted(m for m in ('torch', 'torchvision', 'vector_quantize_pytorch') "
+             "if m in sys.modules)))\n")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    parts = run.stdout.split("<<loaded>> ")
+    loaded = [json.loads(p.split("\n", 1)[0]) for p in parts[1:]]
+    printed = [parts[0]] + [p.split("\n", 1)[1] for p in parts[1:-1]]
+    assert loaded == [[]] * len(calls)
+    assert "depth:pooled" in printed[0] and "points:molmo" in printed[0]
+    assert json.loads(printed[1])["class"] == "PointTokenizer"
+    depth = json.loads(printed[2])
+    assert depth["class"] == "DepthTokenizer" and depth["weights"] > 1_000_000 and depth["first_tokens"][0] == "<DEPTH_0>"
+    pooled = json.loads(printed[3])
+    assert pooled["class"] == "PooledDepthTokenizer" and pooled["weights"] == 0
+    assert json.loads(printed[4]) == depth
+    assert printed[5].strip() == "cat (<PIXEL_3>,<PIXEL_7>,<PIXEL_100>,<PIXEL_134>)"
+    assert json.loads(printed[6])["count"] == 1
+    assert printed[7].strip() == '<point x="50.0" y="25.0" alt=""></point>'
+    assert json.loads(printed[8])["count"] == 1 and "not well formed" in run.stderr
+    assert printed[9].strip() == "<loc_100><loc_200><loc_500><loc_600>"
 
 
-def test_info_of_every_box_and_point_preset_from_its_config_is_the_built_tokenizers():
-    """``perceptok info`` describes box and point presets from their configs (no torch); that
-    must be exactly what the built tokenizer says of itself, for every preset, and presets
-    without such a description (depth) are built."""
-    from perceptok.describe import describe
+def test_info_without_building_is_what_the_built_tokenizer_says(tmp_path):
+    """``perceptok info`` describes depth presets and saved depth folders from config.json and
+    the weights file's header (no torch); that must be exactly what the loaded tokenizer says of
+    itself, for every preset and for saved depth tokenizers with non-default token strings."""
+    import torch
+
+    from perceptok.depth import DepthTokenizer, DepthTokenizerConfig, PooledDepthConfig, PooledDepthTokenizer
+    from perceptok.describe import describe, describe_folder, describe_name
     from perceptok.loading import load
-    from perceptok.registry import describe_preset, list_presets
+    from perceptok.registry import CONFIG_CLASSES, get_tokenizer_class, list_presets
 
-    described = [name for name in list_presets() if describe_preset(name) is not None]
-    assert {"boxes", "points", "boxes:gemini", "points:molmo"} <= set(described)
-    for name in described:
-        assert describe_preset(name) == describe(load(name)), name
-    assert describe_preset("depth") is None
+    for name in list_presets():
+        assert describe_name(name) == describe(load(name)), name
+    torch.manual_seed(0)
+    vqvae = DepthTokenizer(DepthTokenizerConfig(preset="custom", width=8, codebook_size=64, fsq_levels=(16, 4),
+                                                token_prefix="D2", grids=((4, 4), (2, 8))))
+    pooled = PooledDepthTokenizer(PooledDepthConfig(codebook_size=16, token_prefix="LEVEL"))
+    for tok, name in ((vqvae, "vqvae"), (pooled, "pooled")):
+        folder = tok.save_pretrained(tmp_path / name)
+        described = describe_folder(folder)
+        assert described == describe(load(folder)) == describe_name(str(folder))
+        assert described["vocab_size"] == tok.config.codebook_size
+        assert described["weights"] == sum(t.numel() for t in tok.state_tensors().values())
+    assert describe_folder(tmp_path / "vqvae")["start_token"] == "<D2_START>"
+    for tokenizer_type, (class_name, module, config_class) in CONFIG_CLASSES.items():
+        cls = get_tokenizer_class(tokenizer_type)
+        assert (cls.__name__, cls.config_class.__module__, cls.config_class.__name__) == (class_name, module, config_class)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conformance import TokenizerConformance
-from perceptok import PAD_ID, PointTokenizer
+from conformance import CoordinateConformance
+from perceptok import PointTokenizer
 from perceptok.coordinates import presets_for
 
 CANVAS = (240, 320)
 
 
-class PointConformance(TokenizerConformance):
+class PointConformance(CoordinateConformance):
     preset = "aurora"
     encode_kwargs = {"canvas_size": CANVAS}
     decode_kwargs = {"canvas_size": CANVAS}
@@ -22,10 +22,6 @@ class PointConformance(TokenizerConformance):
 
     def samples(self):
         return [torch.tensor([[81.7, 37.9], [320.0, 240.0], [0.0, 0.0]]), [[160.5, 120.5]], torch.zeros(0, 2)]
-
-    def item_ids(self, ids, i):
-        rows = ids[i]
-        return rows[(rows != PAD_ID).all(-1)]
 
 
 for _preset in presets_for("point"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
+import numpy as np
 
 from perceptok.boxes.tokenizer import BoxTokenizer
 from perceptok.coordinates.convert import convert_text
@@ -33,11 +33,11 @@ def convert(
     return convert_text(text, _tokenizer(src), _tokenizer(dst), canvas_size, strict, _widen)
 
 
-def _widen(boxes: torch.Tensor, canvas_size: tuple[int, int] | None) -> torch.Tensor:
+def _widen(boxes: np.ndarray, canvas_size: tuple[int, int] | None) -> np.ndarray:
     """Give zero-area ``(N, 4)`` xyxy boxes (a one-cell Kosmos-2 box decodes to a point) a tiny extent."""
     h, w = canvas_size if canvas_size is not None else (1.0, 1.0)
-    eps = 1e-6 * torch.tensor([w, h], dtype=torch.float64)
-    boxes = boxes.double()
-    lo = torch.minimum(boxes[:, :2], boxes[:, 2:] - eps).clamp(min=0)
-    hi = torch.maximum(boxes[:, 2:], lo + eps)
-    return torch.cat([lo, hi], dim=1)
+    eps = 1e-6 * np.array([w, h], dtype=np.float64)
+    boxes = boxes.astype(np.float64)
+    lo = np.maximum(np.minimum(boxes[:, :2], boxes[:, 2:] - eps), 0)
+    hi = np.maximum(boxes[:, 2:], lo + eps)
+    return np.concatenate([lo, hi], axis=1)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
+import numpy as np
 
 from perceptok.coordinates.config import CoordinateConfig
 from perceptok.coordinates.tokenizer import CanvasSize, CoordinateTokenizer
-from perceptok.coordinates.validate import as_float_tensor, check_finite, check_range, normalise
+from perceptok.coordinates.validate import as_float_array, check_finite, check_range, normalise
 from perceptok.registry import register_tokenizer
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
@@ -31,10 +31,10 @@ def _check_format(format: str) -> str:
     return format
 
 
-def box_convert(boxes: torch.Tensor, src: str, dst: str) -> torch.Tensor:
-    """``(N, 4)`` boxes between "xyxy", "xywh" and "cxcywh" (torchvision's definitions, without
-    importing torchvision, which takes seconds)."""
-    a, b, c, d = boxes.unbind(-1)
+def box_convert(boxes: np.ndarray, src: str, dst: str) -> np.ndarray:
+    """``(N, 4)`` boxes between "xyxy", "xywh" and "cxcywh" (torchvision's definitions, in numpy,
+    without importing torchvision or torch, which take seconds)."""
+    a, b, c, d = np.moveaxis(boxes, -1, 0)
     if src == "xywh":
         a, b, c, d = a, b, a + c, b + d
     elif src == "cxcywh":
@@ -43,7 +43,7 @@ def box_convert(boxes: torch.Tensor, src: str, dst: str) -> torch.Tensor:
         a, b, c, d = a, b, c - a, d - b
     elif dst == "cxcywh":
         a, b, c, d = (a + c) / 2, (b + d) / 2, c - a, d - b
-    return torch.stack([a, b, c, d], dim=-1)
+    return np.stack([a, b, c, d], axis=-1)
 
 
 def _is_bounding_boxes(x: Any) -> bool:
@@ -65,7 +65,7 @@ class BoxTokenizer(CoordinateTokenizer):
     item_kind = "box"
     input_width = 4
 
-    def _to_points(self, boxes: Any, canvas_size: CanvasSize | None, clip: bool, format: str = "xyxy") -> torch.Tensor:
+    def _to_points(self, boxes: Any, canvas_size: CanvasSize | None, clip: bool, format: str = "xyxy") -> np.ndarray:
         if _is_bounding_boxes(boxes):
             format = boxes.format.name.lower()
             if format not in BOX_FORMATS:
@@ -73,11 +73,10 @@ class BoxTokenizer(CoordinateTokenizer):
             if canvas_size is not None and tuple(canvas_size) != tuple(boxes.canvas_size):
                 raise ValueError(f"canvas_size {tuple(canvas_size)} disagrees with the BoundingBoxes' {tuple(boxes.canvas_size)}")
             canvas_size = tuple(boxes.canvas_size)
-            boxes = boxes.as_subclass(torch.Tensor)
-        t = as_float_tensor(boxes, 4, "box")
+        t = as_float_array(boxes, 4, "box")
         check_finite(t, "box")
         t = box_convert(t, _check_format(format), "xyxy") if format != "xyxy" else t
-        xy = normalise(t.view(-1, 2, 2), canvas_size, "box")  # (N, 2 corners, x y)
+        xy = normalise(t.reshape(-1, 2, 2), canvas_size, "box")  # (N, 2 corners, x y)
         self._check_extent(xy, t, "inverted or empty")
         xy = check_range(xy, clip, canvas_size, "box")
         if clip:
@@ -85,17 +84,17 @@ class BoxTokenizer(CoordinateTokenizer):
         return xy
 
     @staticmethod
-    def _check_extent(xy: torch.Tensor, raw: torch.Tensor, why: str) -> None:
+    def _check_extent(xy: np.ndarray, raw: np.ndarray, why: str) -> None:
         size = xy[:, 1] - xy[:, 0]  # (N, 2): width, height
         bad = (size <= 0).any(-1)
         if bad.any():
-            i = int(bad.nonzero()[0])
+            i = int(np.flatnonzero(bad)[0])
             raise ValueError(
                 f"box {i} {raw[i].tolist()} (as x1 y1 x2 y2) is {why}: boxes need x2 > x1 and "
                 "y2 > y1; check the box format (xyxy / xywh / cxcywh) and drop empty boxes"
             )
 
-    def _items_from_points(self, points: torch.Tensor, format: str = "xyxy") -> torch.Tensor:
+    def _items_from_points(self, points: np.ndarray, format: str = "xyxy") -> np.ndarray:
         """Decoded corners ``(N, 2, 2)`` → ``(N, 4)`` boxes in ``format`` (decode's keyword)."""
-        xyxy = points.flatten(1)
-        return (box_convert(xyxy, "xyxy", _check_format(format)) if format != "xyxy" else xyxy).float()
+        xyxy = points.reshape(len(points), 4)
+        return (box_convert(xyxy, "xyxy", _check_format(format)) if format != "xyxy" else xyxy).astype(np.float32)

@@ -57,7 +57,7 @@ def _encode(args: argparse.Namespace) -> None:
     else:
         raise ValueError("give ITEMS as JSON, or --coco FILE --image NAME")
     kwargs = {"format": fmt} if args.modality == "boxes" else {}
-    enc = tok.encode(items, canvas_size=canvas, labels=labels, clip=args.clip, **kwargs)
+    enc = tok.encode(items, canvas_size=canvas, labels=labels, clip=args.clip, return_tensors="np", **kwargs)
     text = tok.to_text(enc)
     print(text)
     if args.preview:
@@ -67,6 +67,7 @@ def _encode(args: argparse.Namespace) -> None:
 def _preview(args: argparse.Namespace, tok: CoordinateTokenizer, items: Any, fmt: str,
              canvas: tuple[int, int] | None, text: str) -> None:
     """Draw the input boxes and the boxes decoded back from ``text`` on the COCO image."""
+    import numpy as np
     import torch
 
     from perceptok.boxes.tokenizer import box_convert
@@ -77,17 +78,17 @@ def _preview(args: argparse.Namespace, tok: CoordinateTokenizer, items: Any, fmt
 
     image_path = Path(args.images or Path(args.coco).parent / "images") / args.image
     parsed = tok.parse(text)
-    truth = box_convert(torch.as_tensor(items, dtype=torch.float64).view(-1, 4), fmt, "xyxy")
+    truth = torch.from_numpy(box_convert(np.asarray(items, dtype=np.float64).reshape(-1, 4), fmt, "xyxy"))
     out = draw_box_preview(image_path, truth, tok.decode(parsed.ids, canvas_size=canvas), parsed.labels, args.preview)
     print(f"preview written to {out}", file=sys.stderr)
 
 
 def _decode(args: argparse.Namespace) -> None:
     tok = _tokenizer(args)
-    parsed = messages.parse(tok, args.text, args.lenient)
+    parsed = messages.parse(tok, args.text, args.lenient, return_tensors="np")
     canvas = tuple(args.canvas_size) if args.canvas_size else None
     kwargs = {"format": args.format} if args.modality == "boxes" else {}
-    items = tok.decode(parsed.ids, canvas_size=canvas, **kwargs)
+    items = tok.decode(parsed.ids, canvas_size=canvas, return_tensors="np", **kwargs)
     out = {args.modality: [[round(v, 4) for v in row] for row in items.tolist()],
            "labels": parsed.labels, "count": int(parsed.counts)}
     print(json.dumps(out))

@@ -17,15 +17,9 @@ def _list(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    from perceptok.registry import describe_preset
+    from perceptok.describe import describe_name
 
-    info = describe_preset(args.name)  # box and point presets: from their config, without torch
-    if info is None:
-        from perceptok.describe import describe
-        from perceptok.loading import load
-
-        info = describe(load(args.name, revision=args.revision))
-    print(json.dumps(info, indent=2))
+    print(json.dumps(describe_name(args.name, args.revision), indent=2))
 
 
 def _push(args: argparse.Namespace) -> None:

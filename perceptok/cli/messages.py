@@ -15,15 +15,16 @@ def one_line(err: BaseException) -> str:
     return text.replace("Pass strict=False to recover", "Pass --lenient to recover")
 
 
-def parse(tok: Any, text: str, lenient: bool) -> Any:
-    """``tok.parse(text)``; with ``lenient``, text that is not well formed is read leniently and
-    a warning on standard error says what was wrong and what lenient reading does with it."""
+def parse(tok: Any, text: str, lenient: bool, **kwargs: Any) -> Any:
+    """``tok.parse(text, **kwargs)``; with ``lenient``, text that is not well formed is read
+    leniently and a warning on standard error says what was wrong and what lenient reading does
+    with it."""
     try:
-        return tok.parse(text, strict=True)
+        return tok.parse(text, strict=True, **kwargs)
     except TokenParseError as err:
         if not lenient:
             raise
-        parsed = tok.parse(text, strict=False)
+        parsed = tok.parse(text, strict=False, **kwargs)
         what = (f"kept the {int(parsed.counts)} well-formed item(s), dropped the rest" if hasattr(parsed, "counts")
                 else "missing codes repeat the last one read, extra codes are dropped")
         print(f"perceptok: warning: the text is not well formed: {one_line(err).split('. Pass')[0]}; "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-import torch
+import numpy as np
 
 from perceptok.coordinates.config import CoordinateConfig
 
@@ -31,49 +31,50 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
     return h, w
 
 
-def _axis_ids(v: torch.Tensor, cfg: CoordinateConfig, far: torch.Tensor, sides: torch.Tensor | None) -> torch.Tensor:
+def _axis_ids(v: np.ndarray, cfg: CoordinateConfig, far: np.ndarray, sides: np.ndarray | None) -> np.ndarray:
     """Quantise normalised values ``v`` in [0, 1]; ``far`` marks far (bottom-right) corners;
-    ``sides`` are the (W, H) of the resized input ("pixel" only)."""
+    ``sides`` are the (W, H) of the resized input ("pixel" only). Rounding is half to even."""
     n = cfg.bins
     if cfg.quantization == "pixel":
-        return torch.round(v * sides).long()
-    if cfg.quantization == "round":
-        return torch.round(v * (n - 1)).long()
-    if cfg.quantization == "floor":
-        return torch.floor(v * n).clamp(max=n - 1).long()
-    # grid (Kosmos-2): a far corner takes the last cell it covers, ceil(v·n − 1).
-    return torch.where(far, torch.ceil(v * n - 1), torch.floor(v * n)).clamp(0, n - 1).long()
+        q = np.round(v * sides)
+    elif cfg.quantization == "round":
+        q = np.round(v * (n - 1))
+    elif cfg.quantization == "floor":
+        q = np.minimum(np.floor(v * n), n - 1)
+    else:  # grid (Kosmos-2): a far corner takes the last cell it covers, ceil(v·n − 1).
+        q = np.clip(np.where(far, np.ceil(v * n - 1), np.floor(v * n)), 0, n - 1)
+    return q.astype(np.int64)
 
 
-def _axis_values(q: torch.Tensor, cfg: CoordinateConfig, sides: torch.Tensor | None) -> torch.Tensor:
+def _axis_values(q: np.ndarray, cfg: CoordinateConfig, sides: np.ndarray | None) -> np.ndarray:
+    q = q.astype(np.float64)
     if cfg.quantization == "pixel":
-        return q.double() / sides
+        return q / sides
     if cfg.quantization == "round":
-        return q.double() / (cfg.bins - 1)
-    return (q.double() + 0.5) / cfg.bins
+        return q / (cfg.bins - 1)
+    return (q + 0.5) / cfg.bins
 
 
-def points_to_ids(points: torch.Tensor, cfg: CoordinateConfig, far: torch.Tensor,
-                  sides: torch.Tensor | None = None) -> torch.Tensor:
-    """``(..., P, 2)`` normalised x, y → ``(..., T)`` coordinate ids in the config's order.
+def points_to_ids(points: np.ndarray, cfg: CoordinateConfig, far: np.ndarray,
+                  sides: np.ndarray | None = None) -> np.ndarray:
+    """``(..., P, 2)`` normalised x, y → ``(..., T)`` coordinate ids (int64) in the config's order.
 
-    ``far`` is a ``(P,)`` bool tensor marking far corners (only the grid quantiser uses it);
+    ``far`` is a ``(P,)`` bool array marking far corners (only the grid quantiser uses it);
     ``sides`` ``(..., 1, 2)`` the (W, H) of the resized input (only the pixel quantiser).
     """
-    far = far.view(-1, 1).expand(points.shape[-2:])
-    q = _axis_ids(points, cfg, far, sides)  # (..., P, 2)
+    q = _axis_ids(points, cfg, far[:, None], sides)  # (..., P, 2)
     if cfg.quantization == "grid":
         return q[..., 1] * cfg.bins + q[..., 0]  # (..., P): row · bins + col
     if cfg.order == "yx":
-        q = q.flip(-1)
-    return q.flatten(-2)  # (..., 2P)
+        q = q[..., ::-1]
+    return q.reshape(*q.shape[:-2], q.shape[-2] * 2)  # (..., 2P)
 
 
-def ids_to_points(ids: torch.Tensor, cfg: CoordinateConfig, sides: torch.Tensor | None = None) -> torch.Tensor:
-    """``(..., T)`` coordinate ids → ``(..., P, 2)`` normalised x, y (float64); ``sides`` as in
-    ``points_to_ids``."""
+def ids_to_points(ids: np.ndarray, cfg: CoordinateConfig, sides: np.ndarray | None = None) -> np.ndarray:
+    """``(..., T)`` int64 coordinate ids → ``(..., P, 2)`` normalised x, y (float64); ``sides`` as
+    in ``points_to_ids``."""
     if cfg.quantization == "grid":
-        q = torch.stack([ids % cfg.bins, ids // cfg.bins], dim=-1)  # (..., P, 2)
+        q = np.stack([ids % cfg.bins, ids // cfg.bins], axis=-1)  # (..., P, 2)
         centres = _axis_values(q, cfg, sides)
         if q.shape[-2] != 2:
             return centres
@@ -81,10 +82,9 @@ def ids_to_points(ids: torch.Tensor, cfg: CoordinateConfig, sides: torch.Tensor 
         # kosmos-2/demo/decode_string.py, copied into transformers' Kosmos2Processor): a box whose
         # corners share a cell, a row or a column spans those cells' edges, else cell centres.
         shared = (q[..., 0, :] == q[..., 1, :]).any(-1)  # (...,)
-        edges = torch.stack([q[..., 0, :].double() / cfg.bins, (q[..., 1, :].double() + 1) / cfg.bins], dim=-2)
-        return torch.where(shared[..., None, None], edges, centres)
-    else:
-        q = ids.unflatten(-1, (-1, 2))
-        if cfg.order == "yx":
-            q = q.flip(-1)
+        edges = np.stack([q[..., 0, :] / cfg.bins, (q[..., 1, :] + 1) / cfg.bins], axis=-2)
+        return np.where(shared[..., None, None], edges, centres)
+    q = ids.reshape(*ids.shape[:-1], ids.shape[-1] // 2, 2)
+    if cfg.order == "yx":
+        q = q[..., ::-1]
     return _axis_values(q, cfg, sides)

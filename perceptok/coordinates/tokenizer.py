@@ -3,6 +3,11 @@
 Axis legend: ``B`` images in a batch, ``N`` items (boxes or points) per image, ``T`` tokens per
 item, ``P`` points per item. A single image's items are ``(N, ...)``; a batch is a list of those
 or one ``(B, N, ...)`` tensor, and its ids are padded with ``PAD_ID`` up to the largest ``N``.
+
+The arithmetic is numpy's, on the CPU in float64, so that these tokenizers import no torch: ids
+and items come back as torch tensors by default and as numpy arrays with
+``return_tensors="np"`` (Hugging Face tokenizers' keyword), which is how ``perceptok encode
+boxes`` starts in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -12,10 +17,9 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-import torch
 
 from perceptok.base import PerceptionTokenizer, TokenizerOutput
 from perceptok.coordinates.config import PRESETS, CoordinateConfig, token_format_parts
@@ -24,11 +28,23 @@ from perceptok.coordinates.grammar import ItemGrammar
 from perceptok.coordinates.layouts import LAYOUTS
 from perceptok.coordinates.quantize import ids_to_points, points_to_ids, smart_resize
 from perceptok.coordinates.render import TableRenderer
-from perceptok.coordinates.validate import check_canvas
+from perceptok.coordinates.validate import as_numpy, check_canvas, is_torch_tensor
 
 PAD_ID = -1  # fills the rows of images with fewer items than the largest in a batch
 
 CanvasSize = tuple[int, int]
+ReturnTensors = Literal["pt", "np"]
+
+
+def _as(a: np.ndarray, return_tensors: ReturnTensors) -> Any:
+    """``a`` as a torch tensor (``"pt"``, sharing its memory) or unchanged (``"np"``)."""
+    if return_tensors == "np":
+        return a
+    if return_tensors != "pt":
+        raise ValueError(f"return_tensors must be 'pt' (torch) or 'np' (numpy), got {return_tensors!r}")
+    import torch
+
+    return torch.from_numpy(a if a.flags.c_contiguous else a.copy())
 
 
 @dataclasses.dataclass
@@ -36,17 +52,30 @@ class CoordinateEncoding(TokenizerOutput):
     """Encoded boxes or points.
 
     Attributes:
-        ids: ``(N, T)`` for one image, ``(B, N, T)`` for a batch (padded with ``PAD_ID``); long.
+        ids: ``(N, T)`` for one image, ``(B, N, T)`` for a batch (padded with ``PAD_ID``); int64,
+            a torch tensor or (``return_tensors="np"``) a numpy array.
         counts: items per image, ``()`` or ``(B,)``; counting questions read it.
         labels: one optional label per item (``list``), or one such list per image in a batch.
     """
 
-    counts: torch.Tensor
+    counts: Any
     labels: list[Any] | None = None
 
 
+def _encoding(ids: np.ndarray, counts: np.ndarray, labels: list[Any] | None,
+              return_tensors: ReturnTensors) -> CoordinateEncoding:
+    return CoordinateEncoding(ids=_as(ids, return_tensors), counts=_as(counts, return_tensors), labels=labels)
+
+
 def _is_tensor_like(x: Any) -> bool:
-    return isinstance(x, (torch.Tensor, np.ndarray))
+    return isinstance(x, np.ndarray) or is_torch_tensor(x)
+
+
+def _padded(flat: np.ndarray, counts: np.ndarray, width: int) -> np.ndarray:
+    """``(sum N, T)`` items of consecutive images → ``(B, max N, T)`` ids padded with ``PAD_ID``."""
+    ids = np.full((len(counts), int(counts.max(initial=0)), width), PAD_ID, dtype=np.int64)
+    ids[np.arange(ids.shape[1]) < counts[:, None]] = flat
+    return ids
 
 
 class CoordinateTokenizer(PerceptionTokenizer):
@@ -69,7 +98,7 @@ class CoordinateTokenizer(PerceptionTokenizer):
         self.grammar = ItemGrammar(layout, self._vocab, prefix, suffix, cfg.decimals, self.points_per_item,
                                    cfg.tokens_per_point, self.item_kind)
         # Far corners: the second point of a box (the grid quantiser rounds them differently).
-        self._far = torch.arange(self.points_per_item) == 1
+        self._far = np.arange(self.points_per_item) == 1
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any):
@@ -116,7 +145,7 @@ class CoordinateTokenizer(PerceptionTokenizer):
     # --- input handling (subclasses turn raw items into normalised points) -------------------
 
     @abc.abstractmethod
-    def _to_points(self, items: Any, canvas_size: CanvasSize | None, clip: bool, **kwargs: Any) -> torch.Tensor:
+    def _to_points(self, items: Any, canvas_size: CanvasSize | None, clip: bool, **kwargs: Any) -> np.ndarray:
         """One image's items → ``(N, P, 2)`` normalised x, y in [0, 1], validated (float64)."""
 
     def _is_batch(self, x: Any) -> bool:
@@ -138,6 +167,7 @@ class CoordinateTokenizer(PerceptionTokenizer):
         canvas_size: CanvasSize | Sequence[CanvasSize] | None = None,
         labels: Sequence[Any] | None = None,
         clip: bool = False,
+        return_tensors: ReturnTensors = "pt",
         **kwargs: Any,
     ) -> CoordinateEncoding:
         """Items → ids.
@@ -149,31 +179,31 @@ class CoordinateTokenizer(PerceptionTokenizer):
                 images, or one per image); ``None`` for coordinates normalised to [0, 1].
             labels: one optional label per item (per image in a batch).
             clip: clip coordinates outside the image onto its border instead of raising.
+            return_tensors: ``"pt"`` for torch tensors, ``"np"`` for numpy arrays.
         """
         if not self._is_batch(x):
             points = self._to_points(x, canvas_size, clip, **kwargs)  # (N, P, 2)
             ids = points_to_ids(points, self.config, self._far, self._sides(canvas_size))  # (N, T)
             if labels is not None:
                 labels = self._check_labels(labels, len(ids))
-            return CoordinateEncoding(ids=ids, counts=torch.tensor(len(ids)), labels=labels)
-        images = list(x)
+            return _encoding(ids, np.asarray(len(ids)), labels, return_tensors)
+        images = list(as_numpy(x))
         sizes = self._batch_canvas_sizes(canvas_size, len(images))
         points = [self._to_points(item, size, clip, **kwargs) for item, size in zip(images, sizes)]
-        counts = torch.tensor([len(p) for p in points])
+        counts = np.array([len(p) for p in points], dtype=np.int64)
         sides = None
         if self.config.quantization == "pixel":  # (sum N, 1, 2): each item's image's resized (W, H)
-            sides = torch.cat([self._sides(size).expand(len(p), 1, 2) for p, size in zip(points, sizes)])
-        flat = points_to_ids(torch.cat(points) if points else torch.zeros(0, self.points_per_item, 2),
+            sides = np.concatenate([np.broadcast_to(self._sides(size), (len(p), 1, 2)) for p, size in zip(points, sizes)])
+        flat = points_to_ids(np.concatenate(points) if points else np.zeros((0, self.points_per_item, 2)),
                              self.config, self._far, sides)  # (sum N, T)
-        ids = torch.full((len(points), max(counts.tolist(), default=0), self.tokens_per_item), PAD_ID)
-        ids[torch.arange(ids.shape[1]) < counts[:, None]] = flat
+        ids = _padded(flat, counts, self.tokens_per_item)
         if labels is not None:
             if len(labels) != len(points):
                 raise ValueError(f"got labels for {len(labels)} images but {len(points)} images")
             labels = [self._check_labels(lab, int(n)) for lab, n in zip(labels, counts)]
-        return CoordinateEncoding(ids=ids, counts=counts, labels=labels)
+        return _encoding(ids, counts, labels, return_tensors)
 
-    def _sides(self, canvas_size: CanvasSize | None) -> torch.Tensor | None:
+    def _sides(self, canvas_size: CanvasSize | None) -> np.ndarray | None:
         """``(1, 1, 2)`` (W, H) of the model input that a "pixel" preset writes coordinates in."""
         cfg: CoordinateConfig = self.config  # type: ignore[assignment]
         if cfg.quantization != "pixel":
@@ -186,7 +216,7 @@ class CoordinateTokenizer(PerceptionTokenizer):
         if max(h, w) >= cfg.bins:
             raise ValueError(f"the resized input is {h}×{w}, beyond the {cfg.bins - 1} px this config's bins allow; "
                              "raise bins")
-        return torch.tensor([w, h], dtype=torch.float64).view(1, 1, 2)
+        return np.array([w, h], dtype=np.float64).reshape(1, 1, 2)
 
     def _check_labels(self, labels: Sequence[Any], n: int) -> list[str | None]:
         if isinstance(labels, str) or len(labels) != n:
@@ -203,33 +233,38 @@ class CoordinateTokenizer(PerceptionTokenizer):
             raise ValueError(f"got {len(canvas_size)} canvas sizes for {n} images; pass one (H, W) or one per image")
         return list(canvas_size)
 
-    def _ids_tensor(self, ids: torch.Tensor | TokenizerOutput) -> torch.Tensor:
+    def _ids_array(self, ids: Any) -> np.ndarray:
+        """Ids (an encoding, a tensor on any device, an array or nested lists) as int64 numpy,
+        checked: ``(N, T)`` or ``(B, N, T)``, each a token id or ``PAD_ID``."""
         if isinstance(ids, TokenizerOutput):
             ids = ids.ids
-        ids = torch.as_tensor(ids)
-        if ids.dtype.is_floating_point or ids.ndim not in (2, 3) or ids.shape[-1] != self.tokens_per_item:
+        try:
+            a = np.asarray(as_numpy(ids))
+        except (TypeError, ValueError):  # ragged nested lists
+            a = np.asarray(None)
+        if a.dtype.kind not in "iub" or a.ndim not in (2, 3) or a.shape[-1] != self.tokens_per_item:
             raise ValueError(
                 f"expected integer ids of shape (N, {self.tokens_per_item}) or "
-                f"(B, N, {self.tokens_per_item}), got {ids.dtype} {tuple(ids.shape)}"
+                f"(B, N, {self.tokens_per_item}), got {a.dtype} {tuple(a.shape)}"
             )
-        ids = ids.long()
-        if ids.numel():
-            low, high = int(ids.min()), int(ids.max())
-            if high >= self.config.num_tokens or low < PAD_ID or (low < 0 and ((ids < 0) & (ids != PAD_ID)).any()):
+        a = a.astype(np.int64, copy=False)
+        if a.size:
+            low, high = int(a.min()), int(a.max())
+            if high >= self.config.num_tokens or low < PAD_ID or (low < 0 and ((a < 0) & (a != PAD_ID)).any()):
                 raise ValueError(f"ids must lie in 0..{self.config.num_tokens - 1} (or be PAD_ID={PAD_ID})")
-        return ids
+        return a
 
-    def _points_from_ids(self, ids: torch.Tensor, canvas_size: CanvasSize | None) -> torch.Tensor:
+    def _points_from_ids(self, ids: np.ndarray, canvas_size: CanvasSize | None) -> np.ndarray:
         """``(N, T)`` ids → ``(N, P, 2)`` x, y in pixels of ``canvas_size`` or normalised."""
         canvas = check_canvas(canvas_size)
         points = ids_to_points(ids, self.config, self._sides(canvas))
         if canvas is not None:
             h, w = canvas
-            points = points * torch.tensor([w, h], dtype=points.dtype)
+            points = points * np.array([w, h])
         return points
 
     @abc.abstractmethod
-    def _items_from_points(self, points: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    def _items_from_points(self, points: np.ndarray, **kwargs: Any) -> np.ndarray:
         """``(N, P, 2)`` decoded x, y → the ``(N, input_width)`` items that ``decode`` returns."""
 
     def decode(
@@ -237,39 +272,42 @@ class CoordinateTokenizer(PerceptionTokenizer):
         ids: Any,
         *,
         canvas_size: CanvasSize | Sequence[CanvasSize] | None = None,
+        return_tensors: ReturnTensors = "pt",
         **kwargs: Any,
-    ) -> torch.Tensor | list[torch.Tensor]:
+    ) -> Any:
         """Ids → items (float32), in pixels of ``canvas_size`` or normalised to [0, 1].
 
         ``(N, T)`` ids give an ``(N, input_width)`` tensor; ``(B, N, T)`` ids give a list of
         ``(N_b, input_width)`` tensors, padding rows dropped. ``canvas_size`` is one ``(H, W)``
-        or one per image.
+        or one per image; ``return_tensors="np"`` gives numpy arrays.
         """
-        ids = self._ids_tensor(ids)
+        ids = self._ids_array(ids)
         if ids.ndim == 2:
-            return self._items_from_points(self._points_from_ids(ids, canvas_size), **kwargs)
+            return _as(self._items_from_points(self._points_from_ids(ids, canvas_size), **kwargs), return_tensors)
         sizes = self._batch_canvas_sizes(canvas_size, len(ids))
         return [
-            self._items_from_points(self._points_from_ids(rows[(rows != PAD_ID).all(-1)], size), **kwargs)
+            _as(self._items_from_points(self._points_from_ids(rows[(rows != PAD_ID).all(-1)], size), **kwargs),
+                return_tensors)
             for rows, size in zip(ids, sizes)
         ]
 
     # --- text --------------------------------------------------------------------------------
 
-    def to_text(self, ids: torch.Tensor | TokenizerOutput, labels: Sequence[Any] | None = None) -> str | list[str]:
+    def to_text(self, ids: Any, labels: Sequence[Any] | None = None) -> str | list[str]:
         """Token text of one image's items (a string) or of a batch (a list of strings).
 
-        Labels come from ``labels`` or, when ``ids`` is an encoding, from its labels. A batch is
-        written at once from lookup tables of token strings (``render.TableRenderer``).
+        ``ids`` as ``decode`` takes them. Labels come from ``labels`` or, when ``ids`` is an
+        encoding, from its labels. A batch is written at once from lookup tables of token strings
+        (``render.TableRenderer``).
         """
         if labels is None and isinstance(ids, CoordinateEncoding):
             labels = ids.labels
-        ids = self._ids_tensor(ids)
+        ids = self._ids_array(ids)
         single = ids.ndim == 2
         rows = ids[None] if single else ids  # (B, N, T)
         keep = (rows != PAD_ID).all(-1)  # (B, N)
-        counts = keep.sum(-1).numpy()
-        flat = (rows.reshape(-1, rows.shape[-1]) if bool(keep.all()) else rows[keep]).numpy()  # (M, T), image order
+        counts = keep.sum(-1)
+        flat = rows.reshape(-1, rows.shape[-1]) if bool(keep.all()) else rows[keep]  # (M, T), image order
         item_labels = None
         if labels is not None:
             per_image = [labels] if single else list(labels)
@@ -281,7 +319,8 @@ class CoordinateTokenizer(PerceptionTokenizer):
         texts = self._renderer.render(flat, counts, item_labels)
         return texts[0] if single else texts
 
-    def parse(self, text: str | Sequence[str], strict: bool = True) -> CoordinateEncoding:
+    def parse(self, text: str | Sequence[str], strict: bool = True,
+              return_tensors: ReturnTensors = "pt") -> CoordinateEncoding:
         """Token text → ids, counts and labels (one string, or a list of strings as a batch).
 
         A strict batch of canonical unlabelled texts (what ``to_text`` writes) is read at once
@@ -289,25 +328,21 @@ class CoordinateTokenizer(PerceptionTokenizer):
         """
         if isinstance(text, str):
             items, labels = self.grammar.parse(text, strict)
-            ids = torch.tensor(items, dtype=torch.long).view(len(items), self.tokens_per_item)
-            return CoordinateEncoding(ids=ids, counts=torch.tensor(len(items)),
-                                      labels=labels if any(lab is not None for lab in labels) else None)
+            ids = np.array(items, dtype=np.int64).reshape(len(items), self.tokens_per_item)
+            return _encoding(ids, np.asarray(len(items)),
+                             labels if any(lab is not None for lab in labels) else None, return_tensors)
         texts = list(text)
         fast = self._reader.read(texts) if strict else None
         if fast is not None:
-            flat, counts_np = fast
-            counts = torch.from_numpy(counts_np)
-            ids = torch.full((len(texts), int(counts_np.max(initial=0)), self.tokens_per_item), PAD_ID)
-            ids[torch.arange(ids.shape[1]) < counts[:, None]] = torch.from_numpy(flat)
-            return CoordinateEncoding(ids=ids, counts=counts)
-        singles = [self.parse(t, strict) for t in texts]
-        counts = torch.stack([s.counts for s in singles]) if singles else torch.zeros(0, dtype=torch.long)
-        ids = torch.full((len(singles), max(counts.tolist(), default=0), self.tokens_per_item), PAD_ID)
-        for b, s in enumerate(singles):
-            ids[b, : len(s.ids)] = s.ids
+            flat, counts = fast[0], fast[1].astype(np.int64)
+            return _encoding(_padded(flat, counts, self.tokens_per_item), counts, None, return_tensors)
+        singles = [self.parse(t, strict, return_tensors="np") for t in texts]
+        counts = np.array([s.counts for s in singles], dtype=np.int64)
+        ids = _padded(np.concatenate([s.ids for s in singles]) if singles else np.zeros((0, self.tokens_per_item)),
+                      counts, self.tokens_per_item)
         has_labels = any(s.labels is not None for s in singles)
         labels = [s.labels or [None] * int(s.counts) for s in singles] if has_labels else None
-        return CoordinateEncoding(ids=ids, counts=counts, labels=labels)
+        return _encoding(ids, counts, labels, return_tensors)
 
-    def from_text(self, text: str | Sequence[str], strict: bool = True) -> torch.Tensor:
-        return self.parse(text, strict).ids
+    def from_text(self, text: str | Sequence[str], strict: bool = True, return_tensors: ReturnTensors = "pt") -> Any:
+        return self.parse(text, strict, return_tensors).ids

@@ -10,7 +10,7 @@ _LAZY = {
     "DepthTokenizer": "perceptok.depth.tokenizer",
     "DepthTokenizerConfig": "perceptok.depth.config",
     "GridDepthTokenizer": "perceptok.depth.tokenizer",
-    "PooledDepthConfig": "perceptok.depth.pooled",
+    "PooledDepthConfig": "perceptok.depth.config",
     "PooledDepthTokenizer": "perceptok.depth.pooled",
     "PreparedDepth": "perceptok.depth.tokenizer",
 }

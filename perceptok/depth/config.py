@@ -1,4 +1,5 @@
-"""Config and presets of the VQ-VAE depth tokenizer."""
+"""Configs of the depth tokenizers (the VQ-VAE and the pooled baseline) and the VQ-VAE's presets.
+Torch-free, so that ``perceptok info`` describes a depth tokenizer without building it."""
 
 from __future__ import annotations
 
@@ -16,8 +17,40 @@ def choose_grid(grids: tuple[tuple[int, int], ...], height: int, width: int) -> 
     return min(grids, key=lambda g: abs(math.log((width / g[1]) / (height / g[0]))))
 
 
+class DepthGridConfig(TokenizerConfig):
+    """What every depth config's ``grids``, ``codebook_size`` and ``token_prefix`` define: the
+    token grid of a map and the token strings (the one definition that the tokenizers, their span
+    grammar and ``perceptok info`` read)."""
+
+    grids: tuple[tuple[int, int], ...]
+    codebook_size: int
+    token_prefix: str
+
+    @property
+    def tokens_per_map(self) -> int:
+        return self.grids[0][0] * self.grids[0][1]
+
+    def choose_grid(self, height: int, width: int) -> tuple[int, int]:
+        return choose_grid(self.grids, height, width)
+
+    def token(self, name: int | str) -> str:
+        """``<{token_prefix}_{name}>``: code ``k``, ``START``, ``END`` or ``GRID_{rows}x{cols}``."""
+        return f"<{self.token_prefix}_{name}>"
+
+    def vocab(self) -> list[str]:
+        return [self.token(k) for k in range(self.codebook_size)]
+
+    @property
+    def start_token(self) -> str:
+        return self.token("START")
+
+    @property
+    def end_token(self) -> str:
+        return self.token("END")
+
+
 @dataclasses.dataclass(frozen=True)
-class DepthTokenizerConfig(TokenizerConfig):
+class DepthTokenizerConfig(DepthGridConfig):
     # Name of the preset this config came from ("custom" for a hand-made one).
     preset: str = "default"
     # Token grids (rows, cols) the tokenizer may use, all with the same number of tokens. A map
@@ -85,12 +118,25 @@ class DepthTokenizerConfig(TokenizerConfig):
         if not self.token_prefix.isidentifier():
             raise ValueError(f"token_prefix must be letters, digits or '_', got {self.token_prefix!r}")
 
-    @property
-    def tokens_per_map(self) -> int:
-        return self.grids[0][0] * self.grids[0][1]
 
-    def choose_grid(self, height: int, width: int) -> tuple[int, int]:
-        return choose_grid(self.grids, height, width)
+@dataclasses.dataclass(frozen=True)
+class PooledDepthConfig(DepthGridConfig):
+    """Config of ``PooledDepthTokenizer``, the no-learning baseline."""
+
+    # Token grids (rows, cols), chosen per map like DepthTokenizerConfig.grids.
+    grids: tuple[tuple[int, int], ...] = ((10, 10),)
+    # Pixels per cell of the default output size (grid × cell_size).
+    cell_size: int = 32
+    # Levels per cell; ids are round(level · (codebook_size − 1)).
+    codebook_size: int = 128
+    # Tokens are <{prefix}_START>, <{prefix}_k>, <{prefix}_END>.
+    token_prefix: str = "DEPTH"
+
+    def __post_init__(self) -> None:
+        if not self.grids or len({g[0] * g[1] for g in self.grids}) != 1:
+            raise ValueError(f"grids must be non-empty and hold the same number of tokens, got {self.grids!r}")
+        if self.codebook_size < 2 or self.cell_size < 1:
+            raise ValueError("codebook_size must be ≥ 2 and cell_size ≥ 1")
 
 
 PRESETS: dict[str, DepthTokenizerConfig] = {

@@ -5,41 +5,13 @@ so a trained tokenizer should beat it; ``perceptok eval depth --baseline pooled`
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 
-from perceptok.config import TokenizerConfig
-from perceptok.depth.config import choose_grid
+from perceptok.depth.config import PooledDepthConfig
 from perceptok.depth.normalize import stats_dtype
 from perceptok.depth.tokenizer import GridDepthTokenizer
 from perceptok.registry import register_tokenizer
-
-
-@dataclasses.dataclass(frozen=True)
-class PooledDepthConfig(TokenizerConfig):
-    # Token grids (rows, cols), chosen per map like DepthTokenizerConfig.grids.
-    grids: tuple[tuple[int, int], ...] = ((10, 10),)
-    # Pixels per cell of the default output size (grid × cell_size).
-    cell_size: int = 32
-    # Levels per cell; ids are round(level · (codebook_size − 1)).
-    codebook_size: int = 128
-    # Tokens are <{prefix}_START>, <{prefix}_k>, <{prefix}_END>.
-    token_prefix: str = "DEPTH"
-
-    def __post_init__(self) -> None:
-        if not self.grids or len({g[0] * g[1] for g in self.grids}) != 1:
-            raise ValueError(f"grids must be non-empty and hold the same number of tokens, got {self.grids!r}")
-        if self.codebook_size < 2 or self.cell_size < 1:
-            raise ValueError("codebook_size must be ≥ 2 and cell_size ≥ 1")
-
-    @property
-    def tokens_per_map(self) -> int:
-        return self.grids[0][0] * self.grids[0][1]
-
-    def choose_grid(self, height: int, width: int) -> tuple[int, int]:
-        return choose_grid(self.grids, height, width)
 
 
 @register_tokenizer("depth_pooled")

@@ -11,20 +11,23 @@ import re
 
 import torch
 
+from perceptok.depth.config import DepthGridConfig
 from perceptok.errors import TokenParseError
 
 
 class SpanGrammar:
-    """Render and parse one delimited span of ``length`` codes ``<{prefix}_{k}>``, with a grid
-    marker ``<{prefix}_GRID_{rows}x{cols}>`` for every grid but the first."""
+    """Render and parse one delimited span of a config's ``tokens_per_map`` codes
+    ``<{prefix}_{k}>``, with a grid marker ``<{prefix}_GRID_{rows}x{cols}>`` for every grid but
+    the first (the token strings are the config's)."""
 
-    def __init__(self, prefix: str, length: int, codebook_size: int, grids: list[tuple[int, int]]):
-        self.start, self.end = f"<{prefix}_START>", f"<{prefix}_END>"
-        self.prefix = prefix
-        self.length = length
-        self.codebook_size = codebook_size
-        self.grids = [tuple(g) for g in grids]
-        self.markers = {f"<{prefix}_GRID_{r}x{c}>": (r, c) for r, c in self.grids[1:]}
+    def __init__(self, config: DepthGridConfig):
+        self.start, self.end = config.start_token, config.end_token
+        self.prefix = prefix = config.token_prefix
+        self.length = config.tokens_per_map
+        self.codebook_size = config.codebook_size
+        self.grids = [tuple(g) for g in config.grids]
+        self._vocab = config.vocab()
+        self.markers = {config.token(f"GRID_{r}x{c}"): (r, c) for r, c in self.grids[1:]}
         self._marker_of = {grid: marker for marker, grid in self.markers.items()}
         self._code = re.compile(rf"<{re.escape(prefix)}_(\d+)>")
         self._any_marker = re.compile(rf"<{re.escape(prefix)}_GRID_\d+x\d+>")
@@ -33,7 +36,7 @@ class SpanGrammar:
         if grid is not None and tuple(grid) not in self.grids:
             raise ValueError(f"grid {tuple(grid)} is not one of this tokenizer's grids {self.grids}")
         marker = self._marker_of.get(tuple(grid), "") if grid is not None else ""
-        return self.start + marker + "".join(f"<{self.prefix}_{i}>" for i in ids) + self.end
+        return self.start + marker + "".join(self._vocab[i] for i in ids) + self.end
 
     def parse(self, text: str, strict: bool = True) -> tuple[list[int], tuple[int, int]]:
         """Codes and grid of one span. Strict: the text is exactly one span (up to surrounding
@@ -72,7 +75,7 @@ class SpanGrammar:
                 early = " (the end token came early)" if text.startswith(self.end, pos) else ""
                 raise TokenParseError(text, pos, f"code {n + 1} of {self.length} like <{self.prefix}_0>{early}")
             q = int(m.group(1))
-            if q >= self.codebook_size or m.group(0) != f"<{self.prefix}_{q}>":
+            if q >= self.codebook_size or m.group(0) != self._vocab[q]:
                 raise TokenParseError(text, pos, f"a code from <{self.prefix}_0> to <{self.prefix}_{self.codebook_size - 1}>")
             ids.append(q)
             pos = m.end()

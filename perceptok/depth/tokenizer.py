@@ -139,8 +139,8 @@ class GridDepthTokenizer(PerceptionTokenizer):
 
     def __init__(self, config: Any):
         super().__init__(config)
-        self.text = SpanGrammar(config.token_prefix, config.tokens_per_map, config.codebook_size, list(config.grids))
-        self._vocab = [f"<{config.token_prefix}_{i}>" for i in range(config.codebook_size)]
+        self.text = SpanGrammar(config)
+        self._vocab = config.vocab()
 
     @property
     def vocab(self) -> list[str]:

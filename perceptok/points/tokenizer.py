@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
+import numpy as np
 
 from perceptok.coordinates.config import CoordinateConfig
 from perceptok.coordinates.tokenizer import CanvasSize, CoordinateTokenizer
-from perceptok.coordinates.validate import as_float_tensor, check_finite, check_range, normalise
+from perceptok.coordinates.validate import as_float_array, check_finite, check_range, normalise
 from perceptok.registry import register_tokenizer
 
 
@@ -37,11 +37,11 @@ class PointTokenizer(CoordinateTokenizer):
     item_kind = "point"
     input_width = 2
 
-    def _to_points(self, points: Any, canvas_size: CanvasSize | None, clip: bool) -> torch.Tensor:
-        t = as_float_tensor(points, 2, "point")
+    def _to_points(self, points: Any, canvas_size: CanvasSize | None, clip: bool) -> np.ndarray:
+        t = as_float_array(points, 2, "point")
         check_finite(t, "point")
-        xy = normalise(t.view(-1, 1, 2), canvas_size, "point")  # (N, 1, 2)
+        xy = normalise(t.reshape(-1, 1, 2), canvas_size, "point")  # (N, 1, 2)
         return check_range(xy, clip, canvas_size, "point")
 
-    def _items_from_points(self, points: torch.Tensor) -> torch.Tensor:
-        return points.flatten(1).float()  # (N, 1, 2) -> (N, 2)
+    def _items_from_points(self, points: np.ndarray) -> np.ndarray:
+        return points.reshape(len(points), 2).astype(np.float32)  # (N, 1, 2) -> (N, 2)
