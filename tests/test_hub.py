@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi
+import torch
 from safetensors.torch import load_file
 
 import perceptok
@@ -136,3 +137,23 @@ def test_cli_says_lenient_not_strict_false(capsys):
     assert main(["decode", "boxes", "(<PIXEL_1>,<PIXEL_2>"]) == 2
     err = capsys.readouterr().err
     assert "--lenient" in err and "strict=False" not in err
+
+
+def test_cli_info_of_a_hub_depth_tokenizer_offline_without_torch(tmp_path):
+    """``perceptok info owner/name`` of a depth tokenizer reads the cached config.json and the
+    weights file's header: what the loaded tokenizer says of itself, without importing torch."""
+    from perceptok.depth import DepthTokenizer, DepthTokenizerConfig
+    from perceptok.describe import describe
+
+    torch.manual_seed(0)
+    tok = DepthTokenizer(DepthTokenizerConfig(preset="custom", width=8, token_prefix="HUBDEPTH"))
+    seed_cache(tmp_path, "acme/depth-tiny", tok)
+    script = ("import json, sys\nfrom perceptok.cli.main import main\n"
+              "assert main(['info', 'acme/depth-tiny']) == 0\n"
+              "print(json.dumps('torch' in sys.modules))\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    printed, torch_loaded = out.stdout.rsplit("\n", 2)[:2]
+    assert json.loads(printed) == describe(tok) and json.loads(torch_loaded) is False
+    assert json.loads(printed)["start_token"] == "<HUBDEPTH_START>"

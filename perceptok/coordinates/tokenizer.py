@@ -305,9 +305,13 @@ class CoordinateTokenizer(PerceptionTokenizer):
         ids = self._ids_array(ids)
         single = ids.ndim == 2
         rows = ids[None] if single else ids  # (B, N, T)
-        keep = (rows != PAD_ID).all(-1)  # (B, N)
-        counts = keep.sum(-1)
-        flat = rows.reshape(-1, rows.shape[-1]) if bool(keep.all()) else rows[keep]  # (M, T), image order
+        if rows.size == 0 or rows.min() > PAD_ID:  # no padding: one pass instead of a mask
+            counts = np.full(len(rows), rows.shape[1])
+            flat = rows.reshape(-1, rows.shape[-1])  # (M, T), image order
+        else:
+            keep = (rows != PAD_ID).all(-1)  # (B, N)
+            counts = keep.sum(-1)
+            flat = rows[keep]
         item_labels = None
         if labels is not None:
             per_image = [labels] if single else list(labels)
