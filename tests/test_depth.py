@@ -12,7 +12,7 @@ import torch
 from conformance import TokenizerConformance
 import perceptok
 from perceptok import AutoPerceptionTokenizer, DepthTokenizer, PooledDepthTokenizer, TokenParseError
-from perceptok.depth import PRESETS
+from perceptok.depth import PRESETS, DepthTokenizerConfig
 from perceptok.depth.augment import Generators, make_batch, validation_batches
 from perceptok.depth.data import load_pool
 from perceptok.depth.train import TrainConfig, reconstruction_loss, train_depth
@@ -215,6 +215,29 @@ def test_training_lowers_the_loss_and_resumes(tmp_path):
     assert steps() == [30, 60, 60]  # two validations and the final save
     train_depth(cfg, dataclasses.replace(train_cfg, steps=70), progress=False)
     assert steps() == [30, 60, 60, 70]  # resumed at 60: a fresh start would have logged 30 and 60 again
+
+
+def test_fine_tuning_starts_from_the_saved_weights(tmp_path):
+    """``TrainConfig.init`` (``perceptok train depth --init``) starts from a saved tokenizer's
+    weights and config: with a learning rate of 0 the result is that tokenizer exactly, and with
+    one it moves off them."""
+    torch.manual_seed(0)
+    cfg = DepthTokenizerConfig(preset="custom", width=8)  # FSQ: no buffers that training updates
+    start = DepthTokenizer(cfg)
+    start.save_pretrained(tmp_path / "start")
+    frozen = TrainConfig(out=str(tmp_path / "frozen"), data=["synthetic:8"], steps=3, batch_size=4, lr=0.0,
+                         eval_every=100, val_scenes=2, workers=0, init=str(tmp_path / "start"))
+    same = train_depth(None, frozen, progress=False).tokenizer
+    assert same.config == cfg
+    for name, tensor in start.state_tensors().items():
+        assert torch.equal(tensor, same.state_tensors()[name]), name
+    moved = train_depth(None, dataclasses.replace(frozen, out=str(tmp_path / "moved"), lr=3e-3), progress=False)
+    assert any(not torch.equal(t, moved.tokenizer.state_tensors()[k]) for k, t in start.state_tensors().items())
+    assert "Fine-tuned from" in (tmp_path / "moved" / "tokenizer" / "README.md").read_text()
+    with pytest.raises(ValueError, match="brings its own config"):
+        train_depth(PRESETS["default"], dataclasses.replace(frozen, out=str(tmp_path / "x")), progress=False)
+    with pytest.raises(ValueError, match="needs a VQ-VAE depth tokenizer"):
+        train_depth(None, dataclasses.replace(frozen, out=str(tmp_path / "y"), init="boxes"), progress=False)
 
 
 def test_training_scores_real_maps_at_each_validation(tmp_path, shared_data):

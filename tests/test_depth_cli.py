@@ -94,6 +94,14 @@ def test_bad_training_overrides_are_user_errors(capsys, tmp_path, pair, match):
     assert match in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("extra, match", [(["--init", "depth", "--preset", "default"], "drop --preset and --set"),
+                                          (["--init", "boxes"], "needs a VQ-VAE depth tokenizer")])
+def test_bad_fine_tuning_is_a_user_error(capsys, tmp_path, extra, match):
+    assert main(["train", "depth", "--data", "synthetic:2", "--out", str(tmp_path), "--steps", "1", *extra]) == 2
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1
+
+
 def test_eval_appends_to_the_model_card(capsys, shared_data, tmp_path):
     PooledDepthTokenizer().save_pretrained(tmp_path)
     manifest = shared_data / "depth" / "manifest.jsonl"

@@ -20,13 +20,16 @@ def _train(args: argparse.Namespace) -> None:
     from perceptok.depth.train import TrainConfig, train_depth
 
     torch.set_num_threads(args.threads) if args.threads else None
-    tok_cfg = dataclasses.replace(PRESETS[args.preset], **_overrides(args.set or []))
-    recipe = args.recipe or ("aurora" if args.preset == "aurora" else "perceptok")
+    if args.init and (args.preset or args.set):
+        raise ValueError("--init fine-tunes a saved tokenizer with its own config: drop --preset and --set")
+    preset = args.preset or "default"
+    tok_cfg = None if args.init else dataclasses.replace(PRESETS[preset], **_overrides(args.set or []))
+    recipe = args.recipe or ("aurora" if preset == "aurora" else "perceptok")
     cfg = TrainConfig(out=args.out, data=args.data, recipe=recipe, steps=args.steps, minutes=args.minutes,
                       batch_size=args.batch_size or (8 if recipe == "aurora" else 32),
                       lr=args.lr or (3e-4 if recipe == "aurora" else 1e-3), eval_every=args.eval_every,
                       seed=args.seed, val_scenes=args.val_scenes, resume=not args.no_resume,
-                      eval_manifest=args.eval_manifest, workers=args.workers)
+                      eval_manifest=args.eval_manifest, workers=args.workers, init=args.init)
     metrics = train_depth(tok_cfg, cfg).metrics
     if metrics:  # rank 0 only
         print(json.dumps(metrics))
@@ -57,7 +60,10 @@ def add_train(train: argparse._SubParsersAction) -> None:
     p.add_argument("--data", action="append", required=True,
                    help="synthetic:N (procedural scenes) or a manifest.jsonl; repeat to mix")
     p.add_argument("--out", required=True, help="output folder (tokenizer/, checkpoint.pt, log.jsonl)")
-    p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="architecture preset")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="architecture preset (default: default)")
+    p.add_argument("--init", metavar="NAME_OR_PATH",
+                   help="fine-tune a saved depth tokenizer (the preset 'depth', a folder or a Hub id) "
+                        "instead of training one from scratch; it brings its own config")
     p.add_argument("--recipe", choices=["perceptok", "aurora"], help="default: aurora for the aurora preset")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--minutes", type=float, help="stop after this much wall time")

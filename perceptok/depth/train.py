@@ -71,6 +71,10 @@ class TrainConfig:
     # Optional manifest of real maps scored at every validation (abs_rel, ordinal_acc, codebook
     # use of `perceptok eval depth`), to watch generalisation from synthetic training data.
     eval_manifest: str | None = None
+    # Fine-tuning: start from the weights of this saved depth tokenizer (a preset such as
+    # "depth", a folder or a Hub id), whose config is then the one trained. A checkpoint.pt in
+    # `out` (resuming) takes precedence.
+    init: str | None = None
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -177,13 +181,32 @@ class TrainResult:
     steps: int
 
 
-def train_depth(tok_cfg: DepthTokenizerConfig, cfg: TrainConfig, progress: bool = True) -> TrainResult:
-    """Train a depth tokenizer. Writes (rank 0) ``out/tokenizer`` (a ``save_pretrained``
+def _initial(tok_cfg: DepthTokenizerConfig | None, cfg: TrainConfig) -> DepthTokenizer:
+    """A fresh tokenizer of ``tok_cfg``, or (``cfg.init``) the saved one to fine-tune."""
+    if cfg.init is None:
+        if tok_cfg is None:
+            raise ValueError("give a DepthTokenizerConfig to train from scratch, or TrainConfig.init to fine-tune")
+        return DepthTokenizer(tok_cfg)
+    from perceptok.loading import load
+
+    tok = load(cfg.init)
+    if not isinstance(tok, DepthTokenizer):
+        raise ValueError(f"--init {cfg.init!r} is a {tok.tokenizer_type!r} tokenizer; fine-tuning needs a VQ-VAE "
+                         "depth tokenizer (e.g. the preset 'depth')")
+    if tok_cfg is not None and tok_cfg != tok.config:
+        raise ValueError(f"--init {cfg.init!r} brings its own config; drop --preset and --set when fine-tuning")
+    return tok
+
+
+def train_depth(tok_cfg: DepthTokenizerConfig | None, cfg: TrainConfig, progress: bool = True) -> TrainResult:
+    """Train a depth tokenizer of ``tok_cfg`` from scratch, or fine-tune ``cfg.init`` (then
+    ``tok_cfg`` is None or its config). Writes (rank 0) ``out/tokenizer`` (a ``save_pretrained``
     folder), ``out/checkpoint.pt`` (resumable) and ``out/log.jsonl``."""
     rank, world, device = _distributed()
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed + rank)
-    tok = DepthTokenizer(tok_cfg)
+    tok = _initial(tok_cfg, cfg)
+    tok_cfg = tok.config
     tok.card_sections = [("Training", _training_notes(cfg))]
     model = tok.model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4) if cfg.recipe != "aurora" \
@@ -244,6 +267,8 @@ def _training_notes(cfg: TrainConfig) -> str:
     lines = [f"- Recipe: `{cfg.recipe}`; data: {', '.join(f'`{d}`' for d in cfg.data)} "
              "(`synthetic:N` = N procedural scenes of `perceptok.synthetic`, seeded).",
              f"- Steps ≤ {cfg.steps}, wall time ≤ {cfg.minutes} min, batch {cfg.batch_size}, peak lr {cfg.lr}, seed {cfg.seed}."]
+    if cfg.init:
+        lines.append(f"- Fine-tuned from `{cfg.init}` (its weights were the starting point).")
     if command:
         lines.append(f"- Command: `{command}`")
     return "\n".join(lines)
