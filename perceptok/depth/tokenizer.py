@@ -110,8 +110,9 @@ def model_input(rel: torch.Tensor, valid: torch.Tensor, size: tuple[int, int], h
     look = holes is None  # the caller already waits on the device: the fill may stop early too
     if look:
         holes = not bool(valid.all())
-    filled = fill_holes(rel, valid, sync=look) if holes else rel
-    return torch.cat([resize(filled, size) * 2 - 1, resize(valid.to(rel.dtype), size)], dim=1)
+    weight = valid.to(rel.dtype)
+    filled = fill_holes(rel, valid, sync=look, weight=weight) if holes else rel
+    return torch.cat([resize(filled, size) * 2 - 1, resize(weight, size)], dim=1)
 
 
 def as_tensor(x: Any) -> torch.Tensor:
