@@ -20,8 +20,7 @@ import numpy as np
 from perceptok.coordinates.render import END, TableRenderer
 
 _DIGITS = b"0123456789"
-_IS_DIGIT = bytes(int(48 <= c <= 57) for c in range(256))
-_PAD = b"\x01" * 8  # after the batch, so reading a few bytes past any run stays inside
+_PAD = "\x01" * 8  # after the batch, so reading a few bytes past any run stays inside
 
 
 def _runs(text: str) -> list[re.Match[str]]:
@@ -95,11 +94,11 @@ class CanonicalReader:
         if not self.usable or not texts:
             return None
         try:
-            data = (END.join(texts) + END).encode("ascii") + _PAD
+            data = END.join([*texts, _PAD]).encode("ascii")  # every text ends in END, then the pad: one copy
         except UnicodeEncodeError:
             return None
         buf = np.frombuffer(data, dtype=np.uint8)
-        digit = np.frombuffer(data.translate(_IS_DIGIT), dtype=np.bool_)
+        digit = (buf - np.uint8(48)) < 10  # '0'..'9' (bytes below '0' wrap round to ≥ 208)
         edges = np.flatnonzero(digit[1:] != digit[:-1]) + 1
         if digit[0] or len(edges) % 2:
             return None
@@ -109,7 +108,7 @@ class CanonicalReader:
         if rest.any() or (len(starts) and starts[-1] > image_ends[-1]):
             return None
         skeletons = np.array([self._skeleton(n) for n in range(int(counts.max(initial=0)) + 1)], dtype=object)
-        if data.translate(None, _DIGITS) != b"".join(skeletons[counts].tolist()) + _PAD:
+        if data.translate(None, _DIGITS) != b"".join(skeletons[counts].tolist()) + _PAD.encode():
             return None
         m = int(counts.sum())
         pairs = (buf[starts - 1].astype(np.int32) * 256 + buf[ends]).reshape(m, self.runs_per_item)
