@@ -304,3 +304,22 @@ def test_denormal_depths_and_bad_decode_arguments():
         tok.decode(None)
     with pytest.raises(ValueError, match="at least 1"):
         tok.decode(enc.ids, size=(0, 0))
+
+
+@pytest.mark.parametrize("shape, dim", [((3, 307200), 1), ((2, 5, 8136), -1), ((4, 3056), 1), ((4, 8191), 1),
+                                        ((4, 1016), 1), ((0, 2048), 1), ((6, 2032), 0), ((2, 3, 4064), 2)])
+def test_count_is_exact(shape, dim):
+    """``normalize.count`` sums a mask's bytes eight at a time in int64 words (chunks of 127
+    words, so that no byte lane carries into the next), with a byte-sum fallback: whole chunks
+    with a tail, exact multiples, sizes that are not multiples of 8, other dims, empty batches,
+    masks from all false to all true (every lane at its largest) must all give ``mask.sum``."""
+    from perceptok.depth.normalize import count
+
+    torch.manual_seed(0)
+    for p in (0.0, 0.03, 0.5, 0.97, 1.0):
+        mask = torch.rand(shape) < p
+        for keepdim in (False, True):
+            got = count(mask, dim, keepdim)
+            assert got.dtype == torch.int64 and torch.equal(got, mask.sum(dim, keepdim=keepdim)), (p, keepdim)
+    mask = (torch.rand(shape[::-1]) < 0.5).transpose(0, -1)  # not contiguous
+    assert torch.equal(count(mask, dim), mask.sum(dim))
