@@ -111,19 +111,21 @@ def count(mask: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
     dimension of a multiple of 8: the mask's bytes are read as int64 words, eight pixels a word,
     and summed ``_WORDS`` words at a time (every byte lane then holds a count ≤ 127, so no lane
     carries into the next); the eight lanes of each sum are then added up, and the few bytes
-    past the last whole chunk summed as bytes. About 30× faster than ``mask.sum`` for a map of
-    640×480; elsewhere bytes are summed into int32 (a map has far fewer than 2³¹ pixels)."""
+    past the last whole chunk summed as bytes: 20× faster than a byte sum into int32 for 32 maps
+    of 640×480. Masks under 2²⁰ pixels, other dimensions and other devices take that byte sum
+    (a map has far fewer than 2³¹ pixels)."""
     dim = dim % mask.ndim
     size = mask.shape[dim]
     raw = mask.contiguous().view(torch.uint8)
     chunk = 8 * _WORDS
-    if mask.device.type != "cpu" or dim != mask.ndim - 1 or size % 8 or size < chunk or not mask.numel():
-        return raw.sum(dim, keepdim=keepdim, dtype=torch.int32).long()
+    if mask.device.type != "cpu" or dim != mask.ndim - 1 or size % 8 or size < chunk or mask.numel() < 1 << 20:
+        return raw.sum(dim, keepdim=keepdim, dtype=torch.int32).long()  # small masks: fewer, cheaper calls
     body = size - size % chunk
     sums = raw[..., :body].view(torch.int64).unflatten(-1, (-1, _WORDS)).sum(-1)  # (..., chunks), 8 lanes each
-    total = sum((sums >> (8 * lane)) & 0xFF for lane in range(8)).sum(-1)
+    total = sums.view(torch.uint8).sum(-1, dtype=torch.int32)  # the lanes' bytes, each ≤ 127
     if body < size:
         total += raw[..., body:].sum(-1, dtype=torch.int32)
+    total = total.long()
     return total.unsqueeze(-1) if keepdim else total
 
 
