@@ -196,7 +196,33 @@ class TokenizerConformance:
 
 class CoordinateConformance(TokenizerConformance):
     """What box and point tokenizers add: they compute in numpy, and ``return_tensors="np"``
-    gives the same numbers as the torch tensors they return by default."""
+    gives the same numbers as the torch tensors they return by default; large unlabelled batches
+    of text are written and read by compiled kernels that agree with the tables and the parser."""
+
+    def test_compiled_batch_text_is_the_table_text(self, tok, monkeypatch):
+        """Batches of ``COMPILED_FROM`` images or more take the compiled kernels (numba), smaller
+        ones the tables and the one-text parser: the same texts and ids, with padding, empty
+        images and every coordinate value of the vocabulary's range."""
+        import numpy as np
+
+        from perceptok import PAD_ID
+        from perceptok.coordinates import tokenizer as module
+
+        rng = np.random.default_rng(0)
+        counts = rng.integers(0, 4, 40)
+        counts[:3] = [0, 1, 3]
+        ids = rng.integers(0, tok.config.num_tokens, (40, 3, tok.tokens_per_item))
+        ids[0, 0], ids[1, 0] = 0, tok.config.num_tokens - 1
+        ids[np.arange(3) >= counts[:, None]] = PAD_ID
+        assert tok._kernels is not None  # every convention's text can be read run by run
+        monkeypatch.setattr(module, "COMPILED_FROM", len(ids) + 1)
+        tables = tok.to_text(ids)
+        one_by_one = tok.from_text(tables, return_tensors="np")
+        assert np.array_equal(one_by_one, ids)
+        monkeypatch.setattr(module, "COMPILED_FROM", len(ids))
+        assert tok.to_text(ids) == tables
+        assert tok._kernels.read(tables) is not None
+        assert np.array_equal(tok.from_text(tables, return_tensors="np"), ids)
 
     def item_ids(self, ids: torch.Tensor, i: int) -> torch.Tensor:
         from perceptok import PAD_ID

@@ -218,12 +218,12 @@ def test_batch_text_paths_agree_with_single_texts(preset):
     enc = tok.encode(images, canvas_size=(480, 640))
     texts = tok.to_text(enc)
     assert texts == [tok.to_text(tok.encode(b, canvas_size=(480, 640)).ids) for b in images]
-    assert tok._reader.read(texts) is not None  # the batch path reads what to_text writes
+    assert tok._kernels.read(texts) is not None  # the batch path reads what to_text writes
     again = tok.parse(texts)
     assert torch.equal(again.ids, enc.ids) and again.counts.tolist() == [3, 0, 1, 8]
     assert again.ids[1].eq(PAD_ID).all()
     padded = [" " + t + "\n" for t in texts]  # not canonical, still strict: read one by one
-    assert tok._reader.read(padded) is None
+    assert tok._kernels.read(padded) is None
     assert torch.equal(tok.from_text(padded), enc.ids)
     labels = [["a"] * 3, [], ["b"], ["c"] * 4 + ["d"] * 4]
     labelled = tok.to_text(tok.encode(images, canvas_size=(480, 640), labels=labels))
@@ -245,7 +245,7 @@ def test_batch_reader_declines_what_is_not_canonical(preset):
             text[:start] + text[end] + text[start:end] + text[end + 1 :],  # digits moved past a character
         ]
     for wrong in bad:
-        assert tok._reader.read([text, wrong]) is None
+        assert tok._kernels.read([text, wrong]) is None
         with pytest.raises(TokenParseError):
             tok.from_text([text, wrong])
 
@@ -264,7 +264,7 @@ def test_batch_reader_only_accepts_what_the_strict_parser_reads_alike(preset, ed
     for op, at, char in edits:
         at %= len(text) + (op == "insert")
         text = text[:at] + (char if op != "delete" else "") + text[at + (op != "insert"):]
-    fast = tok._reader.read([text])
+    fast = tok._kernels.read([text])
     if fast is None:
         return
     ids, counts = fast
@@ -289,3 +289,20 @@ def test_lenient_plain_boxes_have_no_labels():
     parsed = tok.parse(text, strict=False)
     assert parsed.labels is None and tok.to_text(parsed) == text
     assert convert(text, "aurora", "qwen3vl", strict=False).count("bbox_2d") == 2
+
+
+def test_without_numba_batches_are_written_from_tables_and_parsed_one_by_one(monkeypatch):
+    """numba is a dependency, but a Python it does not support yet must still work: the kernels'
+    import fails, and large batches take the table renderer and the one-text parser."""
+    import sys
+
+    from perceptok.coordinates import tokenizer as module
+
+    monkeypatch.setitem(sys.modules, "perceptok.coordinates.kernels", None)  # `import` now raises
+    monkeypatch.setattr(module, "COMPILED_FROM", 0)
+    tok = BoxTokenizer.from_preset("aurora")
+    assert tok._kernels is None
+    ids = torch.tensor([[[1, 2, 3, 4], [5, 6, 7, 8]], [[9, 10, 11, 12], [PAD_ID] * 4]])
+    texts = tok.to_text(ids)
+    assert texts[1] == "(<PIXEL_9>,<PIXEL_10>,<PIXEL_11>,<PIXEL_12>)"
+    assert torch.equal(tok.from_text(texts), ids)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from perceptok.coordinates.grammar import ItemGrammar
+from perceptok.coordinates.template import TextTemplate
 
 END = "\x00"  # ends each image's text inside the joined batch
 
@@ -55,6 +56,13 @@ class TableRenderer:
         plain_leads = [lead + absent_before + (L.group_open if k < 2 else "") for k, lead in enumerate(self._leads)]
         plain_trails = [lit[T] + absent_after + L.item_end + trail for trail in self._trails]
         self._plain = self._tables(plain_leads, plain_trails)
+        # Unlabelled, an item after the first of its image is inside its group, or a group of its own.
+        lead, trail = (2, 0) if L.grouped else (1, 1)
+        self.template = TextTemplate(
+            first=plain_leads[0] + lit[0], inner=tuple(lit[1:T]),
+            between=plain_trails[trail] + plain_leads[lead] + lit[0],
+            last=plain_trails[2][: -len(END)], empty=L.text_open + L.text_close, vocab=tuple(grammar.vocab),
+            prefix=grammar.prefix, suffix=grammar.suffix, decimals=grammar.decimals)
         self._labelled = self._tables([L.group_open, ""], [lit[T]])
 
     def _tables(self, leads: list[str], trails: list[str]) -> tuple[np.ndarray, list[int], int, int]:

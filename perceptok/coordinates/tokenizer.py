@@ -17,20 +17,25 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
 from perceptok.base import PerceptionTokenizer, TokenizerOutput
 from perceptok.coordinates.config import PRESETS, CoordinateConfig, token_format_parts
-from perceptok.coordinates.fastparse import CanonicalReader
 from perceptok.coordinates.grammar import ItemGrammar
 from perceptok.coordinates.layouts import LAYOUTS
 from perceptok.coordinates.quantize import ids_to_points, points_to_ids, smart_resize
 from perceptok.coordinates.render import TableRenderer
 from perceptok.coordinates.validate import as_numpy, check_canvas, is_torch_tensor
 
+if TYPE_CHECKING:
+    from perceptok.coordinates.kernels import TextKernels
+
 PAD_ID = -1  # fills the rows of images with fewer items than the largest in a batch
+# Unlabelled batches of at least this many images take the compiled text kernels (``kernels.py``),
+# whose first use costs about a second (importing numba, loading the compiled code).
+COMPILED_FROM = 256
 
 CanvasSize = tuple[int, int]
 ReturnTensors = Literal["pt", "np"]
@@ -73,6 +78,8 @@ def _is_tensor_like(x: Any) -> bool:
 
 def _padded(flat: np.ndarray, counts: np.ndarray, width: int) -> np.ndarray:
     """``(sum N, T)`` items of consecutive images → ``(B, max N, T)`` ids padded with ``PAD_ID``."""
+    if len(counts) and (counts == counts[0]).all():
+        return flat.reshape(len(counts), int(counts[0]), width)
     ids = np.full((len(counts), int(counts.max(initial=0)), width), PAD_ID, dtype=np.int64)
     ids[np.arange(ids.shape[1]) < counts[:, None]] = flat
     return ids
@@ -116,8 +123,19 @@ class CoordinateTokenizer(PerceptionTokenizer):
         return TableRenderer(self.grammar)
 
     @cached_property
-    def _reader(self) -> CanonicalReader:
-        return CanonicalReader(self._renderer)
+    def _kernels(self) -> TextKernels | None:
+        """Compiled text of unlabelled batches; None without numba (or for a template that cannot
+        be read run by run): then batches are rendered from tables and parsed text by text."""
+        template = self._renderer.template
+        runs = template.runs()
+        try:
+            from perceptok.coordinates.kernels import TextKernels
+        except ImportError:  # numba missing or not built for this Python
+            return None
+        return TextKernels(template, runs) if runs is not None else None
+
+    def _compiled(self, images: int) -> TextKernels | None:
+        return self._kernels if images >= COMPILED_FROM else None
 
     @property
     def textual(self) -> bool:
@@ -305,6 +323,9 @@ class CoordinateTokenizer(PerceptionTokenizer):
         ids = self._ids_array(ids)
         single = ids.ndim == 2
         rows = ids[None] if single else ids  # (B, N, T)
+        kernels = self._compiled(len(rows)) if labels is None else None
+        if kernels is not None:
+            return kernels.write(rows, PAD_ID)
         if rows.size == 0 or rows.min() > PAD_ID:  # no padding: one pass instead of a mask
             counts = np.full(len(rows), rows.shape[1])
             flat = rows.reshape(-1, rows.shape[-1])  # (M, T), image order
@@ -328,7 +349,7 @@ class CoordinateTokenizer(PerceptionTokenizer):
         """Token text → ids, counts and labels (one string, or a list of strings as a batch).
 
         A strict batch of canonical unlabelled texts (what ``to_text`` writes) is read at once
-        (``fastparse.CanonicalReader``); anything else is parsed text by text.
+        (``kernels.TextKernels``); anything else is parsed text by text.
         """
         if isinstance(text, str):
             items, labels = self.grammar.parse(text, strict)
@@ -336,7 +357,8 @@ class CoordinateTokenizer(PerceptionTokenizer):
             return _encoding(ids, np.asarray(len(items)),
                              labels if any(lab is not None for lab in labels) else None, return_tensors)
         texts = list(text)
-        fast = self._reader.read(texts) if strict else None
+        kernels = self._compiled(len(texts)) if strict else None
+        fast = kernels.read(texts) if kernels is not None else None
         if fast is not None:
             flat, counts = fast[0], fast[1].astype(np.int64)
             return _encoding(_padded(flat, counts, self.tokens_per_item), counts, None, return_tensors)
