@@ -237,6 +237,8 @@ def test_batch_reader_declines_what_is_not_canonical(preset):
     tok = BoxTokenizer.from_preset(preset)
     boxes = [[64, 96, 192, 192], [320, 240, 576, 456]]
     text = tok.to_text(tok.encode(boxes, canvas_size=(480, 640)))
+    for other in (text + "é", "→" + text):  # one-byte and wider non-ASCII text: read one by one
+        assert tok._kernels.read([text, other]) is None
     bad = [text + "1"]  # a stray digit after the text
     for start, end in [m.span() for m in re.finditer(r"\d+", text)][:3]:  # literal digits too (JSON's bbox_2d)
         bad += [

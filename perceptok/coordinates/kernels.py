@@ -101,6 +101,17 @@ def _read(buf, image_ends, lits, at, kinds, columns, fixed, fixed_widths, widths
     return m
 
 
+@numba.njit(cache=True, nogil=True)
+def _read_str(text, image_ends, lits, at, kinds, columns, fixed, fixed_widths, widths, decimals, ids, counts):
+    """``_read`` on the characters of a Python str, in place: numba passes a str's own buffer, so
+    one-byte text (CPython's compact Latin-1 strings, ASCII included) is read without a copy; any
+    other text is declined (-1)."""
+    if text._kind != 1:  # PyUnicode_1BYTE_KIND
+        return -1
+    buf = numba.carray(text._data, text._length, np.uint8)
+    return _read(buf, image_ends, lits, at, kinds, columns, fixed, fixed_widths, widths, decimals, ids, counts)
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _append(out, o, acc, fill, words, lengths, i):
     """Appends piece ``i`` of a word table to the output words ``out``: ``acc`` holds the ``fill``
@@ -161,12 +172,6 @@ def _words(pieces: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return table.view("<u8").astype(np.uint64), np.array([len(b) for b in data], dtype=np.int64)
 
 
-def _packed(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """ASCII ``texts`` as one byte array and the byte offset after each."""
-    data = "".join(texts).encode("ascii")
-    return np.frombuffer(data, dtype=np.uint8), np.array(np.cumsum([len(t) for t in texts]), dtype=np.int64)
-
-
 class TextKernels:
     """The compiled write and read of one convention's unlabelled text."""
 
@@ -175,8 +180,8 @@ class TextKernels:
         self._tokens = _words(list(template.vocab))
         self._lits = _words([template.first, *template.inner, template.between, template.last, template.empty,
                              chr(END)])
-        self._read_lits, ends = _packed(runs.literals)
-        self._read_at = np.concatenate([[0], ends])
+        self._read_lits = np.frombuffer("".join(runs.literals).encode("ascii"), dtype=np.uint8)
+        self._read_at = np.cumsum([0] + [len(lit) for lit in runs.literals])
         self._item_bytes = len(runs.literals[len(runs.kinds)]) + sum(map(len, runs.literals[1:len(runs.kinds)])) \
             + len(runs.kinds)  # the fewest bytes of an item after the first of its image
 
@@ -195,14 +200,12 @@ class TextKernels:
 
     def read(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
         """``(M, T)`` ids and ``(B,)`` counts of canonical ``texts``, or None to parse them one by one."""
-        try:
-            buf, image_ends = _packed(texts)
-        except UnicodeEncodeError:
-            return None
+        text = "".join(texts)
+        image_ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
         r = self.runs
-        bound = len(texts) + len(buf) // max(self._item_bytes, 1)
+        bound = len(texts) + len(text) // max(self._item_bytes, 1)
         ids = np.empty((bound, r.arity), dtype=np.int64)
         counts = np.empty(len(texts), dtype=np.int64)
-        m = _read(buf, image_ends, self._read_lits, self._read_at, r.kinds, r.columns, r.fixed, r.fixed_widths,
-                  r.widths, r.decimals, ids, counts)
+        m = _read_str(text, image_ends, self._read_lits, self._read_at, r.kinds, r.columns, r.fixed, r.fixed_widths,
+                      r.widths, r.decimals, ids, counts)
         return (ids[:m], counts) if m >= 0 else None

@@ -33,13 +33,17 @@ class TextTemplate:
     decimals: int
 
     def runs(self) -> RunTemplate | None:
-        """The run form, or None where this text cannot be read run by run (a token whose number
-        is not its id, literal digits after the last item, two runs with nothing between)."""
+        """The run form, or None where this text cannot be read run by run (text that is not
+        ASCII, a token whose number is not its id, literal digits after the last item, two runs
+        with nothing between)."""
+        pieces = [self.first, *self.inner, self.between, self.last, self.empty, *self.vocab]
+        if not all(piece.isascii() for piece in pieces):  # the kernels work on bytes
+            return None
         numbers = [v[len(self.prefix): len(v) - len(self.suffix)] for v in self.vocab]
         widths = []
         for q, n in enumerate(numbers):
             whole, _, frac = n.partition(".")
-            ok = n.isascii() and whole.isdigit() and (frac.isdigit() if self.decimals else not frac)
+            ok = whole.isdigit() and (frac.isdigit() if self.decimals else not frac)
             if not ok or len(frac) != self.decimals or int(whole) * 10**self.decimals + int(frac or 0) != q:
                 return None
             widths.append(len(whole))
