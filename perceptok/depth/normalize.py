@@ -188,17 +188,16 @@ def _interpolated(n: torch.Tensor, at: Callable[[torch.Tensor], torch.Tensor],
     return _widen_flat(bounds[:, 0], bounds[:, 1])
 
 
-def robust_range(inverse: torch.Tensor, valid: torch.Tensor, complete: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def robust_range(inverse: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """2nd and 98th percentiles of the valid values of each map: ``(B, H, W)`` → two ``(B,)``, in
-    the stats' dtype. ``complete=True`` promises every pixel is valid (``valid`` is not read).
+    the stats' dtype.
 
     Exactly ``torch.nanquantile`` of the valid values, found without sorting them: only the
     smallest and the largest 2 % (+2) of each row are needed, which two ``topk`` calls give in
     the values' own precision. Maps without valid values get NaN; ``normalize_depth`` rejects
     those before."""
     values = inverse.flatten(1)  # (B, H·W)
-    ok = torch.ones_like(values, dtype=torch.bool) if complete is True else valid.flatten(1)
-    values, ok = _sample(values), _sample(ok)
+    values, ok = _sample(values), _sample(valid.flatten(1))
     p = values.shape[1]
     k = min(p, math.ceil(LOW_Q * (p - 1)) + 2)  # enough ranks from either end for any count of valid values
     smallest = torch.where(ok, values, torch.inf).topk(k, dim=1, largest=False).values  # (B, k) ascending

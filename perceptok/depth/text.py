@@ -26,7 +26,7 @@ class SpanGrammar:
         self.length = config.tokens_per_map
         self.codebook_size = config.codebook_size
         self.grids = [tuple(g) for g in config.grids]
-        self._vocab = config.vocab()
+        self.vocab = config.vocab()
         self.markers = {config.token(f"GRID_{r}x{c}"): (r, c) for r, c in self.grids[1:]}
         self._marker_of = {grid: marker for marker, grid in self.markers.items()}
         self._code = re.compile(rf"<{re.escape(prefix)}_(\d+)>")
@@ -36,7 +36,7 @@ class SpanGrammar:
         if grid is not None and tuple(grid) not in self.grids:
             raise ValueError(f"grid {tuple(grid)} is not one of this tokenizer's grids {self.grids}")
         marker = self._marker_of.get(tuple(grid), "") if grid is not None else ""
-        return self.start + marker + "".join(self._vocab[i] for i in ids) + self.end
+        return self.start + marker + "".join(self.vocab[i] for i in ids) + self.end
 
     def parse(self, text: str, strict: bool = True) -> tuple[list[int], tuple[int, int]]:
         """Codes and grid of one span. Strict: the text is exactly one span (up to surrounding
@@ -75,7 +75,7 @@ class SpanGrammar:
                 early = " (the end token came early)" if text.startswith(self.end, pos) else ""
                 raise TokenParseError(text, pos, f"code {n + 1} of {self.length} like <{self.prefix}_0>{early}")
             q = int(m.group(1))
-            if q >= self.codebook_size or m.group(0) != self._vocab[q]:
+            if q >= self.codebook_size or m.group(0) != self.vocab[q]:
                 raise TokenParseError(text, pos, f"a code from <{self.prefix}_0> to <{self.prefix}_{self.codebook_size - 1}>")
             ids.append(q)
             pos = m.end()

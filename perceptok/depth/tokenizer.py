@@ -141,11 +141,10 @@ class GridDepthTokenizer(PerceptionTokenizer):
     def __init__(self, config: Any):
         super().__init__(config)
         self.text = SpanGrammar(config)
-        self._vocab = config.vocab()
 
     @property
     def vocab(self) -> list[str]:
-        return self._vocab
+        return self.text.vocab
 
     @property
     def start_token(self) -> str:
