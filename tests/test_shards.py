@@ -93,6 +93,7 @@ def test_bad_inputs_are_skipped_with_their_reason(tmp_path, capsys):
     assert sorted(e["id"] for e in errors) == ["all_invalid.png", "corrupt.png", "empty.png", "rgb.png"]
     assert all(e["reason"] for e in errors)
     assert "channels" in next(e for e in errors if e["id"] == "rgb.png")["reason"]
+    assert "0 valid pixels" in next(e for e in errors if e["id"] == "all_invalid.png")["reason"]
     assert sorted(rows_by_id(out)) == sorted(p.name for p in good)
 
 
