@@ -1,9 +1,9 @@
-"""Box text in every convention: ``to_text`` and ``from_text`` on a million boxes beside a plain
-per-box Python f-string loop that writes the same text, all measured in the same run.
+"""Box and point text in every convention: ``to_text`` and ``from_text`` on a million items
+beside a plain per-item Python f-string loop that writes the same text, all measured in the same run.
 
-The table for BENCHMARKS.md (best of 3 rounds each, 100,000 images of 10 boxes):
+The tables for BENCHMARKS.md (best of 3 rounds each, 100,000 images of 10 items):
 
-    .venv/bin/python benchmarks/test_text_speed.py [--images 100000] [--per-image 10]
+    .venv/bin/python benchmarks/test_text_speed.py [--images 100000] [--per-image 10] [--kind box|point|both]
 
 pytest-benchmark (a tenth of the size):
 
@@ -20,7 +20,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from perceptok import BoxTokenizer
+from perceptok import BoxTokenizer, PointTokenizer
 from perceptok.coordinates import presets_for
 
 
@@ -45,7 +45,27 @@ LOOPS: dict[str, Callable[[list[list[int]]], str]] = {
 }
 
 
-def random_ids(tok: BoxTokenizer, images: int, per_image: int, seed: int = 0) -> torch.Tensor:
+def _json_points(key: str) -> Callable[[list[list[int]]], str]:
+    return lambda points: "[" + ", ".join([f'{{"{key}": [{a}, {b}]}}' for a, b in points]) + "]"
+
+
+POINT_LOOPS: dict[str, Callable[[list[list[int]]], str]] = {
+    "aurora": lambda points: ", ".join([f"(<PIXEL_{a}>,<PIXEL_{b}>)" for a, b in points]),
+    "paligemma": lambda points: " ; ".join([f"<loc{a:04d}><loc{b:04d}>" for a, b in points]),
+    "florence2": lambda points: "".join([f"<loc_{a}><loc_{b}>" for a, b in points]),
+    "kosmos2": lambda points: "".join([f"<object><patch_index_{a:04d}></object>" for (a,) in points]),
+    "qwen2vl": lambda points: "".join([f"<|box_start|>({a},{b})<|box_end|>" for a, b in points]),
+    "qwen25vl": _json_points("point_2d"),
+    "qwen3vl": _json_points("point_2d"),
+    "gemini": _json_points("point"),
+    "molmo": lambda points: " ".join([f'<point x="{a / 10:.1f}" y="{b / 10:.1f}" alt=""></point>' for a, b in points]),
+    "shikra": lambda points: ("[" + ";".join([f"{a / 1000:.3f},{b / 1000:.3f}" for a, b in points]) + "]")
+    if points else "",
+}
+KINDS = {"box": (BoxTokenizer, LOOPS), "point": (PointTokenizer, POINT_LOOPS)}
+
+
+def random_ids(tok: BoxTokenizer | PointTokenizer, images: int, per_image: int, seed: int = 0) -> torch.Tensor:
     """``(images, per_image, T)`` valid ids (pixel presets: coordinates up to 1000 px)."""
     g = torch.Generator().manual_seed(seed)
     high = min(tok.config.num_tokens, 1001)
@@ -61,12 +81,13 @@ def best(fn: Callable[[], object], rounds: int) -> float:
     return min(times)
 
 
-def measure(preset: str, images: int, per_image: int, rounds: int = 3) -> dict[str, float]:
-    """Seconds of the loop, to_text and from_text on the same boxes; asserts they agree."""
-    tok = BoxTokenizer.from_preset(preset)
+def measure(preset: str, images: int, per_image: int, rounds: int = 3, kind: str = "box") -> dict[str, float]:
+    """Seconds of the loop, to_text and from_text on the same items; asserts they agree."""
+    cls, loops = KINDS[kind]
+    tok = cls.from_preset(preset)
     ids = random_ids(tok, images, per_image)
     lists = ids.tolist()
-    loop = LOOPS[preset]
+    loop = loops[preset]
     texts = tok.to_text(ids)
     assert texts == [loop(boxes) for boxes in lists], preset
     assert torch.equal(tok.from_text(texts), ids), preset
@@ -97,16 +118,19 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--per-image", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--kind", choices=["box", "point", "both"], default="box")
     args = parser.parse_args()
     n = args.images * args.per_image
-    print(f"{n:,} boxes ({args.images:,} images × {args.per_image}), best of {args.rounds}; "
-          f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("| preset | f-string loop | to_text | × loop | from_text | × loop |")
-    print("|---|---|---|---|---|---|")
-    for preset in presets_for("box"):
-        t = measure(preset, args.images, args.per_image, args.rounds)
-        print(f"| `{preset}` | {t['loop']:.3f} s | {t['to_text']:.3f} s | {t['loop'] / t['to_text']:.2f} | "
-              f"{t['from_text']:.3f} s | {t['loop'] / t['from_text']:.2f} |", flush=True)
+    for kind in ["box", "point"] if args.kind == "both" else [args.kind]:
+        print(f"{n:,} {kind}es" if kind == "box" else f"{n:,} points", end="")
+        print(f" ({args.images:,} images × {args.per_image}), best of {args.rounds}; "
+              f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+        print("| preset | f-string loop | to_text | × loop | from_text | × loop |")
+        print("|---|---|---|---|---|---|")
+        for preset in presets_for(kind):
+            t = measure(preset, args.images, args.per_image, args.rounds, kind)
+            print(f"| `{preset}` | {t['loop']:.3f} s | {t['to_text']:.3f} s | {t['loop'] / t['to_text']:.2f} | "
+                  f"{t['from_text']:.3f} s | {t['loop'] / t['from_text']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
