@@ -130,7 +130,7 @@ class CoordinateTokenizer(PerceptionTokenizer):
         runs = template.runs()
         try:
             from perceptok.coordinates.kernels import TextKernels
-        except ImportError:  # numba missing or not built for this Python
+        except (ImportError, RuntimeError):  # numba missing, not built for this Python, or no cache folder
             return None
         return TextKernels(template, runs) if runs is not None else None
 
