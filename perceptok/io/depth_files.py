@@ -129,7 +129,8 @@ def _read_integer_image(path: Path, bits: int) -> np.ndarray:
         raise ValueError(f"{path} is a {mode} image, not 8-bit; use encoding='uint16' for 16-bit depth")
     if bits == 16 and mode in ("L", "P", "1"):
         raise ValueError(f"{path} is an 8-bit image; use encoding='uint8' (16-bit depth was expected)")
-    if raw.size and (raw.min() < 0 or raw.max() >= 2**bits):
+    fits = raw.dtype.kind == "u" and raw.dtype.itemsize * 8 <= bits  # PIL's L and I;16: in range by type
+    if raw.size and not fits and (raw.min() < 0 or raw.max() >= 2**bits):
         raise ValueError(
             f"{path} holds values from {raw.min()} to {raw.max()}, outside the {bits}-bit range "
             f"0..{2**bits - 1}: it is not a {bits}-bit depth image (wrong encoding?)"
