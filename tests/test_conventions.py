@@ -308,3 +308,24 @@ def test_without_numba_batches_are_written_from_tables_and_parsed_one_by_one(mon
     texts = tok.to_text(ids)
     assert texts[1] == "(<PIXEL_9>,<PIXEL_10>,<PIXEL_11>,<PIXEL_12>)"
     assert torch.equal(tok.from_text(texts), ids)
+
+
+@pytest.mark.parametrize("token_format, decimals", [("<x2_{}>", 0), ("<b{:04d}>", 0), ("[{}]", 2), ("{}", 1)])
+def test_compiled_text_of_custom_token_formats(token_format, decimals, monkeypatch):
+    """A digit inside the token's own text, zero-padded and decimal numbers, bare numbers: the
+    compiled kernels write what the tables write and read it back; a zero-padded number written
+    without its padding is declined, and the strict parser names it."""
+    from perceptok.coordinates import tokenizer as module
+
+    tok = BoxTokenizer.from_preset("aurora", token_format=token_format, decimals=decimals)
+    ids = torch.randint(0, tok.config.num_tokens, (40, 3, 4), generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(module, "COMPILED_FROM", len(ids) + 1)
+    tables = tok.to_text(ids)
+    monkeypatch.setattr(module, "COMPILED_FROM", len(ids))
+    assert tok._kernels is not None and tok.to_text(ids) == tables
+    assert torch.equal(tok.from_text(tables), ids)
+    if token_format == "<b{:04d}>":
+        unpadded = tables[0].replace("<b0", "<b", 1)
+        assert tok._kernels.read([unpadded]) is None
+        with pytest.raises(TokenParseError):
+            tok.from_text([unpadded] + tables[1:])
