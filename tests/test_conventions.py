@@ -329,3 +329,20 @@ def test_compiled_text_of_custom_token_formats(token_format, decimals, monkeypat
         assert tok._kernels.read([unpadded]) is None
         with pytest.raises(TokenParseError):
             tok.from_text([unpadded] + tables[1:])
+
+
+def test_compiled_text_that_disagrees_with_the_tables_is_switched_off(monkeypatch):
+    """The kernels prove themselves against the table renderer on first use (where they also
+    compile); a disagreement, or a failure to compile, switches them off with a warning and
+    costs no result."""
+    from perceptok.coordinates import tokenizer as module
+    from perceptok.coordinates.kernels import TextKernels
+
+    monkeypatch.setattr(module, "COMPILED_FROM", 0)
+    monkeypatch.setattr(TextKernels, "write", lambda self, rows, pad: ["wrong"] * len(rows))
+    tok = BoxTokenizer.from_preset("qwen25vl")
+    ids = torch.tensor([[[1, 2, 3, 4]], [[5, 6, 7, 8]]])
+    with pytest.warns(RuntimeWarning, match="compiled box and point text is off"):
+        texts = tok.to_text(ids)
+    assert texts[0] == '[{"bbox_2d": [1, 2, 3, 4]}]' and tok._kernels is None
+    assert torch.equal(tok.from_text(texts), ids)

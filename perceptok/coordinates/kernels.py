@@ -17,6 +17,7 @@ import sys
 import numba
 import numpy as np
 
+from perceptok.coordinates.render import TableRenderer
 from perceptok.coordinates.template import FIXED, WHOLE_RUN, RunTemplate, TextTemplate
 
 END = 0  # the byte after each image's text in the written batch
@@ -184,6 +185,26 @@ class TextKernels:
         self._read_at = np.cumsum([0] + [len(lit) for lit in runs.literals])
         self._item_bytes = len(runs.literals[len(runs.kinds)]) + sum(map(len, runs.literals[1:len(runs.kinds)])) \
             + len(runs.kinds)  # the fewest bytes of an item after the first of its image
+
+    @classmethod
+    def checked(cls, template: TextTemplate, runs: RunTemplate, renderer: TableRenderer) -> TextKernels:
+        """Kernels that wrote and read a sample batch as the table ``renderer`` does (images of
+        0, 1 and 3 items, the vocabulary's first and last ids among them); this is also where
+        they compile. Raises AssertionError where they disagree."""
+        kernels = cls(template, runs)
+        counts = np.array([0, 1, 3, 0, 2])
+        size = len(template.vocab)
+        flat = np.random.default_rng(0).integers(0, size, (int(counts.sum()), runs.arity))
+        flat[0], flat[-1] = 0, size - 1
+        rows = np.full((len(counts), int(counts.max()), runs.arity), -1, dtype=np.int64)
+        rows[np.arange(rows.shape[1]) < counts[:, None]] = flat
+        texts = renderer.render(flat, counts)
+        if kernels.write(rows, -1) != texts:
+            raise AssertionError("the compiled writer's text differs from the table renderer's")
+        back = kernels.read(texts)
+        if back is None or not np.array_equal(back[0], flat) or not np.array_equal(back[1], counts):
+            raise AssertionError("the compiled reader does not read the table renderer's text back")
+        return kernels
 
     def write(self, rows: np.ndarray, pad: int) -> list[str]:
         """Texts of ``rows`` ``(B, N, T)`` int64 ids (items holding ``pad`` left out)."""

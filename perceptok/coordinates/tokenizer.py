@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import re
+import warnings
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -124,15 +125,24 @@ class CoordinateTokenizer(PerceptionTokenizer):
 
     @cached_property
     def _kernels(self) -> TextKernels | None:
-        """Compiled text of unlabelled batches; None without numba (or for a template that cannot
-        be read run by run): then batches are rendered from tables and parsed text by text."""
+        """Compiled text of unlabelled batches, checked against the tables on first use; None
+        without numba, for a template that cannot be read run by run, or (with a warning) where
+        the kernels fail to compile or disagree: then batches are rendered from tables and
+        parsed text by text."""
         template = self._renderer.template
         runs = template.runs()
+        if runs is None:
+            return None
         try:
             from perceptok.coordinates.kernels import TextKernels
         except (ImportError, RuntimeError):  # numba missing, not built for this Python, or no cache folder
             return None
-        return TextKernels(template, runs) if runs is not None else None
+        try:
+            return TextKernels.checked(template, runs, self._renderer)
+        except Exception as err:  # an accelerator: it may never cost a result
+            warnings.warn(f"compiled box and point text is off ({type(err).__name__}: {err}); "
+                          "large batches are rendered from tables and parsed text by text", RuntimeWarning)
+            return None
 
     def _compiled(self, images: int) -> TextKernels | None:
         return self._kernels if images >= COMPILED_FROM else None
