@@ -5,9 +5,9 @@ literal by literal); ``TextKernels.read`` reads a batch back with its ``RunTempl
 must be its template's literals with digit runs in between, every run spelled as ``to_text``
 spells it (in range, the canonical width, the literal digits as written). Anything else (white
 space, labels, a typo) makes ``read`` return None, and the caller parses text by text, which names
-the fault; so this path never changes a result, it only makes it faster. Importing this module
-imports numba (about half a second, once); the kernels compile on first use and are cached on
-disk. Axis legend: ``B`` images, ``N`` items per image, ``T`` coordinates per item, ``M`` items.
+the fault; so this path never changes a result, it only makes it faster. ``TextKernels.checked``
+builds them and checks them against the table renderer on a sample batch (which is where they
+compile, then cached on disk). Importing this module imports numba (about half a second, once). Axis legend: ``B`` images, ``N`` items per image, ``T`` coordinates per item, ``M`` items.
 """
 
 from __future__ import annotations
