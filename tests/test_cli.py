@@ -171,3 +171,22 @@ def test_info_without_building_is_what_the_built_tokenizer_says(tmp_path):
     for tokenizer_type, (class_name, module, config_class) in CONFIG_CLASSES.items():
         cls = get_tokenizer_class(tokenizer_type)
         assert (cls.__name__, cls.config_class.__module__, cls.config_class.__name__) == (class_name, module, config_class)
+
+
+def test_bench_boxes_and_points_text(capsys):
+    """`perceptok bench boxes|points`: every chosen convention's to_text and strict from_text
+    beside the per-item f-string loop (which the bench checks writes the same text); 300 images
+    take the compiled kernels. Timings are printed, never asserted."""
+    assert main(["bench", "boxes", "--images", "300", "--per-image", "2", "--rounds", "1",
+                 "--presets", "aurora,qwen25vl,shikra", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["kind"], result["images"], result["per_image"]) == ("box", 300, 2)
+    assert list(result["presets"]) == ["aurora", "qwen25vl", "shikra"]
+    for t in result["presets"].values():
+        assert min(t["loop_s"], t["to_text_s"], t["from_text_s"]) > 0
+        assert t["to_text_vs_loop"] == pytest.approx(t["loop_s"] / t["to_text_s"])
+    assert main(["bench", "points", "--images", "2", "--per-image", "1", "--rounds", "1", "--presets", "molmo"]) == 0
+    out = capsys.readouterr().out
+    assert "2 points (2 images × 1)" in out and out.count("molmo") == 1
+    assert main(["bench", "boxes", "--presets", "nope"]) == 2
+    assert "unknown box preset(s) ['nope']" in capsys.readouterr().err

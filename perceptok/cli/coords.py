@@ -128,3 +128,32 @@ def add_commands(encode: argparse._SubParsersAction, decode: argparse._SubParser
                        help="keep the well-formed items of malformed text (with a warning) instead of failing")
         _common(d, modality)
         d.set_defaults(run=_decode)
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from perceptok.coordinates.bench import bench_text
+
+    kind = "box" if args.modality == "boxes" else "point"
+    presets = args.presets.split(",") if args.presets else None
+    result = bench_text(kind, args.images, args.per_image, args.rounds, presets,
+                        progress=None if args.json else lambda p: print(f"bench: {p}", file=sys.stderr))
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{args.images * args.per_image:,} {args.modality} ({args.images:,} images × {args.per_image}), best of "
+          f"{args.rounds}; {result['machine']}, torch {result['torch']}, numba {result['numba']}")
+    for preset, t in result["presets"].items():
+        print(f"{preset:10s} loop {t['loop_s']:.3f} s · to_text {t['to_text_s']:.3f} s ({t['to_text_vs_loop']:.1f}×) "
+              f"· from_text {t['from_text_s']:.3f} s ({t['from_text_vs_loop']:.1f}×)")
+
+
+def add_bench(bench: argparse._SubParsersAction) -> None:
+    for modality in ("boxes", "points"):
+        p = bench.add_parser(modality, help=f"{modality} text in every convention: to_text and strict from_text "
+                                            "beside a plain per-item f-string loop writing the same text")
+        p.add_argument("--images", type=int, default=100_000, help="images per convention (default: 100000)")
+        p.add_argument("--per-image", type=int, default=10, help=f"{modality} per image (default: 10)")
+        p.add_argument("--rounds", type=int, default=3, help="timed calls; the best counts (default: 3)")
+        p.add_argument("--presets", help="comma-separated conventions (default: all)")
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.set_defaults(run=_bench, modality=modality)

@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = _by_modality(sub, "bench", "measure throughput")
     depth.add_bench(bench)
     shards.add_bench(bench)
+    coords.add_bench(bench)
     depth.add_export(_by_modality(sub, "export", "export a tokenizer's networks (ONNX)"))
     shards.add_tokenize(_by_modality(sub, "tokenize", "whole datasets → resumable Parquet shards of tokens"))
     hub.add_info(sub)
