@@ -1,6 +1,7 @@
 """The text grammar of coordinate items, derived from one ``Layout`` (``layouts.py``): checked
 labels, the strict parser (which names the first offending character) and the lenient parser
-(which keeps every well-formed item in model output). Rendering is ``render.TableRenderer``.
+(which keeps every well-formed item in model output). Rendering is ``render.TableRenderer``;
+large unlabelled batches are written and read by ``kernels.TextKernels`` from its template.
 """
 
 from __future__ import annotations
