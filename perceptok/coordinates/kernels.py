@@ -183,14 +183,19 @@ class TextKernels:
                              chr(END)])
         self._read_lits = np.frombuffer("".join(runs.literals).encode("ascii"), dtype=np.uint8)
         self._read_at = np.cumsum([0] + [len(lit) for lit in runs.literals])
-        self._item_bytes = len(runs.literals[len(runs.kinds)]) + sum(map(len, runs.literals[1:len(runs.kinds)])) \
-            + len(runs.kinds)  # the fewest bytes of an item after the first of its image
+        # the fewest bytes of an item after the first of its image: its literals and a digit a run
+        self._item_bytes = sum(map(len, runs.literals[1 : len(runs.kinds) + 1])) + len(runs.kinds)
 
     @classmethod
-    def checked(cls, template: TextTemplate, runs: RunTemplate, renderer: TableRenderer) -> TextKernels:
-        """Kernels that wrote and read a sample batch as the table ``renderer`` does (images of
-        0, 1 and 3 items, the vocabulary's first and last ids among them); this is also where
-        they compile. Raises AssertionError where they disagree."""
+    def checked(cls, renderer: TableRenderer) -> TextKernels | None:
+        """Kernels of the table ``renderer``'s template that wrote and read a sample batch as the
+        renderer does (images of 0, 1 and 3 items, the vocabulary's first and last ids among
+        them); this is also where they compile. None where the template cannot be read run by
+        run; AssertionError where they disagree."""
+        template = renderer.template
+        runs = template.runs()
+        if runs is None:
+            return None
         kernels = cls(template, runs)
         counts = np.array([0, 1, 3, 0, 2])
         size = len(template.vocab)

@@ -56,14 +56,14 @@ class TextTemplate:
         literals = [a[0], *a[2:-1:2], a[-1] + b[0], a[-1] + self.last, self.empty]
         if any(not lit for lit in literals[1:-2]):
             return None
-        kinds, columns, fixed = [], [], []
+        kinds, columns, fixed, fixed_widths = [], [], [], []
         column = -1
         for run in a[1::2]:
             column += run == WHOLE
             kinds.append(FIXED if run.isdigit() else WHOLE_RUN if run == WHOLE else FRACTION_RUN)
             columns.append(max(column, 0))
             fixed.append(int(run) if run.isdigit() else 0)
-        fixed_widths = [len(run) if run.isdigit() else 0 for run in a[1::2]]
+            fixed_widths.append(len(run) if run.isdigit() else 0)
         return RunTemplate(literals, np.array(kinds), np.array(columns), np.array(fixed), np.array(fixed_widths),
                            np.array(widths), self.decimals, len(self.inner) + 1)
 

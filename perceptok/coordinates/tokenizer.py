@@ -129,16 +129,12 @@ class CoordinateTokenizer(PerceptionTokenizer):
         without numba, for a template that cannot be read run by run, or (with a warning) where
         the kernels fail to compile or disagree: then batches are rendered from tables and
         parsed text by text."""
-        template = self._renderer.template
-        runs = template.runs()
-        if runs is None:
-            return None
         try:
             from perceptok.coordinates.kernels import TextKernels
         except (ImportError, RuntimeError):  # numba missing, not built for this Python, or no cache folder
             return None
         try:
-            return TextKernels.checked(template, runs, self._renderer)
+            return TextKernels.checked(self._renderer)
         except Exception as err:  # an accelerator: it may never cost a result
             warnings.warn(f"compiled box and point text is off ({type(err).__name__}: {err}); "
                           "large batches are rendered from tables and parsed text by text", RuntimeWarning)
