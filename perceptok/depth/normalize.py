@@ -18,10 +18,12 @@ Axis legend: ``B`` maps, ``H, W`` pixels.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import weakref
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -103,6 +105,12 @@ def finite(x: torch.Tensor) -> torch.Tensor:
     return x.abs() < torch.inf
 
 
+def weights(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A bool mask as 0/1 values of ``dtype``, converted from its bytes: the same values, 3× faster
+    than a bool → float conversion on a CPU."""
+    return mask.view(torch.uint8).to(dtype)
+
+
 _WORDS = 127  # int64 words summed at once by ``count``: each byte lane then stays ≤ 127, no carry, no sign
 
 
@@ -169,11 +177,13 @@ def _widen_flat(low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 def _relative(inverse: torch.Tensor, low: torch.Tensor, high: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
-    """Inverse depth ``(B, ...)`` → [0, 1] between each map's ``low`` and ``high`` ``(B,)``; 0 where not ``ok``."""
+    """Inverse depth ``(B, ...)`` → [0, 1] between each map's ``low`` and ``high`` ``(B,)``; 0 where
+    not ``ok``, whatever ``inverse`` holds there (NaN and ±inf included)."""
     shape = (-1,) + (1,) * (inverse.ndim - 1)
-    span = (high - low).view(shape).to(inverse.dtype)
-    rel = ((inverse - low.view(shape).to(inverse.dtype)) / span).clamp(0, 1)
-    return rel.masked_fill(~ok, 0)
+    rel = (inverse - low.view(shape).to(inverse.dtype)).div_((high - low).view(shape).to(inverse.dtype)).clamp_(0, 1)
+    # Zeroed by multiplying with the mask's ``weights``, then NaN (0 × NaN) set to 0: in place, a
+    # third of the time of masked_fill on a CPU.
+    return rel.mul_(weights(ok, rel.dtype)).nan_to_num_(0.0)
 
 
 def _interpolated(n: torch.Tensor, at: Callable[[torch.Tensor], torch.Tensor],
@@ -188,30 +198,43 @@ def _interpolated(n: torch.Tensor, at: Callable[[torch.Tensor], torch.Tensor],
     return _widen_flat(bounds[:, 0], bounds[:, 1])
 
 
-def robust_range(inverse: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """2nd and 98th percentiles of the valid values of each map: ``(B, H, W)`` → two ``(B,)``, in
-    the stats' dtype.
+def _ranks_by_sorting(values: torch.Tensor, ok: torch.Tensor, n: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``values`` ``(B, P)`` on the CPU → ``at(ranks)``: every row sorted once, valid values first,
+    by numpy's vectorised sort (AVX-512, AVX2 or NEON): 4–5× faster on a CPU than the two partial
+    ``topk``s, which are torch's fastest there."""
+    ascending = torch.from_numpy(np.sort(torch.where(ok, values, torch.inf).numpy(), axis=1))  # (B, P)
+    return lambda rank: ascending.gather(1, rank)
 
-    Exactly ``torch.nanquantile`` of the valid values, found without sorting them: only the
-    smallest and the largest 2 % (+2) of each row are needed, which two ``topk`` calls give in
-    the values' own precision. Maps without valid values get NaN; ``normalize_depth`` rejects
-    those before."""
-    values = inverse.flatten(1)  # (B, H·W)
-    values, ok = _sample(values), _sample(valid.flatten(1))
+
+def _ranks_by_topk(values: torch.Tensor, ok: torch.Tensor, n: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``values`` ``(B, P)`` on an accelerator → ``at(ranks)``: only the smallest and the largest
+    2 % (+2) of each row are needed, which two ``topk`` calls give."""
     p = values.shape[1]
     k = min(p, math.ceil(LOW_Q * (p - 1)) + 2)  # enough ranks from either end for any count of valid values
     smallest = torch.where(ok, values, torch.inf).topk(k, dim=1, largest=False).values  # (B, k) ascending
     largest = torch.where(ok, values, -torch.inf).topk(k, dim=1).values  # (B, k) descending
-    n = count(ok, 1, keepdim=True)  # (B, 1)
-    dtype = stats_dtype(inverse.device)
 
-    def at(rank: torch.Tensor) -> torch.Tensor:  # (B, 2) ascending ranks → values: low ones from the
-        from_top = (n - 1 - rank).clamp_min(0)   # smallest, high ones (counted from the top) from the largest
+    def at(rank: torch.Tensor) -> torch.Tensor:  # (B, 2) ascending ranks: low ones from the smallest,
+        from_top = (n - 1 - rank).clamp_min(0)   # high ones (counted from the top) from the largest
         low = smallest.gather(1, rank[:, :1].clamp_max(k - 1))
         high = largest.gather(1, from_top[:, 1:].clamp_max(k - 1))
-        return torch.cat([low, high], dim=1).to(dtype)
+        return torch.cat([low, high], dim=1)
 
-    return _interpolated(n, at, dtype)
+    return at
+
+
+def robust_range(inverse: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """2nd and 98th percentiles of the valid values of each map: ``(B, H, W)`` → two ``(B,)``, in
+    the stats' dtype, carrying no gradient.
+
+    Exactly ``torch.nanquantile`` of the valid values, without its float64 sort: on a CPU each
+    row is sorted by numpy, elsewhere two partial ``topk``s give the ends. Maps without valid
+    values get NaN."""
+    values, ok = _sample(inverse.detach().flatten(1)), _sample(valid.flatten(1))  # (B, P)
+    n = count(ok, 1, keepdim=True)  # (B, 1)
+    at = (_ranks_by_sorting if values.device.type == "cpu" else _ranks_by_topk)(values, ok, n)
+    dtype = stats_dtype(inverse.device)
+    return _interpolated(n, lambda rank: at(rank).to(dtype), dtype)
 
 
 def normalize_depth(depth: torch.Tensor, kind: str, valid: torch.Tensor | None = None,
@@ -229,9 +252,9 @@ def normalize_depth(depth: torch.Tensor, kind: str, valid: torch.Tensor | None =
     check_kind(kind)
     x = depth.to(work_dtype(depth.dtype))
     ok = valid_mask(x, kind, valid)
-    inverse = to_inverse(torch.where(ok, x, torch.ones_like(x)), kind)
+    inverse = to_inverse(x, kind)  # whatever it is where not ok (NaN, ±inf): no such pixel is read
     low, high = robust_range(inverse, ok & measured if measured is not None else ok)
-    return Normalized(_relative(inverse, low, high, ok), ok, low, high, inverse)
+    return Normalized(_relative(inverse, low, high, ok), ok, low, high, lambda: torch.where(ok, inverse, 1.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,7 +343,7 @@ def fill_holes(x: torch.Tensor, valid: torch.Tensor, sync: bool = False, weight:
     caller has it. An empty batch comes back as it is."""
     if x.numel() == 0:
         return x
-    levels = [(x, valid.to(x.dtype) if weight is None else weight)]  # (sum of measured values, count of measurements) per cell
+    levels = [(x, weights(valid, x.dtype) if weight is None else weight)]  # (sum of measured values, count of measurements) per cell
     while max(levels[-1][0].shape[-2:]) > 1 and (len(levels) == 1 or not (sync and bool((levels[-1][1] > 0).all()))):
         xs, ws = levels[-1]
         levels.append((_sum2(xs), _sum2(ws)))
@@ -329,10 +352,34 @@ def fill_holes(x: torch.Tensor, valid: torch.Tensor, sync: bool = False, weight:
     if len(levels) == 1:
         return torch.where(valid, x, filled)
     for xs, ws in reversed(levels[1:-1]):
-        up = F.interpolate(filled, size=xs.shape[-2:], mode="bilinear", align_corners=False)
+        up = _bilinear(filled, xs.shape[-2:], antialias=False)
         filled = torch.where(ws > 0, xs / ws.clamp_min(1), up)
     # full resolution: measured pixels keep their value, so only the holes need the coarser level
-    return torch.where(valid, x, F.interpolate(filled, size=x.shape[-2:], mode="bilinear", align_corners=False))
+    return torch.where(valid, x, _bilinear(filled, x.shape[-2:], antialias=False))
+
+
+@functools.lru_cache(maxsize=64)
+def _axis_weights(n_in: int, n_out: int, antialias: bool, dtype: torch.dtype) -> torch.Tensor:
+    """``(n_out, n_in)`` CPU weights of ``F.interpolate``'s bilinear resize along one axis (half-pixel
+    centres), read off by resizing an identity with it: row ``i`` weighs the inputs of output ``i``."""
+    eye = torch.eye(n_in, dtype=dtype, device="cpu").view(n_in, 1, 1, n_in)
+    out = F.interpolate(eye, size=(1, n_out), mode="bilinear", align_corners=False, antialias=antialias)
+    return out.view(n_in, n_out).T.contiguous()
+
+
+def _bilinear(x: torch.Tensor, size: tuple[int, int], antialias: bool) -> torch.Tensor:
+    """``F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=antialias)`` of
+    ``(B, C, H, W)``. Float maps on a CPU go through two matrix products with its very weights
+    (``_axis_weights``): 1.5–10× faster than its kernels there, equal within two float ulps."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)
+    *lead, h, w = x.shape
+    out = x.reshape(-1, h, w)  # (B·C, H, W)
+    if w != size[1]:
+        out = out @ _axis_weights(w, size[1], antialias, x.dtype).T
+    if h != size[0]:
+        out = _axis_weights(h, size[0], antialias, x.dtype) @ out
+    return out.view(*lead, *size)
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -342,4 +389,4 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return x
     if x.numel() == 0:
         return x.new_empty((*x.shape[:-2], *size))
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return _bilinear(x, size, antialias=True)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from perceptok.depth.config import PooledDepthConfig
-from perceptok.depth.normalize import stats_dtype
+from perceptok.depth.normalize import stats_dtype, weights
 from perceptok.depth.tokenizer import GridDepthTokenizer
 from perceptok.registry import register_tokenizer
 
@@ -22,7 +22,7 @@ class PooledDepthTokenizer(GridDepthTokenizer):
         super().__init__(config if config is not None else PooledDepthConfig())
 
     def _features(self, rel, valid, grid):
-        w = valid[:, None].to(rel.dtype)  # (b, 1, H, W)
+        w = weights(valid[:, None], rel.dtype)  # (b, 1, H, W)
         total = F.adaptive_avg_pool2d(rel[:, None] * w, grid)
         count = F.adaptive_avg_pool2d(w, grid)
         mean = (rel[:, None] * w).sum((-2, -1), keepdim=True) / w.sum((-2, -1), keepdim=True).clamp_min(1)
