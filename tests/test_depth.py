@@ -96,6 +96,24 @@ def test_decoder_stops_at_its_stride(cell_size, stride):
     assert batch.target.shape[-2:] == (batch.x.shape[-2] // stride, batch.x.shape[-1] // stride)
 
 
+def test_sensor_masks_draw_each_pixel_with_its_probability():
+    """``augment._chance`` cuts 16-bit uniforms out of 64-bit draws (a quarter of ``torch.rand``'s
+    work): each value must be true with its probability (a scalar, or one per map), exactly never at
+    0 and always at 1, odd sizes included, and the same seed must give the same mask."""
+    from perceptok.depth.augment import _chance
+
+    like = torch.zeros(())
+    p = torch.tensor([0.0, 0.05, 0.3, 0.7, 1.0])[:, None, None]  # (5, 1, 1): one probability per map
+    mask = _chance(torch.Generator().manual_seed(0), like, (5, 101, 99), p)
+    assert mask.shape == (5, 101, 99) and mask.dtype == torch.bool
+    rate = mask.flatten(1).float().mean(1)
+    assert rate[0] == 0 and rate[-1] == 1
+    assert torch.allclose(rate[1:4], p.flatten()[1:4], atol=0.01), rate  # 10k draws a map: σ ≤ 0.005
+    scalar = _chance(torch.Generator().manual_seed(1), like, (3, 7), 0.7)
+    assert scalar.shape == (3, 7) and torch.equal(scalar, _chance(torch.Generator().manual_seed(1), like, (3, 7), 0.7))
+    assert abs(_chance(torch.Generator().manual_seed(2), like, (100_001,), 0.7).float().mean() - 0.7) < 0.005
+
+
 def test_pooled_restores_metric_depth_and_relative_maps():
     tok = PooledDepthTokenizer()
     depth = ramp_map(200, 200)

@@ -13,7 +13,7 @@ from PIL import Image
 import perceptok
 from perceptok import PooledDepthTokenizer
 from perceptok.depth import normalize as norm_module
-from perceptok.depth.normalize import fill_holes, normalize_codes, normalize_depth, robust_range
+from perceptok.depth.normalize import fill_holes, normalize_codes, normalize_depth, resize, robust_range
 from perceptok.depth.tokenizer import PreparedDepth
 from perceptok.io import DepthCodes, read_depth, read_depth_codes, read_manifest
 
@@ -89,11 +89,15 @@ def test_histogram_of_a_sampled_huge_map_and_of_an_empty_one(monkeypatch):
     assert bool(a.low[1].isnan()) and not bool(a.low[0].isnan())
 
 
+@pytest.mark.parametrize("reader", ["sorting", "topk"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_percentiles_are_exactly_nanquantiles(dtype):
-    """``robust_range`` reads the 2nd and 98th percentiles off two partial ``topk``s; they must
-    be torch.nanquantile's (linear interpolation in float64) for any share of valid pixels, ties
-    and sizes, including maps with one or no valid value."""
+def test_percentiles_are_exactly_nanquantiles(dtype, reader, monkeypatch):
+    """``robust_range`` reads the 2nd and 98th percentiles off each row sorted by numpy (on a CPU)
+    or off two partial ``topk``s (elsewhere; here made to run on the CPU); both must be
+    torch.nanquantile's (linear interpolation in float64) for any share of valid pixels, ties and
+    sizes, including maps with one or no valid value."""
+    if reader == "topk":
+        monkeypatch.setattr(norm_module, "_ranks_by_sorting", norm_module._ranks_by_topk)
     g = torch.Generator().manual_seed(0)
     q = torch.tensor([0.02, 0.98], dtype=torch.float64)
     for shape in [(4, 48, 64), (3, 1, 7), (2, 1, 1), (5, 13, 17), (2, 120, 160)]:
@@ -106,6 +110,26 @@ def test_percentiles_are_exactly_nanquantiles(dtype):
             flat = (expected[1] - expected[0]) < 1e-6 * expected[1].abs().clamp_min(1e-6)  # widened on purpose
             for got, want in ((low, expected[0]), (high, expected[1])):
                 assert torch.equal(got[~flat].nan_to_num(-7), want[~flat].nan_to_num(-7)), (shape, missing)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_resizes_are_f_interpolate(dtype):
+    """On a CPU, ``resize`` and the hole filling's upsampling multiply by ``F.interpolate``'s own
+    weights (read off an identity) instead of calling it: the same maps within two ulps for
+    shrinking (anti-aliased) and growing, odd and equal sizes, one axis at a time; and a map
+    resized alone is bit for bit the map resized in a batch (ids must not depend on batching)."""
+    g = torch.Generator().manual_seed(0)
+    for (h, w), size in [((80, 80), (40, 40)), ((480, 640), (40, 40)), ((7, 13), (40, 40)), ((40, 160), (20, 80)),
+                         ((33, 17), (33, 5)), ((9, 12), (20, 12)), ((1, 1), (3, 2)), ((300, 200), (20, 80))]:
+        x = torch.rand(5, 2, h, w, generator=g, dtype=dtype)
+        for antialias in (True, False):
+            want = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)
+            got = norm_module._bilinear(x, size, antialias)
+            assert got.shape == want.shape and got.dtype == dtype
+            torch.testing.assert_close(got, want, rtol=0, atol=2 * torch.finfo(dtype).eps, msg=lambda m: f"{(h, w, size)}: {m}")
+            assert all(torch.equal(norm_module._bilinear(x[i : i + 1], size, antialias), got[i : i + 1]) for i in (0, 3))
+    assert torch.equal(resize(x, (300, 200)), x)  # nothing to do
+    assert resize(x[:0], (4, 4)).shape == (0, 2, 4, 4)
 
 
 @pytest.mark.parametrize("name", ["depth", "depth:pooled"])
