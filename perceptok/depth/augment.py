@@ -19,7 +19,7 @@ import torch
 
 from perceptok.depth.config import DepthTokenizerConfig
 from perceptok.depth.data import MapPool
-from perceptok.depth.normalize import count, finite, normalize_depth, resize, weights
+from perceptok.depth.normalize import both, count, finite, normalize_depth, resize, weights
 from perceptok.depth.tokenizer import model_input
 
 # Pixels per token cell at which crops are cut and measurements removed (at least the network's
@@ -122,7 +122,7 @@ def batch_from_maps(source: torch.Tensor, index: torch.Tensor, cfg: DepthTokeniz
             start += n
         measured = torch.cat(parts)
         few = count(measured.flatten(1), 1) < MIN_MEASURED
-        measured |= few[:, None, None] & ok  # measured ⊆ ok: `where(few, ok, measured)` in bool ops
+        measured |= both(few[:, None, None], ok)  # measured ⊆ ok: `where(few, ok, measured)` in bool ops
     rel = normalize_depth(inv, "relative_inverse", measured=measured).rel  # (B, h, w)
     noisy = rel
     if g is not None and plan:
@@ -196,7 +196,7 @@ def _lidar(inv: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     offset = (_rand(g, inv, b, 1) * step).long()
     rows = (torch.arange(h, device=inv.device)[None] + offset) % step == 0  # (B, h)
     cols = _chance(g, inv, (b, w), _rand(g, inv, b, 1) * 0.7 + 0.3)  # (B, w)
-    return rows[:, :, None] & cols[:, None, :]
+    return both(rows[:, :, None], cols[:, None, :])
 
 
 def _scattered(inv: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -221,7 +221,7 @@ def _kinect(inv: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     ey = (((yy - cy) / ry) ** 2).masked_fill(~active[:, :, None, None], torch.inf)  # (B, 3, h, 1): idle blobs reach nothing
     out &= (ey + ((xx - cx) / rx) ** 2).amin(1) > 1  # outside every blob
     band = (_rand(g, x, b, 1, 1) * (0.08 * w)).floor()
-    return out & (xx[:, 0] >= band)
+    return both(out, xx[:, 0] >= band)
 
 
 def _dilate(mask: torch.Tensor, r: int) -> torch.Tensor:
