@@ -324,6 +324,21 @@ def test_denormal_depths_and_bad_decode_arguments():
         tok.decode(enc.ids, size=(0, 0))
 
 
+def test_mask_helpers_are_the_plain_ops():
+    """``both`` (bool ``&`` through bytes) and ``weights`` (bool → 0/1 floats through bytes) are
+    speed tricks: they must give exactly ``a & b`` for shapes that broadcast, views included, and
+    ``mask.to(dtype)``."""
+    from perceptok.depth.normalize import both, weights
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(4, 6, 5, generator=g) < 0.5
+    for b in (torch.rand(4, 1, 5, generator=g) < 0.5, torch.rand(4, 1, 1, generator=g) < 0.5, a.flip(2), a[:, :1]):
+        assert both(a, b).dtype == torch.bool and torch.equal(both(a, b), a & b)
+        assert torch.equal(both(b, a), b & a)
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        assert torch.equal(weights(a[:, ::2], dtype), a[:, ::2].to(dtype))
+
+
 @pytest.mark.parametrize("shape, dim", [((4, 307200), 1), ((1032, 1016), 1), ((2, 3, 262144), 2), ((4, 300001), 1),
                                         ((1 << 20, 2), 0), ((3, 307200), 1), ((0, 2048), 1), ((2, 3, 4064), 2)])
 def test_count_is_exact(shape, dim):
