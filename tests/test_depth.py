@@ -325,10 +325,10 @@ def test_denormal_depths_and_bad_decode_arguments():
 
 
 def test_mask_helpers_are_the_plain_ops():
-    """``both`` (bool ``&`` through bytes) and ``weights`` (bool → 0/1 floats through bytes) are
-    speed tricks: they must give exactly ``a & b`` for shapes that broadcast, views included, and
-    ``mask.to(dtype)``."""
-    from perceptok.depth.normalize import both, weights
+    """``both`` (bool ``&`` through bytes), ``weights`` (bool → 0/1 floats through bytes) and
+    ``every`` (``all`` as the smallest byte) are speed tricks: they must give exactly ``a & b`` for
+    shapes that broadcast, views included, ``mask.to(dtype)`` and ``mask.all()``, empty masks too."""
+    from perceptok.depth.normalize import both, every, weights
 
     g = torch.Generator().manual_seed(0)
     a = torch.rand(4, 6, 5, generator=g) < 0.5
@@ -337,6 +337,9 @@ def test_mask_helpers_are_the_plain_ops():
         assert torch.equal(both(b, a), b & a)
     for dtype in (torch.float32, torch.float64, torch.bfloat16):
         assert torch.equal(weights(a[:, ::2], dtype), a[:, ::2].to(dtype))
+    full = torch.ones(3, 5, dtype=torch.bool)
+    for mask in (a, full, full[:, ::2], a[:0], torch.zeros(2, dtype=torch.bool)):
+        assert every(mask) is bool(mask.all())
 
 
 @pytest.mark.parametrize("shape, dim", [((4, 307200), 1), ((1032, 1016), 1), ((2, 3, 262144), 2), ((4, 300001), 1),

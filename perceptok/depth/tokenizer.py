@@ -26,7 +26,7 @@ from perceptok.depth.config import PRESETS, DepthTokenizerConfig
 from perceptok.depth.model import DepthVQVAE
 from perceptok.depth.normalize import (
     DepthStats, Normalized, check_kind, count, fill_holes, from_inverse, normalize_codes, normalize_depth, resize, stats_dtype,
-    weights, work_dtype,
+    every, weights, work_dtype,
 )
 from perceptok.depth.text import SpanGrammar
 from perceptok.io.depth_files import DepthCodes, DepthMap, same_table
@@ -109,7 +109,7 @@ def model_input(rel: torch.Tensor, valid: torch.Tensor, size: tuple[int, int], h
     ``holes``: whether any pixel is invalid, where the caller knows (None: look, one device sync)."""
     look = holes is None  # the caller already waits on the device: the fill may stop early too
     if look:
-        holes = not bool(valid.all())
+        holes = not every(valid)
     weight = weights(valid, rel.dtype)
     filled = fill_holes(rel, valid, sync=look, weight=weight) if holes else rel
     return torch.cat([resize(filled, size) * 2 - 1, resize(weight, size)], dim=1)
