@@ -11,6 +11,10 @@ validity channel tells it where the real measurements were.
 
 Everything here is batched tensor code that runs on the input's device in the input's precision
 (at least float32; statistics in float64 where the device has it), with no host round trip per map.
+On a CPU, where torch's kernels for these shapes are slow, a few steps take exact faster routes
+(each tested against the op it stands for): percentiles from numpy's vectorised sort
+(``_ranks_by_sorting``), bilinear resizes as matrix products (``_bilinear``), and bool masks
+through their bytes (``weights``, ``both``, ``every``).
 
 Axis legend: ``B`` maps, ``H, W`` pixels.
 """
@@ -211,9 +215,9 @@ def _interpolated(n: torch.Tensor, at: Callable[[torch.Tensor], torch.Tensor],
 
 
 def _ranks_by_sorting(values: torch.Tensor, ok: torch.Tensor, n: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``values`` ``(B, P)`` on the CPU → ``at(ranks)``: every row sorted once, valid values first,
-    by numpy's vectorised sort (AVX-512, AVX2 or NEON): 4–5× faster on a CPU than the two partial
-    ``topk``s, which are torch's fastest there."""
+    """``values`` ``(B, P)`` on the CPU → ``at(ranks)``: every row sorted once, valid values first
+    (so ranks need no count ``n``), by numpy's vectorised sort (AVX-512, AVX2 or NEON): 4–5×
+    faster on a CPU than the two partial ``topk``s, which are torch's fastest there."""
     ascending = torch.from_numpy(np.sort(torch.where(ok, values, torch.inf).numpy(), axis=1))  # (B, P)
     return lambda rank: ascending.gather(1, rank)
 
