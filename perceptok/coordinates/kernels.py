@@ -7,7 +7,9 @@ spells it (in range, the canonical width, the literal digits as written). Anythi
 space, labels, a typo) makes ``read`` return None, and the caller parses text by text, which names
 the fault; so this path never changes a result, it only makes it faster. ``TextKernels.checked``
 builds them and checks them against the table renderer on a sample batch (which is where they
-compile, then cached on disk). Importing this module imports numba (about half a second, once). Axis legend: ``B`` images, ``N`` items per image, ``T`` coordinates per item, ``M`` items.
+compile, then cached on disk). Importing this module imports numba (about half a second, once).
+
+Axis legend: ``B`` images, ``N`` items per image, ``T`` coordinates per item, ``M`` items.
 """
 
 from __future__ import annotations

@@ -285,12 +285,13 @@ class _CodeTable:
     order: torch.Tensor | str | None
     ascending: torch.Tensor
 
-    def ranked(self, counts: torch.Tensor) -> torch.Tensor:
-        """``(B, K)`` per-code columns → in ascending inverse depth (a flip is 10× cheaper than
-        indexing by a reversed order)."""
-        if self.order is None:
-            return counts
-        return counts.flip(1) if isinstance(self.order, str) else counts[:, self.order]
+
+def _ranked(x: torch.Tensor, order: torch.Tensor | str | None) -> torch.Tensor:
+    """``(..., K)`` per-code values → in ascending inverse depth, by a ``_CodeTable.order`` (a flip
+    is 10× cheaper than indexing by a reversed order)."""
+    if order is None:
+        return x
+    return x.flip(-1) if isinstance(order, str) else x[..., order]
 
 
 # id(table) → (a weak reference to it, its derived views): tensors compare by value, so a
@@ -318,8 +319,7 @@ def _code_table(table: torch.Tensor, kind: str, device: torch.device) -> _CodeTa
         else:
             order = torch.sort(torch.where(ok, inverse, torch.inf), stable=True).indices
         values = inverse.to(stats_dtype(device))
-        ascending = values if order is None else values.flip(0) if isinstance(order, str) else values[order]
-        per_table[(kind, device)] = _CodeTable(ok, inverse, order, ascending)
+        per_table[(kind, device)] = _CodeTable(ok, inverse, order, _ranked(values, order))
     return per_table[(kind, device)]
 
 
@@ -339,7 +339,7 @@ def normalize_codes(codes: torch.Tensor, table: torch.Tensor, kind: str) -> Norm
     if b > 1:
         index = index + torch.arange(0, b * k, k, device=codes.device, dtype=dtype)[:, None]
     counts = torch.bincount(_sample(index).flatten(), minlength=b * k).view(b, k) * view.ok  # (B, K)
-    cum = view.ranked(counts).cumsum(1)  # (B, K), codes by inverse depth
+    cum = _ranked(counts, view.order).cumsum(1)  # (B, K), codes by inverse depth
     n = cum[:, -1:]  # (B, 1)
     at = lambda r: view.ascending[torch.searchsorted(cum, r, right=True).clamp_max(k - 1)]  # noqa: E731
     low, high = _interpolated(n, at, view.ascending.dtype)
