@@ -224,11 +224,15 @@ def test_codes_sent_as_one_tensor_a_batch_give_the_rows_of_workers_that_prepare(
     items = folder_items(folder, None, "metric", 0.001)
     tok = perceptok.load("depth")
     runs = {}
+    seen = []  # which runs ran the network in this process
+    encode = tok.encode_prepared
+    tok.encode_prepared = lambda prepared: (seen.append(prepare), encode(prepared))[1]
     for prepare in (True, False):
         summary = tokenize_depth(items, tmp_path / str(prepare), tok, "depth", "t", batch_size=6, workers=2,
                                  shard_size=5, progress=False, workers_prepare=prepare)
         assert (summary.rows, summary.skipped) == (14, 1)
         runs[prepare] = rows_by_id(tmp_path / str(prepare))
+    assert set(seen) == {False}  # workers that prepare also encode: the main process only writes
     assert runs[True].keys() == runs[False].keys()
     for key, row in runs[True].items():
         other = runs[False][key]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from perceptok.io.formats import DEPTH_ENCODINGS, DEPTH_KINDS
+from perceptok.io.png import read_gray_png
 
 FLOAT_SUFFIXES = (".npy", ".npz", ".pfm")
 IMAGE_SUFFIXES = (".png", ".pgm", ".ppm", ".tif", ".tiff")
@@ -119,23 +121,29 @@ def _read_float(path: Path) -> np.ndarray:
 
 
 def _read_integer_image(path: Path, bits: int) -> np.ndarray:
-    """Raw codes of a one-channel 8- or 16-bit image, as int32."""
-    with Image.open(path) as im:
-        mode = im.mode
-        raw = np.asarray(im)
+    """Raw codes of a one-channel 8- or 16-bit image, as int32 (grayscale PNGs through
+    ``perceptok.io.png``, every other image through PIL)."""
+    data = path.read_bytes()
+    png = read_gray_png(data)
+    if png is not None:
+        raw, mode = png[0], "L" if png[1] == 8 else "I;16"
+    else:
+        with Image.open(io.BytesIO(data)) as im:
+            mode = im.mode
+            raw = np.asarray(im)
     if raw.ndim != 2:
         raise ValueError(f"{path} has {raw.shape[2]} channels ({mode}); a depth image has one")
     if bits == 8 and mode not in ("L", "P"):
         raise ValueError(f"{path} is a {mode} image, not 8-bit; use encoding='uint16' for 16-bit depth")
     if bits == 16 and mode in ("L", "P", "1"):
         raise ValueError(f"{path} is an 8-bit image; use encoding='uint8' (16-bit depth was expected)")
-    fits = raw.dtype.kind == "u" and raw.dtype.itemsize * 8 <= bits  # PIL's L and I;16: in range by type
+    fits = png is not None or (raw.dtype.kind == "u" and raw.dtype.itemsize * 8 <= bits)  # L and I;16: in range by type
     if raw.size and not fits and (raw.min() < 0 or raw.max() >= 2**bits):
         raise ValueError(
             f"{path} holds values from {raw.min()} to {raw.max()}, outside the {bits}-bit range "
             f"0..{2**bits - 1}: it is not a {bits}-bit depth image (wrong encoding?)"
         )
-    return raw.astype(np.int32)
+    return raw if png is not None else raw.astype(np.int32)  # a copy: PIL's arrays are read-only
 
 
 def read_depth(

@@ -8,6 +8,7 @@ input never stops the run: it is skipped, with its reason, into ``OUT/errors.jso
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from perceptok.coordinates import CoordinateTokenizer
 from perceptok.depth.tokenizer import DepthEncoding, GridDepthTokenizer, PreparedDepth
 from perceptok.io.depth_files import DepthCodes, DepthMap, same_table
+from perceptok.io.png import compile_now
 from perceptok.shards.sources import DepthInputs, DepthItem, items_digest
 from perceptok.shards.store import ShardStore, rank_and_world, tokenizer_identity
 
@@ -144,13 +146,14 @@ class CodesBatch:
                 for j, (i, path) in enumerate(zip(self.indices, self.paths))]
 
 
-Joined = tuple[list[tuple[list[int], PreparedDepth]], list[CodesBatch], list[tuple[int, Any]]]
+Joined = tuple[list[tuple[list[int], DepthEncoding]], list[CodesBatch], list[tuple[int, Any]]]
 
 
-def _collate(batch: list[tuple[int, Any]]) -> Joined:
-    """Where a worker made the batch: its prepared maps joined per kind, its code maps stacked
-    per size and table (so that a batch crosses to the main process as a few tensors, not one
-    or three per map), and the rest (value maps, images, reasons for skipping) as they are."""
+def _collate(batch: list[tuple[int, Any]], encode: Callable[[PreparedDepth], DepthEncoding] | None = None) -> Joined:
+    """Where a worker made the batch: its prepared maps joined per kind and encoded by ``encode``
+    (a tokenizer's ``encode_prepared``), its code maps stacked per size and table (so that a
+    batch crosses to the main process as a few tensors, not one or three per map), and the rest
+    (value maps, images, reasons for skipping) as they are."""
     prepared: dict[str, list[tuple[int, PreparedDepth]]] = {}
     codes: dict[tuple[Any, ...], list[tuple[int, DepthCodes]]] = {}
     rest = []
@@ -163,7 +166,7 @@ def _collate(batch: list[tuple[int, Any]]) -> Joined:
             rest.append((i, x))
     stacked = [CodesBatch([i for i, _ in g], (torch.stack([c.codes for _, c in g]) - _CODE_OFFSET).to(torch.int16),
                           g[0][1].table, g[0][1].kind, [c.path for _, c in g]) for g in codes.values()]
-    return [([i for i, _ in g], PreparedDepth.cat([x for _, x in g])) for g in prepared.values()], stacked, rest
+    return [([i for i, _ in g], encode(PreparedDepth.cat([x for _, x in g]))) for g in prepared.values()], stacked, rest
 
 
 def tokenize_depth(
@@ -188,8 +191,9 @@ def tokenize_depth(
     ``decode(ids, stats=...)`` needs to restore the map's units (``kind``, ``low``, ``high``,
     ``height``, ``width``; see ``read.decode_row``). ``estimator`` turns RGB inputs into depth.
     ``workers_prepare``: whether the workers do the pixel work (normalisation, hole filling,
-    resizing) of each map they read, or send its codes to be normalised in batches on ``device``;
-    by default they do on a CPU and do not on an accelerator.
+    resizing) of each map they read and run the network on each batch, sending back ids, or send
+    the codes to be normalised and encoded in batches on ``device``; by default they do on a CPU
+    and do not on an accelerator.
     """
     _pyarrow()
     start = time.perf_counter()
@@ -200,11 +204,15 @@ def tokenize_depth(
                                          "inputs_sha256": items_digest(items)}})
     todo, done_before = _plan(len(items), shard_size, store)
     order = [i for k in todo for i in range(k * shard_size, min((k + 1) * shard_size, len(items)))]
-    # On the CPU each map's pixel work runs where it is read (in the workers, in parallel); on an
-    # accelerator the maps go there raw, a batch's codes as one tensor, and are normalised in batches.
-    prepare = tok.prepare if (device.type == "cpu" if workers_prepare is None else workers_prepare) else None
-    loader = DataLoader(DepthInputs(items, order, dataset, column, prepare), batch_size=batch_size, num_workers=workers,
-                        collate_fn=_collate, pin_memory=device.type == "cuda")
+    # On the CPU each map's pixel work runs where it is read and the network where the batch is
+    # made (in the workers, in parallel: the main process only writes); on an accelerator the maps
+    # go there raw, a batch's codes as one tensor, and are normalised and encoded in batches.
+    here = device.type == "cpu" if workers_prepare is None else workers_prepare
+    if workers and any(items[i].source.lower().endswith(".png") for i in order):
+        compile_now()  # once here, not once in every worker
+    loader = DataLoader(DepthInputs(items, order, dataset, column, tok.prepare if here else None), batch_size=batch_size,
+                        num_workers=workers, collate_fn=functools.partial(_collate, encode=tok.encode_prepared if here else None),
+                        pin_memory=device.type == "cuda")
     shard_of = {k: (k * shard_size, min((k + 1) * shard_size, len(items))) for k in todo}
     pending: dict[int, tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]] = {k: ([], []) for k in todo}
     summary = TokenizeSummary(0, 0, 0, done_before, 0.0)
@@ -212,8 +220,7 @@ def tokenize_depth(
     tables: list[torch.Tensor] = []
     for joined, stacked, batch in loader:
         rows = []
-        for indices, prepared in joined:
-            enc = tok.encode_prepared(prepared)
+        for indices, enc in joined:
             rows += _rows(items, indices, enc, tok.to_text(enc))
         batch = [m for group in stacked for m in group.to(device, tables)] + batch
         if estimator is not None:
