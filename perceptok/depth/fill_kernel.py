@@ -1,0 +1,197 @@
+"""``model_input`` on a CPU as one compiled loop a map (numba): the push-pull fill of
+``normalize.fill_holes`` and the two anti-aliased resizes of ``normalize.resize``, without the
+dozen full-resolution passes (and their temporaries) that the tensor version makes.
+
+The tensor version is the definition; this is a faster route to the same numbers (within float
+rounding: sums are taken in another order), tested against it. Per map: the 2×2 sums of the
+pyramid (level 1 straight from the pixels, as ``_sum2`` adds them), down to the first level where
+every cell has a measurement (which is what ``fill_holes(sync=True)`` stops at, and the same
+result as going on); the fill back up with the bilinear weights ``F.interpolate`` uses; then one
+pass over the pixels that takes each measured value or, for a hole, its fill, and adds it into the
+resize along the rows, the columns after. The weights of every resize are ``F.interpolate``'s
+own (``normalize._axis_weights``), passed in as bands: where each output's taps start, and their
+weights. Importing this module imports numba (about a quarter of a second after torch); the loop
+compiles once, then is cached on disk.
+
+Axis legend: ``B`` maps, ``H, W`` pixels, ``T`` taps of a band.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numba
+import numpy as np
+import torch
+
+from perceptok.depth.normalize import _axis_weights
+
+NUMPY = {torch.float32: np.float32, torch.float64: np.float64}  # the dtypes the loop is compiled for
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _up(filled, at, hi, wi, i, j, starts, up_r, up_c, r0, c0):
+    """Level ``filled[at:]`` (``hi × wi``) upsampled, at output ``(i, j)``: columns first, then
+    rows, as the two matrix products take them; output ``i``'s taps are row ``r0 + i`` of
+    ``starts[:, 0]`` and ``up_r``, ``j``'s row ``c0 + j`` of ``starts[:, 1]`` and ``up_c``."""
+    y0, z0 = starts[r0 + i, 0], starts[c0 + j, 1]
+    y1, z1 = min(y0 + 1, hi - 1), min(z0 + 1, wi - 1)
+    wc0, wc1 = up_c[c0 + j, 0], up_c[c0 + j, 1]
+    top = wc0 * filled[at + y0 * wi + z0] + wc1 * filled[at + y0 * wi + z1]
+    bottom = wc0 * filled[at + y1 * wi + z0] + wc1 * filled[at + y1 * wi + z1]
+    return up_r[r0 + i, 0] * top + up_r[r0 + i, 1] * bottom
+
+
+@numba.njit(cache=True, nogil=True)
+def _half(values, counts, out_values, out_counts, zero_values, zero_counts):
+    """Sums of 2×2 cells of ``values`` and ``counts`` ``(h, w)`` (odd sizes padded with zeros, the
+    ``zero_*`` rows) into ``out_*`` ``(⌈h/2⌉, ⌈w/2⌉)``, added in ``_sum2``'s order: the two rows
+    first. ``counts`` may be a bool mask."""
+    h, w = values.shape
+    pairs = w // 2
+    for i in range(out_values.shape[0]):
+        top, ctop = values[2 * i], counts[2 * i]
+        if 2 * i + 1 < h:
+            under, cunder = values[2 * i + 1], counts[2 * i + 1]
+        else:
+            under, cunder = zero_values[:w], zero_counts[:w]
+        row, crow = out_values[i], out_counts[i]
+        for j in range(pairs):
+            z = 2 * j
+            row[j] = (top[z] + under[z]) + (top[z + 1] + under[z + 1])
+            crow[j] = (ctop[z] + cunder[z]) + (ctop[z + 1] + cunder[z + 1])
+        if w % 2:
+            row[pairs] = (top[w - 1] + under[w - 1]) + 0
+            crow[pairs] = ctop[w - 1] + cunder[w - 1]
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_resize(x, valid, sizes, starts, up_r, up_c, offsets, out_r, out_c, out):
+    """``x`` ``(B, H, W)`` (0 where not ``valid``) and ``valid`` ``(B, H, W)`` → ``out``
+    ``(B, 2, oh, ow)``: the filled maps resized and scaled to [-1, 1], and the resized validity.
+
+    ``sizes`` ``(L, 2)``: the pyramid's levels, full resolution first. For the upsampling from
+    level ``l + 1`` to ``l``, rows ``offsets[l, 0]:`` of ``starts[:, 0]``/``up_r`` and
+    ``offsets[l, 1]:`` of ``starts[:, 1]``/``up_c`` hold each output's first tap and its two
+    weights. ``out_r``/``out_c``: the resize's bands, ``(starts (oh,), weights (oh, T))``."""
+    n, h, w = x.shape
+    levels = sizes.shape[0]
+    base = np.zeros(levels + 1, np.int64)  # where each level starts in the flat pyramid (level 0: unused)
+    for lv in range(1, levels):
+        base[lv + 1] = base[lv] + sizes[lv, 0] * sizes[lv, 1]
+    sums = np.empty(base[levels], x.dtype)
+    counts = np.empty(base[levels], x.dtype)
+    filled = np.empty(base[levels], x.dtype)
+    rs, rw = out_r
+    cs, cw = out_c
+    oh, ow = rs.shape[0], cs.shape[0]
+    zeros, no = np.zeros(w, x.dtype), np.zeros(w, np.bool_)  # the row below an odd height's last
+    full = np.empty((h, w), x.dtype)  # one map filled, and its validity as 0/1
+    fullv = np.empty((h, w), x.dtype)
+    down = np.empty((oh, w), x.dtype)  # resized along the columns
+    downv = np.empty((oh, w), x.dtype)
+    for b in range(n):
+        holes = False
+        for i in range(h):
+            mask = valid[b, i]
+            for j in range(w):
+                holes = holes or not mask[j]
+        coarsest = 0
+        if holes and levels > 1:
+            level = lambda lv: (sums[base[lv] : base[lv + 1]].reshape(sizes[lv, 0], sizes[lv, 1]),  # noqa: E731
+                                counts[base[lv] : base[lv + 1]].reshape(sizes[lv, 0], sizes[lv, 1]))
+            _half(x[b], valid[b], *level(1), zeros, no)  # level 1 from the pixels (x is 0 where not valid)
+            lv = 1
+            while max(sizes[lv, 0], sizes[lv, 1]) > 1 and counts[base[lv] : base[lv + 1]].min() <= 0:
+                _half(*level(lv), *level(lv + 1), zeros, zeros)  # the next level, while this one has an empty cell
+                lv += 1
+            coarsest = lv
+            for k in range(base[coarsest], base[coarsest + 1]):
+                filled[k] = sums[k] / max(counts[k], 1.0) if counts[k] > 0 else 0.0
+            for lv in range(coarsest - 1, 0, -1):
+                for i in range(sizes[lv, 0]):
+                    for j in range(sizes[lv, 1]):
+                        k = base[lv] + i * sizes[lv, 1] + j
+                        filled[k] = (sums[k] / max(counts[k], 1.0) if counts[k] > 0 else
+                                     _up(filled, base[lv + 1], sizes[lv + 1, 0], sizes[lv + 1, 1], i, j,
+                                         starts, up_r, up_c, offsets[lv, 0], offsets[lv, 1]))
+        for i in range(h):
+            frow, vrow, xrow, mask = full[i], fullv[i], x[b, i], valid[b, i]
+            for j in range(w):
+                if mask[j]:
+                    frow[j], vrow[j] = xrow[j], 1.0
+                elif coarsest > 0:
+                    frow[j] = _up(filled, base[1], sizes[1, 0], sizes[1, 1], i, j, starts, up_r, up_c,
+                                  offsets[0, 0], offsets[0, 1])
+                    vrow[j] = 0.0
+                else:  # a 1×1 map: nothing to fill from
+                    frow[j], vrow[j] = 0.0, 0.0
+        for p in range(oh):  # along the columns first: whole rows of pixels at a time (contiguous)
+            d, dv = down[p], downv[p]
+            for j in range(w):
+                d[j], dv[j] = 0.0, 0.0
+            for t in range(rw.shape[1]):
+                y = rs[p] + t
+                if y < h:
+                    weight, frow, vrow = rw[p, t], full[y], fullv[y]
+                    for j in range(w):
+                        d[j] += weight * frow[j]
+                        dv[j] += weight * vrow[j]
+        for p in range(oh):
+            d, dv = down[p], downv[p]
+            for q in range(ow):
+                acc, accv = d[0] * 0, d[0] * 0  # in the maps' dtype
+                for t in range(cw.shape[1]):
+                    z = cs[q] + t
+                    if z < w:
+                        acc += cw[q, t] * d[z]
+                        accv += cw[q, t] * dv[z]
+                out[b, 0, p, q] = acc * 2 - 1
+                out[b, 1, p, q] = accv
+
+
+def _band(n_in: int, n_out: int, antialias: bool, dtype: torch.dtype, taps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``F.interpolate``'s weights along one axis as a band: each output's first tap ``(n_out,)``
+    and ``taps`` weights from there ``(n_out, T)`` (None: as many as the widest output needs)."""
+    dense = _axis_weights(n_in, n_out, antialias, dtype).numpy()  # (n_out, n_in)
+    nonzero = dense != 0
+    first = nonzero.argmax(1)
+    last = n_in - 1 - nonzero[:, ::-1].argmax(1)
+    width = int((last - first).max()) + 1
+    taps = width if taps is None else taps
+    if width > taps:
+        raise AssertionError(f"a resize {n_in} → {n_out} has {width} taps, more than the {taps} the band holds")
+    start = np.clip(first, 0, max(n_in - taps, 0))
+    index = np.minimum(start[:, None] + np.arange(taps), n_in - 1)
+    weights = np.where(start[:, None] + np.arange(taps) < n_in, np.take_along_axis(dense, index, 1), 0)
+    return start.astype(np.int64), np.ascontiguousarray(weights)
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(h: int, w: int, size: tuple[int, int], dtype: torch.dtype) -> tuple:
+    """What ``_fill_resize`` needs besides the maps, for ``(h, w)`` maps resized to ``size``."""
+    sizes = [(h, w)]
+    while max(sizes[-1]) > 1:
+        sizes.append(((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2))
+    ups = [(_band(sizes[lv + 1][0], sizes[lv][0], False, dtype, 2), _band(sizes[lv + 1][1], sizes[lv][1], False, dtype, 2))
+           for lv in range(len(sizes) - 1)]
+    offsets = np.zeros((max(len(ups), 1), 2), np.int64)
+    for lv in range(1, len(ups)):
+        offsets[lv] = offsets[lv - 1] + (len(ups[lv - 1][0][0]), len(ups[lv - 1][1][0]))
+    n = max(int(offsets[-1, 0]) + (len(ups[-1][0][0]) if ups else 0), int(offsets[-1, 1]) + (len(ups[-1][1][0]) if ups else 0), 1)
+    starts = np.zeros((n, 2), np.int64)
+    up_r, up_c = np.zeros((n, 2), NUMPY[dtype]), np.zeros((n, 2), NUMPY[dtype])
+    for lv, ((sr, wr), (sc, wc)) in enumerate(ups):
+        r, c = offsets[lv]
+        starts[r : r + len(sr), 0], up_r[r : r + len(sr)] = sr, wr
+        starts[c : c + len(sc), 1], up_c[c : c + len(sc)] = sc, wc
+    return (np.array(sizes, np.int64), starts, up_r, up_c, offsets,
+            _band(h, size[0], True, dtype), _band(w, size[1], True, dtype))
+
+
+def model_input_cpu(rel: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``model_input(rel, valid, size)`` for float32 or float64 maps ``(B, 1, H, W)`` on a CPU."""
+    b, _, h, w = rel.shape
+    out = np.empty((b, 2, *size), NUMPY[rel.dtype])
+    _fill_resize(rel[:, 0].contiguous().numpy(), valid[:, 0].contiguous().numpy(), *_plan(h, w, tuple(size), rel.dtype), out)
+    return torch.from_numpy(out)
