@@ -63,3 +63,44 @@ def test_random_mask(benchmark, route):
     mask = benchmark.pedantic(fn, rounds=10, warmup_rounds=1)
     assert abs(float(mask.float().mean()) - 0.7) < 0.01
     benchmark.extra_info["ms"] = benchmark.stats["mean"] * 1e3
+
+
+@pytest.mark.parametrize("case", [((1, 480, 640), (80, 80), 0.05), ((256, 80, 80), (40, 40), 0.3)])
+@pytest.mark.parametrize("route", ["compiled loop", "tensor ops"])
+def test_model_input(benchmark, case, route):
+    """Hole filling and both resizes of the network input: one map as a tokenize worker prepares
+    it, and a training batch of crops (tests/test_fill_kernel.py checks they agree)."""
+    from perceptok.depth.tokenizer import model_input, model_input_tensors
+
+    (b, h, w), size, holes = case
+    benchmark.group = f"model_input {b} × {(h, w)} → {size}, {holes:.0%} holes"
+    rel, valid = _maps(b, h, w)
+    valid = (torch.rand(b, h, w, generator=torch.Generator().manual_seed(1)) >= holes)[:, None]
+    rel = rel[:, None] * valid
+    fn = model_input if route == "compiled loop" else model_input_tensors
+    out = benchmark.pedantic(lambda: fn(rel, valid, size), rounds=5, warmup_rounds=1)
+    assert out.shape == (b, 2, *size)
+    benchmark.extra_info["ms"] = benchmark.stats["mean"] * 1e3
+
+
+@pytest.mark.parametrize("route", ["libdeflate + compiled unfilter", "PIL"])
+def test_read_png(benchmark, tmp_path, route):
+    """One 640×480 16-bit PNG depth map (the tokenize benchmark's), read to its codes
+    (tests/test_png.py checks they agree)."""
+    import numpy as np
+    from PIL import Image
+
+    from perceptok.io.png import read_gray_png
+    from perceptok.shards.bench import write_pngs
+
+    benchmark.group = "read a 640×480 16-bit PNG"
+    path = write_pngs(tmp_path, 1)[0]
+    if route == "PIL":
+        def fn():
+            with Image.open(path) as im:
+                return np.asarray(im).astype(np.int32)
+    else:
+        fn = lambda: read_gray_png(path.read_bytes())[0]  # noqa: E731
+    out = benchmark.pedantic(fn, rounds=20, warmup_rounds=2)
+    assert out.shape == (480, 640)
+    benchmark.extra_info["ms"] = benchmark.stats["mean"] * 1e3

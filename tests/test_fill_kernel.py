@@ -63,3 +63,23 @@ def test_bands_hold_every_weight_of_f_interpolate():
                 if start[i] + t < n_in:
                     dense[i, start[i] + t] += weights[i, t]
         assert torch.equal(dense, _axis_weights(n_in, n_out, antialias, torch.float64))
+
+
+@pytest.mark.parametrize("table_kind", ["millimetres", "shuffled"])
+def test_codes_go_straight_from_their_lookup(table_kind):
+    """Integer-coded maps on a CPU: the features from the codes' ``CodeLookup`` equal, bit for bit,
+    those of the looked-up maps, and never make the per-pixel maps."""
+    from perceptok.depth.fill_kernel import model_input_codes_cpu
+    from perceptok.depth.normalize import normalize_codes
+
+    g = torch.Generator().manual_seed(3)
+    codes = torch.randint(0, 5000, (3, 61, 83), generator=g, dtype=torch.int32)
+    codes[0, :20] = 0  # a hole wider than a few pixels
+    table = torch.where(torch.arange(2**16) > 0, torch.arange(2**16) * 1e-3, torch.nan).float()
+    if table_kind == "shuffled":  # not monotonic: the lookup's order is a sort
+        table = table[torch.randperm(2**16, generator=g)]
+    norm = normalize_codes(codes, table, "metric")
+    got = model_input_codes_cpu(norm.codes, (40, 40))
+    assert callable(norm._rel) and callable(norm._valid)  # nothing per pixel was made
+    assert torch.equal(got, model_input_cpu(norm.rel[:, None], norm.valid[:, None], (40, 40)))
+    assert torch.equal(norm.counts(), norm.valid.flatten(1).sum(1))

@@ -18,13 +18,15 @@ Axis legend: ``B`` maps, ``H, W`` pixels, ``T`` taps of a band.
 
 from __future__ import annotations
 
+import collections
 import functools
+import threading
 
 import numba
 import numpy as np
 import torch
 
-from perceptok.depth.normalize import _axis_weights
+from perceptok.depth.normalize import CodeLookup, _axis_weights
 
 NUMPY = {torch.float32: np.float32, torch.float64: np.float64}  # the dtypes the loop is compiled for
 
@@ -66,30 +68,26 @@ def _half(values, counts, out_values, out_counts, zero_values, zero_counts):
 
 
 @numba.njit(cache=True, nogil=True)
-def _fill_resize(x, valid, sizes, starts, up_r, up_c, offsets, out_r, out_c, out):
+def _fill_resize(x, valid, plan, work, out):
     """``x`` ``(B, H, W)`` (0 where not ``valid``) and ``valid`` ``(B, H, W)`` → ``out``
     ``(B, 2, oh, ow)``: the filled maps resized and scaled to [-1, 1], and the resized validity.
 
-    ``sizes`` ``(L, 2)``: the pyramid's levels, full resolution first. For the upsampling from
+    ``plan`` (``_plan``): ``sizes`` ``(L, 2)``, the pyramid's levels, full resolution first;
+    ``base`` ``(L + 1,)``, where each level starts in the flat pyramid; for the upsampling from
     level ``l + 1`` to ``l``, rows ``offsets[l, 0]:`` of ``starts[:, 0]``/``up_r`` and
     ``offsets[l, 1]:`` of ``starts[:, 1]``/``up_c`` hold each output's first tap and its two
-    weights. ``out_r``/``out_c``: the resize's bands, ``(starts (oh,), weights (oh, T))``."""
+    weights; the resize's bands, ``(starts (oh,), weights (oh, T))`` per axis. ``work``
+    (``_workspace``): arrays to write in, so that no call allocates (and page-faults) anew."""
+    sizes, base, starts, up_r, up_c, offsets, out_r, out_c = plan
+    pyramid, planes, halves, zeros, no = work
+    sums, counts, filled = pyramid[0], pyramid[1], pyramid[2]
+    full, fullv = planes[0], planes[1]  # one map filled, and its validity as 0/1
+    down, downv = halves[0], halves[1]  # resized along the columns
     n, h, w = x.shape
     levels = sizes.shape[0]
-    base = np.zeros(levels + 1, np.int64)  # where each level starts in the flat pyramid (level 0: unused)
-    for lv in range(1, levels):
-        base[lv + 1] = base[lv] + sizes[lv, 0] * sizes[lv, 1]
-    sums = np.empty(base[levels], x.dtype)
-    counts = np.empty(base[levels], x.dtype)
-    filled = np.empty(base[levels], x.dtype)
     rs, rw = out_r
     cs, cw = out_c
     oh, ow = rs.shape[0], cs.shape[0]
-    zeros, no = np.zeros(w, x.dtype), np.zeros(w, np.bool_)  # the row below an odd height's last
-    full = np.empty((h, w), x.dtype)  # one map filled, and its validity as 0/1
-    fullv = np.empty((h, w), x.dtype)
-    down = np.empty((oh, w), x.dtype)  # resized along the columns
-    downv = np.empty((oh, w), x.dtype)
     for b in range(n):
         holes = False
         for i in range(h):
@@ -173,6 +171,7 @@ def _plan(h: int, w: int, size: tuple[int, int], dtype: torch.dtype) -> tuple:
     sizes = [(h, w)]
     while max(sizes[-1]) > 1:
         sizes.append(((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2))
+    base = np.concatenate([[0, 0], np.cumsum([a * b for a, b in sizes[1:]])]).astype(np.int64)
     ups = [(_band(sizes[lv + 1][0], sizes[lv][0], False, dtype, 2), _band(sizes[lv + 1][1], sizes[lv][1], False, dtype, 2))
            for lv in range(len(sizes) - 1)]
     offsets = np.zeros((max(len(ups), 1), 2), np.int64)
@@ -185,13 +184,60 @@ def _plan(h: int, w: int, size: tuple[int, int], dtype: torch.dtype) -> tuple:
         r, c = offsets[lv]
         starts[r : r + len(sr), 0], up_r[r : r + len(sr)] = sr, wr
         starts[c : c + len(sc), 1], up_c[c : c + len(sc)] = sc, wc
-    return (np.array(sizes, np.int64), starts, up_r, up_c, offsets,
+    return (np.array(sizes, np.int64), base, starts, up_r, up_c, offsets,
             _band(h, size[0], True, dtype), _band(w, size[1], True, dtype))
+
+
+_WORK = threading.local()  # per thread: the loop's scratch arrays of the last few shapes
+
+
+def _workspace(plan: tuple, dtype: torch.dtype) -> tuple[tuple, tuple[np.ndarray, np.ndarray]]:
+    """Scratch arrays for ``plan``'s shapes, kept per thread: ``_fill_resize``'s, and planes for a
+    map's looked-up values and validity ``(1, H, W)``."""
+    sizes, base, out_rows = plan[0], plan[1], plan[6][0]
+    (h, w), key = sizes[0], (tuple(sizes[0]), len(out_rows), dtype)
+    cache = _WORK.__dict__.setdefault("arrays", collections.OrderedDict())
+    if key not in cache:
+        t = NUMPY[dtype]
+        cache[key] = ((np.empty((3, int(base[-1])), t), np.empty((2, h, w), t), np.empty((2, len(out_rows), w), t),
+                       np.zeros(w, t), np.zeros(w, np.bool_)), (np.empty((1, h, w), t), np.empty((1, h, w), np.bool_)))
+        while len(cache) > 4:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
+    return cache[key]
+
+
+@numba.njit(cache=True, nogil=True)
+def _look_up(index, signed, x, valid):
+    """Each pixel of one map, ``index`` ``(H, W)`` rows of ``signed``, into ``x`` (its relative
+    depth, 0 where invalid) and ``valid``: ``clamp_min(0)`` and ``>= 0`` of the looked-up value."""
+    for i in range(index.shape[0]):
+        rows, xrow, vrow = index[i], x[i], valid[i]
+        for j in range(index.shape[1]):
+            v = signed[rows[j]]
+            xrow[j], vrow[j] = max(v, 0.0), v >= 0
+
+
+def model_input_codes_cpu(codes: CodeLookup, size: tuple[int, int]) -> torch.Tensor:
+    """``model_input`` of integer-coded maps straight from their ``CodeLookup`` (``normalize_codes``
+    on a CPU): each map's pixels looked up into scratch planes, then ``_fill_resize`` (the same
+    numbers as ``model_input_cpu`` of the looked-up maps, bit for bit)."""
+    index, signed = codes.index.numpy(), codes.signed.numpy()
+    b, h, w = index.shape
+    dtype = codes.signed.dtype
+    plan = _plan(h, w, tuple(size), dtype)
+    work, (x, valid) = _workspace(plan, dtype)
+    out = np.empty((b, 2, *size), NUMPY[dtype])
+    for k in range(b):
+        _look_up(index[k], signed, x[0], valid[0])
+        _fill_resize(x, valid, plan, work, out[k : k + 1])
+    return torch.from_numpy(out)
 
 
 def model_input_cpu(rel: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``model_input(rel, valid, size)`` for float32 or float64 maps ``(B, 1, H, W)`` on a CPU."""
     b, _, h, w = rel.shape
+    plan = _plan(h, w, tuple(size), rel.dtype)
     out = np.empty((b, 2, *size), NUMPY[rel.dtype])
-    _fill_resize(rel[:, 0].contiguous().numpy(), valid[:, 0].contiguous().numpy(), *_plan(h, w, tuple(size), rel.dtype), out)
+    _fill_resize(rel[:, 0].contiguous().numpy(), valid[:, 0].contiguous().numpy(), plan, _workspace(plan, rel.dtype)[0], out)
     return torch.from_numpy(out)

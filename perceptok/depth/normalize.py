@@ -58,6 +58,18 @@ class DepthStats:
 
 
 @dataclasses.dataclass
+class CodeLookup:
+    """How every pixel of integer-coded maps normalises (``normalize_codes``), before any pixel is
+    looked up: ``index`` ``(B, H, W)`` int32 or int64, each pixel's row in ``signed`` ``(B·K,)``,
+    the relative depth of every code of every map (-1: an invalid code); ``n`` ``(B,)`` the
+    valid pixels of each map. The CPU's compiled ``model_input`` reads the pixels from it."""
+
+    index: torch.Tensor
+    signed: torch.Tensor
+    n: torch.Tensor
+
+
+@dataclasses.dataclass
 class Normalized:
     """Output of ``normalize_depth`` and ``normalize_codes``.
 
@@ -65,21 +77,40 @@ class Normalized:
         rel: ``(B, H, W)`` relative inverse depth in [0, 1] (1 = nearest), 0 where invalid.
         valid: ``(B, H, W)`` bool, the pixels that took part.
         low, high: ``(B,)`` the inverse depths that map to 0 and 1.
-        inverse: ``(B, H, W)`` inverse depth before scaling (1 where invalid); made on first
-            use where it is not a by-product (encoding never needs it).
+        inverse: ``(B, H, W)`` inverse depth before scaling (1 where invalid).
+        codes: for integer-coded maps, the ``CodeLookup`` that ``rel`` and ``valid`` come from.
+    ``rel``, ``valid`` and ``inverse`` are made on first use where they are not by-products (an
+    encoding of codes on a CPU never needs them).
     """
 
-    rel: torch.Tensor
-    valid: torch.Tensor
+    _rel: torch.Tensor | Callable[[], torch.Tensor] = dataclasses.field(repr=False)
+    _valid: torch.Tensor | Callable[[], torch.Tensor] = dataclasses.field(repr=False)
     low: torch.Tensor
     high: torch.Tensor
     _inverse: torch.Tensor | Callable[[], torch.Tensor] = dataclasses.field(repr=False)
+    codes: CodeLookup | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def rel(self) -> torch.Tensor:
+        if callable(self._rel):
+            self._rel = self._rel()
+        return self._rel
+
+    @property
+    def valid(self) -> torch.Tensor:
+        if callable(self._valid):
+            self._valid = self._valid()
+        return self._valid
 
     @property
     def inverse(self) -> torch.Tensor:
         if callable(self._inverse):
             self._inverse = self._inverse()
         return self._inverse
+
+    def counts(self) -> torch.Tensor:
+        """``(B,)`` the valid pixels of each map."""
+        return self.codes.n if self.codes is not None else count(self.valid.flatten(1), 1)
 
     def unclamped(self) -> torch.Tensor:
         """``(B, H, W)`` relative inverse depth without the clamp to [0, 1], in the stats' precision."""
@@ -344,9 +375,11 @@ def normalize_codes(codes: torch.Tensor, table: torch.Tensor, kind: str) -> Norm
     at = lambda r: view.ascending[torch.searchsorted(cum, r, right=True).clamp_max(k - 1)]  # noqa: E731
     low, high = _interpolated(n, at, view.ascending.dtype)
     rel_t = _relative(view.inverse.expand(b, k), low, high, view.ok.expand(b, k))  # (B, K)
+    lookup = CodeLookup(index.view(codes.shape), torch.where(view.ok, rel_t, -1.0).view(-1), n[:, 0])
     look = lambda x: x.reshape(-1).index_select(0, index.view(-1)).view(codes.shape)  # noqa: E731
-    signed = look(torch.where(view.ok, rel_t, -1.0))  # one lookup for both: -1 marks an invalid code
-    return Normalized(signed.clamp_min(0), signed >= 0, low, high, lambda: look(view.inverse.expand(b, k)))
+    signed = functools.cache(lambda: look(lookup.signed))  # one lookup for both: -1 marks an invalid code
+    return Normalized(lambda: signed().clamp_min(0), lambda: signed() >= 0, low, high,
+                      lambda: look(view.inverse.expand(b, k)), lookup)
 
 
 def _sum2(x: torch.Tensor) -> torch.Tensor:

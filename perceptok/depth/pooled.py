@@ -21,8 +21,9 @@ class PooledDepthTokenizer(GridDepthTokenizer):
     def __init__(self, config: PooledDepthConfig | None = None):
         super().__init__(config if config is not None else PooledDepthConfig())
 
-    def _features(self, rel, valid, grid):
-        w = weights(valid[:, None], rel.dtype)  # (b, 1, H, W)
+    def _features(self, norm, grid):
+        rel = norm.rel
+        w = weights(norm.valid[:, None], rel.dtype)  # (b, 1, H, W)
         total = F.adaptive_avg_pool2d(rel[:, None] * w, grid)
         count = F.adaptive_avg_pool2d(w, grid)
         mean = (rel[:, None] * w).sum((-2, -1), keepdim=True) / w.sum((-2, -1), keepdim=True).clamp_min(1)

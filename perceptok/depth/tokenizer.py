@@ -25,7 +25,7 @@ from perceptok.base import PerceptionTokenizer, TokenizerOutput
 from perceptok.depth.config import PRESETS, DepthTokenizerConfig
 from perceptok.depth.model import DepthVQVAE
 from perceptok.depth.normalize import (
-    DepthStats, Normalized, check_kind, count, fill_holes, from_inverse, normalize_codes, normalize_depth, resize, stats_dtype,
+    DepthStats, Normalized, check_kind, fill_holes, from_inverse, normalize_codes, normalize_depth, resize, stats_dtype,
     every, weights, work_dtype,
 )
 from perceptok.depth.text import SpanGrammar
@@ -103,6 +103,12 @@ def _table_keys(maps: Sequence[Any]) -> list[int]:
     return keys
 
 
+def _compiled(x: torch.Tensor) -> bool:
+    """Whether ``perceptok.depth.fill_kernel`` serves maps like ``x``: on a CPU, float32 or
+    float64, carrying no gradient."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad
+
+
 def model_input(rel: torch.Tensor, valid: torch.Tensor, size: tuple[int, int], holes: bool | None = None) -> torch.Tensor:
     """Network input ``(B, 2, *size)`` from relative maps (0 where invalid) and validity masks
     ``(B, 1, H, W)``: holes filled, resized, scaled to [-1, 1], with the resized validity as a
@@ -110,8 +116,7 @@ def model_input(rel: torch.Tensor, valid: torch.Tensor, size: tuple[int, int], h
     one device sync). On a CPU, float32 and float64 maps that carry no gradient go through one
     compiled loop a map (``perceptok.depth.fill_kernel``, 2–3× faster; the same numbers within
     float rounding); ``model_input_tensors`` is the definition, and runs everywhere else."""
-    if (rel.device.type == "cpu" and rel.dtype in (torch.float32, torch.float64) and not rel.requires_grad
-            and valid.shape == rel.shape and rel.shape[-1] > 0 and rel.shape[-2] > 0):
+    if _compiled(rel) and valid.shape == rel.shape and rel.shape[-1] > 0 and rel.shape[-2] > 0:
         from perceptok.depth.fill_kernel import model_input_cpu  # numba, imported on first use
 
         return model_input_cpu(rel, valid, size)
@@ -182,9 +187,10 @@ class GridDepthTokenizer(PerceptionTokenizer):
         return [*super().special_tokens, *self.grid_markers]
 
     @abc.abstractmethod
-    def _features(self, rel: torch.Tensor, valid: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        """Relative maps ``(b, H, W)`` in [0, 1] (0 where invalid) and masks of one grid → what
-        ``_ids`` needs, ``(b, C, h, w)`` of a size set by the grid (pixel work, on their device)."""
+    def _features(self, norm: Normalized, grid: tuple[int, int]) -> torch.Tensor:
+        """Normalised maps of one grid (``norm.rel`` ``(b, H, W)`` in [0, 1], 0 where invalid, and
+        ``norm.valid``) → what ``_ids`` needs, ``(b, C, h, w)`` of a size set by the grid (pixel
+        work, on their device)."""
 
     @abc.abstractmethod
     def _ids(self, features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -265,14 +271,14 @@ class GridDepthTokenizer(PerceptionTokenizer):
         high = torch.empty_like(low)
         for (shape, _), chunk in _groups(list(zip(sizes, _table_keys(maps))), CHUNK):
             norm = self._normalize([maps[i] for i in chunk], [valids[i] for i in chunk], kind, device)
-            counts = count(norm.valid.flatten(1), 1)
+            counts = norm.counts()
             if bool((counts < 2).any()):
                 j = int(torch.nonzero(counts < 2)[0, 0])
                 raise ValueError(
                     f"map {chunk[j]} ({shape}) has {int(counts[j])} valid pixels; a map needs measurements "
                     "(0, NaN and ±inf are invalid). Check the encoding, scale and kind it was read with"
                 )
-            for i, f in zip(chunk, self._features(norm.rel, norm.valid, self.config.choose_grid(*shape))):
+            for i, f in zip(chunk, self._features(norm, self.config.choose_grid(*shape))):
                 features[i] = f
             rows = torch.tensor(chunk, device=device)
             low[rows], high[rows] = norm.low.to(low.dtype), norm.high.to(high.dtype)
@@ -436,8 +442,13 @@ class DepthTokenizer(GridDepthTokenizer):
         self.model.to(device=device, dtype=dtype)
         return self
 
-    def _features(self, rel, valid, grid):
-        return model_input(rel[:, None], valid[:, None], self.default_size(grid))  # (b, 2, H, W)
+    def _features(self, norm, grid):
+        size = self.default_size(grid)
+        if norm.codes is not None and _compiled(norm.codes.signed):
+            from perceptok.depth.fill_kernel import model_input_codes_cpu  # numba, imported on first use
+
+            return model_input_codes_cpu(norm.codes, size)  # no per-pixel tensor of the maps at all
+        return model_input(norm.rel[:, None], norm.valid[:, None], size)  # (b, 2, H, W)
 
     def _ids(self, features, grid):
         return self.model.encode_ids(features.to(self.device, work_dtype(self.dtype)))  # the networks' precision, ≥ float32
