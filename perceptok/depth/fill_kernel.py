@@ -88,6 +88,7 @@ def _fill_resize(x, valid, plan, work, out):
     rs, rw = out_r
     cs, cw = out_c
     oh, ow = rs.shape[0], cs.shape[0]
+    one = x.dtype.type(1)
     for b in range(n):
         holes = False
         for i in range(h):
@@ -104,26 +105,24 @@ def _fill_resize(x, valid, plan, work, out):
                 _half(*level(lv), *level(lv + 1), zeros, zeros)  # the next level, while this one has an empty cell
                 lv += 1
             coarsest = lv
-            for k in range(base[coarsest], base[coarsest + 1]):
-                filled[k] = sums[k] / max(counts[k], 1.0) if counts[k] > 0 else 0.0
+            for k in range(base[coarsest], base[coarsest + 1]):  # an empty cell's sum is 0: it stays 0
+                filled[k] = sums[k] / max(counts[k], one)
             for lv in range(coarsest - 1, 0, -1):
                 for i in range(sizes[lv, 0]):
                     for j in range(sizes[lv, 1]):
                         k = base[lv] + i * sizes[lv, 1] + j
-                        filled[k] = (sums[k] / max(counts[k], 1.0) if counts[k] > 0 else
+                        filled[k] = (sums[k] / counts[k] if counts[k] > 0 else
                                      _up(filled, base[lv + 1], sizes[lv + 1, 0], sizes[lv + 1, 1], i, j,
                                          starts, up_r, up_c, offsets[lv, 0], offsets[lv, 1]))
-        for i in range(h):
+        for i in range(h):  # measured pixels keep their value (a 1×1 map has nothing to fill from: 0)
             frow, vrow, xrow, mask = full[i], fullv[i], x[b, i], valid[b, i]
             for j in range(w):
-                if mask[j]:
-                    frow[j], vrow[j] = xrow[j], 1.0
-                elif coarsest > 0:
-                    frow[j] = _up(filled, base[1], sizes[1, 0], sizes[1, 1], i, j, starts, up_r, up_c,
-                                  offsets[0, 0], offsets[0, 1])
-                    vrow[j] = 0.0
-                else:  # a 1×1 map: nothing to fill from
-                    frow[j], vrow[j] = 0.0, 0.0
+                frow[j], vrow[j] = xrow[j], mask[j]
+            if coarsest > 0:  # holes take level 1's fill, upsampled (a loop of its own: the first stays simple)
+                for j in range(w):
+                    if not mask[j]:
+                        frow[j] = _up(filled, base[1], sizes[1, 0], sizes[1, 1], i, j, starts, up_r, up_c,
+                                      offsets[0, 0], offsets[0, 1])
         for p in range(oh):  # along the columns first: whole rows of pixels at a time (contiguous)
             d, dv = down[p], downv[p]
             for j in range(w):
