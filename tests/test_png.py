@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from perceptok.io import read_depth_codes
-from perceptok.io.png import read_gray_png
+from perceptok.io.png import gray_png_depth, read_gray_png
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -130,3 +130,15 @@ def test_compile_now_compiles_what_reading_runs(tmp_path):
               f"png.read_gray_png(open({str(path)!r}, 'rb').read()); print(n, len(png._unfilter.signatures))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["1", "1"]
+
+
+def test_the_encoding_is_guessed_from_the_header(tmp_path):
+    for depth, dtype in [(8, np.uint8), (16, np.uint16)]:
+        path = tmp_path / f"{depth}.png"
+        Image.fromarray(np.full((3, 4), 200, dtype)).save(path)
+        assert gray_png_depth(path.read_bytes()[:29]) == depth
+        assert read_depth_codes(path).table.numel() == 2**depth  # encoding None: uint8 or uint16 from the header
+    palette = tmp_path / "p.png"
+    Image.new("P", (4, 3)).save(palette)
+    assert gray_png_depth(palette.read_bytes()[:29]) is None
+    assert read_depth_codes(palette).table.numel() == 256  # PIL's answer: a palette image is 8-bit

@@ -24,7 +24,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from perceptok.io.formats import DEPTH_ENCODINGS, DEPTH_KINDS
-from perceptok.io.png import read_gray_png
+from perceptok.io.png import gray_png_depth, read_gray_png
 
 FLOAT_SUFFIXES = (".npy", ".npz", ".pfm")
 IMAGE_SUFFIXES = (".png", ".pgm", ".ppm", ".tif", ".tiff")
@@ -249,6 +249,10 @@ def _code_table(encoding: str, scale: float | None, kind: str, invalid: tuple[fl
 
 
 def _guess_bits(path: Path) -> str:
+    with open(path, "rb") as f:
+        depth = gray_png_depth(f.read(29))
+    if depth is not None:  # a grayscale PNG says so in its header: no need to open it with PIL
+        return f"uint{depth}"
     try:
         with Image.open(path) as im:
             return "uint8" if im.mode in ("L", "P") else "uint16"

@@ -61,16 +61,23 @@ def _unfilter(data, height, width, bpp, out):
     return -1
 
 
+def gray_png_depth(head: bytes) -> int | None:
+    """The bit depth (8 or 16) of a non-interlaced grayscale PNG from its first 29 bytes (the
+    signature and the IHDR chunk); None for any other image."""
+    if not head.startswith(SIGNATURE) or head[12:16] != b"IHDR" or len(head) < 29:
+        return None
+    depth, colour, interlace = head[24], head[25], head[28]
+    return depth if colour == GRAY and depth in (8, 16) and interlace == 0 else None
+
+
 def read_gray_png(data: bytes) -> tuple[np.ndarray, int] | None:
     """The codes ``(H, W)`` int32 and the bit depth (8 or 16) of a non-interlaced grayscale PNG
     held in ``data``; None for any other image (another colour type or bit depth, interlaced, not a
     PNG). A damaged file (truncated, a chunk or the compressed data corrupt) raises ValueError
     saying what is wrong."""
-    if not data.startswith(SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 33:
+    if gray_png_depth(data[:29]) is None or len(data) < 33:
         return None
     width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", data[16:29])
-    if colour != GRAY or depth not in (8, 16) or interlace != 0:
-        return None
     if compression != 0 or filtering != 0 or width == 0 or height == 0:
         raise ValueError(f"the PNG header is invalid (compression {compression}, filter method {filtering}, "
                          f"{width}×{height}); the file is damaged")
