@@ -83,3 +83,16 @@ def test_codes_go_straight_from_their_lookup(table_kind):
     assert callable(norm._rel) and callable(norm._valid)  # nothing per pixel was made
     assert torch.equal(got, model_input_cpu(norm.rel[:, None], norm.valid[:, None], (40, 40)))
     assert torch.equal(norm.counts(), norm.valid.flatten(1).sum(1))
+
+
+def test_counts_are_of_every_pixel_where_the_histogram_samples():
+    """Maps over ``MAX_QUANTILE_VALUES`` pixels take their percentiles from a strided sample; the
+    valid-pixel count that ``prepare`` checks is still of every pixel."""
+    from perceptok.depth.normalize import MAX_QUANTILE_VALUES, normalize_codes
+
+    codes = torch.zeros(1, 1100, 1000, dtype=torch.int32)
+    assert codes[0].numel() > MAX_QUANTILE_VALUES
+    codes[0, 0, 1], codes[0, 5, 7], codes[0, 9, 9] = 1500, 1600, 1700  # off the sample's stride (2)
+    table = torch.where(torch.arange(2**16) > 0, torch.arange(2**16) * 1e-3, torch.nan).float()
+    norm = normalize_codes(codes, table, "metric")
+    assert norm.counts().tolist() == [3] and norm.codes.n is None

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import struct
-import subprocess
-import sys
 import zlib
 
 import numpy as np
@@ -119,17 +117,6 @@ def test_damaged_pngs_raise_a_clear_error(name, tmp_path):
     path.write_bytes(data)
     with pytest.raises(ValueError, match="damaged.png"):  # the reader names the file
         read_depth_codes(path, encoding="uint16")
-
-
-def test_compile_now_compiles_what_reading_runs(tmp_path):
-    """Workers forked after ``compile_now`` inherit the loop only if a real read needs no other
-    compiled version (numba compiles one per argument types, read-only arrays included)."""
-    path = tmp_path / "map.png"
-    Image.fromarray(np.arange(12, dtype=np.uint16).reshape(3, 4) * 1000).save(path)
-    script = ("from perceptok.io import png; png.compile_now(); n = len(png._unfilter.signatures); "
-              f"png.read_gray_png(open({str(path)!r}, 'rb').read()); print(n, len(png._unfilter.signatures))")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["1", "1"]
 
 
 def test_the_encoding_is_guessed_from_the_header(tmp_path):

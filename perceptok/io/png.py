@@ -114,13 +114,3 @@ def read_gray_png(data: bytes) -> tuple[np.ndarray, int] | None:
                          "the file is damaged")
     return codes, depth
 
-
-def compile_now() -> None:
-    """Compile the row-filter loop in this process (or load it from numba's disk cache, about half
-    a second), e.g. before forking DataLoader workers, which then inherit it instead of each
-    loading it again: by reading a 1×1 PNG, so that the argument types are those of a real read."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, GRAY, 0, 0, 0)
-    read_gray_png(SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(2))) + chunk(b"IEND", b""))

@@ -23,7 +23,6 @@ from PIL import Image
 
 from perceptok.depth.tokenizer import PreparedDepth
 from perceptok.io import read_depth, read_depth_codes
-from perceptok.io.png import compile_now
 from perceptok.loading import load
 from perceptok.shards.run import _collate, _depth_table, tokenize_depth
 from perceptok.shards.sources import folder_items
@@ -65,7 +64,6 @@ def bench_tokenize(files: int = 256, workers: int = 2, batch_size: int = 32, tok
         paths = [Path(item.source) for item in items]
         loop_paths = paths[: loop_files or len(paths)]
         counts = sorted({0, 1, workers})
-        compile_now()  # the PNG reader's loop, compiled before the first round of either side
         seconds: dict[str, list[float]] = {"loop": [], **{str(n): [] for n in counts}}
         for r in range(repeats):
             start = time.perf_counter()

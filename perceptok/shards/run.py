@@ -22,7 +22,6 @@ from tqdm.auto import tqdm
 from perceptok.coordinates import CoordinateTokenizer
 from perceptok.depth.tokenizer import DepthEncoding, GridDepthTokenizer, PreparedDepth
 from perceptok.io.depth_files import DepthCodes, DepthMap, same_table
-from perceptok.io.png import compile_now
 from perceptok.shards.sources import DepthInputs, DepthItem, items_digest
 from perceptok.shards.store import ShardStore, rank_and_world, tokenizer_identity
 
@@ -208,10 +207,11 @@ def tokenize_depth(
     # made (in the workers, in parallel: the main process only writes); on an accelerator the maps
     # go there raw, a batch's codes as one tensor, and are normalised and encoded in batches.
     here = device.type == "cpu" if workers_prepare is None else workers_prepare
-    if workers and any(items[i].source.lower().endswith(".png") for i in order):
-        compile_now()  # once here, not once in every worker
-    loader = DataLoader(DepthInputs(items, order, dataset, column, tok.prepare if here else None), batch_size=batch_size,
-                        num_workers=workers, collate_fn=functools.partial(_collate, encode=tok.encode_prepared if here else None),
+    inputs = functools.partial(DepthInputs, items, dataset=dataset, column=column, prepare=tok.prepare if here else None)
+    collate = functools.partial(_collate, encode=tok.encode_prepared if here else None)
+    if workers and order:  # the first input once here: the workers, forked after, inherit what that compiles
+        collate([inputs(order[:1])[0]])  # and caches (numba's loops, oneDNN's kernels) instead of each redoing it
+    loader = DataLoader(inputs(order), batch_size=batch_size, num_workers=workers, collate_fn=collate,
                         pin_memory=device.type == "cuda")
     shard_of = {k: (k * shard_size, min((k + 1) * shard_size, len(items))) for k in todo}
     pending: dict[int, tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]] = {k: ([], []) for k in todo}
