@@ -6,12 +6,15 @@ The tensor version is the definition; this is a faster route to the same numbers
 rounding: sums are taken in another order), tested against it. Per map: the 2×2 sums of the
 pyramid (level 1 straight from the pixels, as ``_sum2`` adds them), down to the first level where
 every cell has a measurement (which is what ``fill_holes(sync=True)`` stops at, and the same
-result as going on); the fill back up with the bilinear weights ``F.interpolate`` uses; then one
-pass over the pixels that takes each measured value or, for a hole, its fill, and adds it into the
-resize along the rows, the columns after. The weights of every resize are ``F.interpolate``'s
-own (``normalize._axis_weights``), passed in as bands: where each output's taps start, and their
-weights. Importing this module imports numba (about a quarter of a second after torch); the loop
-compiles once, then is cached on disk.
+result as going on); the fill back up with the bilinear weights ``F.interpolate`` uses; then each
+pixel takes its measured value or, for a hole, the fill, and the map and its validity are resized
+down the columns (whole rows of pixels at a time), then along the rows. The weights of every
+resize are ``F.interpolate``'s own (``normalize._axis_weights``), passed in as bands: where each
+output's taps start, and their weights. Integer-coded maps come in as their ``CodeLookup`` and are
+looked up one map at a time into scratch planes (``model_input_codes_cpu``). Scratch arrays are
+kept per thread and shape (allocated afresh, their page faults doubled the time). Importing this
+module imports numba (about a quarter of a second after torch); the loops compile once, then are
+cached on disk.
 
 Axis legend: ``B`` maps, ``H, W`` pixels, ``T`` taps of a band.
 """

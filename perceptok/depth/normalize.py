@@ -14,7 +14,8 @@ Everything here is batched tensor code that runs on the input's device in the in
 On a CPU, where torch's kernels for these shapes are slow, a few steps take exact faster routes
 (each tested against the op it stands for): percentiles from numpy's vectorised sort
 (``_ranks_by_sorting``), bilinear resizes as matrix products (``_bilinear``), and bool masks
-through their bytes (``weights``, ``both``, ``every``).
+through their bytes (``weights``, ``both``, ``every``); the tokenizer's network input (hole
+filling and resizing) is one compiled loop a map there (``perceptok.depth.fill_kernel``).
 
 Axis legend: ``B`` maps, ``H, W`` pixels.
 """
