@@ -150,7 +150,8 @@ def _fill_resize(x, valid, plan, work, out):
                 out[b, 1, p, q] = accv
 
 
-def _band(n_in: int, n_out: int, antialias: bool, dtype: torch.dtype, taps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _band(n_in: int, n_out: int, antialias: bool, dtype: torch.dtype,
+          taps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``F.interpolate``'s weights along one axis as a band: each output's first tap ``(n_out,)``
     and ``taps`` weights from there ``(n_out, T)`` (None: as many as the widest output needs)."""
     dense = _axis_weights(n_in, n_out, antialias, dtype).numpy()  # (n_out, n_in)
@@ -179,7 +180,7 @@ def _plan(h: int, w: int, size: tuple[int, int], dtype: torch.dtype) -> tuple:
     offsets = np.zeros((max(len(ups), 1), 2), np.int64)
     for lv in range(1, len(ups)):
         offsets[lv] = offsets[lv - 1] + (len(ups[lv - 1][0][0]), len(ups[lv - 1][1][0]))
-    n = max(int(offsets[-1, 0]) + (len(ups[-1][0][0]) if ups else 0), int(offsets[-1, 1]) + (len(ups[-1][1][0]) if ups else 0), 1)
+    n = max(sum(len(r[0]) for r, _ in ups), sum(len(c[0]) for _, c in ups), 1)  # rows of all bands, per axis
     starts = np.zeros((n, 2), np.int64)
     up_r, up_c = np.zeros((n, 2), NUMPY[dtype]), np.zeros((n, 2), NUMPY[dtype])
     for lv, ((sr, wr), (sc, wc)) in enumerate(ups):

@@ -206,9 +206,10 @@ def tokenize_depth(
     # On the CPU each map's pixel work runs where it is read and the network where the batch is
     # made (in the workers, in parallel: the main process only writes); on an accelerator the maps
     # go there raw, a batch's codes as one tensor, and are normalised and encoded in batches.
-    here = device.type == "cpu" if workers_prepare is None else workers_prepare
-    inputs = functools.partial(DepthInputs, items, dataset=dataset, column=column, prepare=tok.prepare if here else None)
-    collate = functools.partial(_collate, encode=tok.encode_prepared if here else None)
+    readers_encode = device.type == "cpu" if workers_prepare is None else workers_prepare
+    inputs = functools.partial(DepthInputs, items, dataset=dataset, column=column,
+                               prepare=tok.prepare if readers_encode else None)
+    collate = functools.partial(_collate, encode=tok.encode_prepared if readers_encode else None)
     if workers and order:  # the first input once here: the workers, forked after, inherit what that compiles
         collate([inputs(order[:1])[0]])  # and caches (numba's loops, oneDNN's kernels) instead of each redoing it
     loader = DataLoader(inputs(order), batch_size=batch_size, num_workers=workers, collate_fn=collate,
