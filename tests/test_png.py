@@ -103,6 +103,7 @@ def _damaged() -> dict[str, bytes]:
         "too many rows": (good[:33] + _chunk(b"IDAT", zlib.compress(_filtered(np.vstack([codes, codes]), 16, [0] * 24)))
                           + _chunk(b"IEND", b"")),
         "zero width": good[:8] + _chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 12, 16, 0, 0, 0, 0)) + good[33:],
+        "huge header": good[:8] + _chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 16, 0, 0, 0, 0)) + good[33:],
     }
 
 
@@ -113,6 +114,8 @@ def test_damaged_pngs_raise_a_clear_error(name, tmp_path):
         read_gray_png(data)
     if name == "bad filter type":
         assert "row 5" in str(err.value) and "filter type 7" in str(err.value)
+    if name == "huge header":  # refused before 7 GB of rows are allocated
+        assert "cannot hold 60000 rows" in str(err.value)
     path = tmp_path / "damaged.png"
     path.write_bytes(data)
     with pytest.raises(ValueError, match="damaged.png"):  # the reader names the file

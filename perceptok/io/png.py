@@ -17,6 +17,7 @@ import numpy as np
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GRAY = 0  # IHDR colour type of a grayscale image without alpha
+MAX_DEFLATE_RATIO = 1032  # deflate's most: 258 bytes from each 2-bit code of a full block
 
 
 @numba.njit(cache=True, nogil=True)
@@ -88,20 +89,24 @@ def read_gray_png(data: bytes) -> tuple[np.ndarray, int] | None:
         length, kind = struct.unpack(">I4s", data[pos : pos + 8])
         end = pos + 8 + length
         if end + 4 > len(data):
-            raise ValueError(f"the PNG file is truncated (its {kind!r} chunk is cut off)")
+            raise ValueError(f"the PNG file is truncated (its {kind.decode('latin-1')} chunk is cut off)")
         if kind == b"IDAT":
             parts.append(data[pos + 8 : end])
         elif kind == b"IEND":
             break
         elif kind[0] & 0x20 == 0 and kind != b"IHDR":  # a critical chunk (upper-case first letter)
-            raise ValueError(f"the grayscale PNG holds an unexpected critical chunk {kind!r}; the file is damaged")
+            raise ValueError(f"the grayscale PNG holds an unexpected critical chunk {kind.decode('latin-1')}; "
+                             "the file is damaged")
         if kind != b"IDAT" and zlib.crc32(data[pos + 4 : end]) != struct.unpack(">I", data[end : end + 4])[0]:
             raise ValueError(f"the PNG's {kind.decode('latin-1')} chunk fails its CRC check; the file is damaged")
         pos = end + 4
     bpp = depth // 8
-    size = height * (width * bpp + 1)
+    size, packed = height * (width * bpp + 1), b"".join(parts)
+    if size > MAX_DEFLATE_RATIO * len(packed) + 64:  # checked before allocating the rows
+        raise ValueError(f"the PNG's {len(packed)} bytes of image data cannot hold {height} rows of {width} pixels; "
+                         "the file is damaged or truncated")
     try:
-        raw = deflate.zlib_decompress(b"".join(parts), size)
+        raw = deflate.zlib_decompress(packed, size)
     except deflate.DeflateError:  # corrupt, or more data than the header's rows
         raw = b""
     if len(raw) != size:  # corrupt, or fewer
