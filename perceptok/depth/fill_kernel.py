@@ -35,11 +35,12 @@ NUMPY = {torch.float32: np.float32, torch.float64: np.float64}  # the dtypes the
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _up(filled, at, hi, wi, i, j, starts, up_r, up_c, r0, c0):
+def _up(filled, at, hi, wi, i, j, up_rows, up_cols, r0, c0):
     """Level ``filled[at:]`` (``hi × wi``) upsampled, at output ``(i, j)``: columns first, then
     rows, as the two matrix products take them; output ``i``'s taps are row ``r0 + i`` of
-    ``starts[:, 0]`` and ``up_r``, ``j``'s row ``c0 + j`` of ``starts[:, 1]`` and ``up_c``."""
-    y0, z0 = starts[r0 + i, 0], starts[c0 + j, 1]
+    ``up_rows`` (first taps, weights), ``j``'s row ``c0 + j`` of ``up_cols``."""
+    (start_r, up_r), (start_c, up_c) = up_rows, up_cols
+    y0, z0 = start_r[r0 + i], start_c[c0 + j]
     y1, z1 = min(y0 + 1, hi - 1), min(z0 + 1, wi - 1)
     wc0, wc1 = up_c[c0 + j, 0], up_c[c0 + j, 1]
     top = wc0 * filled[at + y0 * wi + z0] + wc1 * filled[at + y0 * wi + z1]
@@ -77,11 +78,11 @@ def _fill_resize(x, valid, plan, work, out):
 
     ``plan`` (``_plan``): ``sizes`` ``(L, 2)``, the pyramid's levels, full resolution first;
     ``base`` ``(L + 1,)``, where each level starts in the flat pyramid; for the upsampling from
-    level ``l + 1`` to ``l``, rows ``offsets[l, 0]:`` of ``starts[:, 0]``/``up_r`` and
-    ``offsets[l, 1]:`` of ``starts[:, 1]``/``up_c`` hold each output's first tap and its two
-    weights; the resize's bands, ``(starts (oh,), weights (oh, T))`` per axis. ``work``
+    level ``l + 1`` to ``l``, rows ``offsets[l, 0]:`` of the bands ``up_rows`` and ``offsets[l, 1]:``
+    of ``up_cols`` (every level's, end to end) hold each output's first tap and its two weights;
+    the resize's bands, ``(starts (oh,), weights (oh, T))`` per axis. ``work``
     (``_workspace``): arrays to write in, so that no call allocates (and page-faults) anew."""
-    sizes, base, starts, up_r, up_c, offsets, out_r, out_c = plan
+    sizes, base, up_rows, up_cols, offsets, out_r, out_c = plan
     pyramid, planes, halves, zeros, no = work
     sums, counts, filled = pyramid[0], pyramid[1], pyramid[2]
     full, fullv = planes[0], planes[1]  # one map filled, and its validity as 0/1
@@ -116,7 +117,7 @@ def _fill_resize(x, valid, plan, work, out):
                         k = base[lv] + i * sizes[lv, 1] + j
                         filled[k] = (sums[k] / counts[k] if counts[k] > 0 else
                                      _up(filled, base[lv + 1], sizes[lv + 1, 0], sizes[lv + 1, 1], i, j,
-                                         starts, up_r, up_c, offsets[lv, 0], offsets[lv, 1]))
+                                         up_rows, up_cols, offsets[lv, 0], offsets[lv, 1]))
         for i in range(h):  # measured pixels keep their value (a 1×1 map has nothing to fill from: 0)
             frow, vrow, xrow, mask = full[i], fullv[i], x[b, i], valid[b, i]
             for j in range(w):
@@ -124,7 +125,7 @@ def _fill_resize(x, valid, plan, work, out):
             if coarsest > 0:  # holes take level 1's fill, upsampled (a loop of its own: the first stays simple)
                 for j in range(w):
                     if not mask[j]:
-                        frow[j] = _up(filled, base[1], sizes[1, 0], sizes[1, 1], i, j, starts, up_r, up_c,
+                        frow[j] = _up(filled, base[1], sizes[1, 0], sizes[1, 1], i, j, up_rows, up_cols,
                                       offsets[0, 0], offsets[0, 1])
         for p in range(oh):  # along the columns first: whole rows of pixels at a time (contiguous)
             d, dv = down[p], downv[p]
@@ -177,17 +178,13 @@ def _plan(h: int, w: int, size: tuple[int, int], dtype: torch.dtype) -> tuple:
     base = np.concatenate([[0, 0], np.cumsum([a * b for a, b in sizes[1:]])]).astype(np.int64)
     ups = [(_band(sizes[lv + 1][0], sizes[lv][0], False, dtype, 2), _band(sizes[lv + 1][1], sizes[lv][1], False, dtype, 2))
            for lv in range(len(sizes) - 1)]
-    offsets = np.zeros((max(len(ups), 1), 2), np.int64)
-    for lv in range(1, len(ups)):
-        offsets[lv] = offsets[lv - 1] + (len(ups[lv - 1][0][0]), len(ups[lv - 1][1][0]))
-    n = max(sum(len(r[0]) for r, _ in ups), sum(len(c[0]) for _, c in ups), 1)  # rows of all bands, per axis
-    starts = np.zeros((n, 2), np.int64)
-    up_r, up_c = np.zeros((n, 2), NUMPY[dtype]), np.zeros((n, 2), NUMPY[dtype])
-    for lv, ((sr, wr), (sc, wc)) in enumerate(ups):
-        r, c = offsets[lv]
-        starts[r : r + len(sr), 0], up_r[r : r + len(sr)] = sr, wr
-        starts[c : c + len(sc), 1], up_c[c : c + len(sc)] = sc, wc
-    return (np.array(sizes, np.int64), base, starts, up_r, up_c, offsets,
+    empty = (np.zeros(0, np.int64), np.zeros((0, 2), NUMPY[dtype]))  # a 1×1 map has no level to upsample
+
+    def end_to_end(bands: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        return tuple(np.concatenate(parts) for parts in zip(*(bands or [empty])))
+
+    offsets = np.cumsum([(0, 0)] + [(len(r[0]), len(c[0])) for r, c in ups[:-1]], axis=0).astype(np.int64)
+    return (np.array(sizes, np.int64), base, end_to_end([r for r, _ in ups]), end_to_end([c for _, c in ups]), offsets,
             _band(h, size[0], True, dtype), _band(w, size[1], True, dtype))
 
 
@@ -197,7 +194,7 @@ _WORK = threading.local()  # per thread: the loop's scratch arrays of the last f
 def _workspace(plan: tuple, dtype: torch.dtype) -> tuple[tuple, tuple[np.ndarray, np.ndarray]]:
     """Scratch arrays for ``plan``'s shapes, kept per thread: ``_fill_resize``'s, and planes for a
     map's looked-up values and validity ``(1, H, W)``."""
-    sizes, base, out_rows = plan[0], plan[1], plan[6][0]
+    sizes, base, out_rows = plan[0], plan[1], plan[5][0]
     (h, w), key = sizes[0], (tuple(sizes[0]), len(out_rows), dtype)
     cache = _WORK.__dict__.setdefault("arrays", collections.OrderedDict())
     if key not in cache:
