@@ -10,9 +10,10 @@ result as going on); the fill back up with the bilinear weights ``F.interpolate`
 pixel takes its measured value or, for a hole, the fill, and the map and its validity are resized
 down the columns (whole rows of pixels at a time), then along the rows. The weights of every
 resize are ``F.interpolate``'s own (``normalize._axis_weights``), passed in as bands: where each
-output's taps start, and their weights. Integer-coded maps come in as their ``CodeLookup`` and are
-looked up one map at a time into scratch planes (``model_input_codes_cpu``). Scratch arrays are
-kept per thread and shape (allocated afresh, their page faults doubled the time). Importing this
+output's taps start, and their weights. Each map is first written into two scratch planes, its
+values and validity, noting whether it has holes on the way: copied (``_fill_resize``), or, for
+integer-coded maps, each pixel looked up in its ``CodeLookup`` (``_look_up_resize``). Scratch
+arrays are kept per thread and shape (allocated afresh, their page faults doubled the time). Importing this
 module imports numba (about a quarter of a second after torch); the loops compile once, then are
 cached on disk.
 
@@ -72,9 +73,10 @@ def _half(values, counts, out_values, out_counts, zero_values, zero_counts):
 
 
 @numba.njit(cache=True, nogil=True)
-def _fill_resize(x, valid, plan, work, out):
-    """``x`` ``(B, H, W)`` (0 where not ``valid``) and ``valid`` ``(B, H, W)`` → ``out``
-    ``(B, 2, oh, ow)``: the filled maps resized and scaled to [-1, 1], and the resized validity.
+def _resize_planes(holes, plan, work, out):
+    """One map whose values (0 at holes) and validity (0/1) are in the workspace's planes
+    ``full`` and ``fullv`` ``(H, W)`` → ``out`` ``(2, oh, ow)``: its holes filled (where ``holes``),
+    resized and scaled to [-1, 1], and its validity resized.
 
     ``plan`` (``_plan``): ``sizes`` ``(L, 2)``, the pyramid's levels, full resolution first;
     ``base`` ``(L + 1,)``, where each level starts in the flat pyramid; for the upsampling from
@@ -83,72 +85,96 @@ def _fill_resize(x, valid, plan, work, out):
     the resize's bands, ``(starts (oh,), weights (oh, T))`` per axis. ``work``
     (``_workspace``): arrays to write in, so that no call allocates (and page-faults) anew."""
     sizes, base, up_rows, up_cols, offsets, out_r, out_c = plan
-    pyramid, planes, halves, zeros, no = work
+    pyramid, planes, halves, zeros = work
     sums, counts, filled = pyramid[0], pyramid[1], pyramid[2]
-    full, fullv = planes[0], planes[1]  # one map filled, and its validity as 0/1
+    full, fullv = planes[0], planes[1]
     down, downv = halves[0], halves[1]  # resized along the columns
-    n, h, w = x.shape
+    h, w = full.shape
     levels = sizes.shape[0]
     rs, rw = out_r
     cs, cw = out_c
     oh, ow = rs.shape[0], cs.shape[0]
-    one = x.dtype.type(1)
-    for b in range(n):
-        holes = False
-        for i in range(h):
-            mask = valid[b, i]
+    one = full.dtype.type(1)
+    if holes and levels > 1:  # (a 1×1 map has nothing to fill from: its hole stays 0)
+        level = lambda lv: (sums[base[lv] : base[lv + 1]].reshape(sizes[lv, 0], sizes[lv, 1]),  # noqa: E731
+                            counts[base[lv] : base[lv + 1]].reshape(sizes[lv, 0], sizes[lv, 1]))
+        _half(full, fullv, *level(1), zeros, zeros)  # level 1 from the pixels
+        lv = 1
+        while max(sizes[lv, 0], sizes[lv, 1]) > 1 and counts[base[lv] : base[lv + 1]].min() <= 0:
+            _half(*level(lv), *level(lv + 1), zeros, zeros)  # the next level, while this one has an empty cell
+            lv += 1
+        for k in range(base[lv], base[lv + 1]):  # an empty cell's sum is 0: it stays 0
+            filled[k] = sums[k] / max(counts[k], one)
+        for lv in range(lv - 1, 0, -1):
+            for i in range(sizes[lv, 0]):
+                for j in range(sizes[lv, 1]):
+                    k = base[lv] + i * sizes[lv, 1] + j
+                    filled[k] = (sums[k] / counts[k] if counts[k] > 0 else
+                                 _up(filled, base[lv + 1], sizes[lv + 1, 0], sizes[lv + 1, 1], i, j,
+                                     up_rows, up_cols, offsets[lv, 0], offsets[lv, 1]))
+        for i in range(h):  # holes take level 1's fill, upsampled; measured pixels keep their value
+            frow, vrow = full[i], fullv[i]
             for j in range(w):
-                holes = holes or not mask[j]
-        coarsest = 0
-        if holes and levels > 1:
-            level = lambda lv: (sums[base[lv] : base[lv + 1]].reshape(sizes[lv, 0], sizes[lv, 1]),  # noqa: E731
-                                counts[base[lv] : base[lv + 1]].reshape(sizes[lv, 0], sizes[lv, 1]))
-            _half(x[b], valid[b], *level(1), zeros, no)  # level 1 from the pixels (x is 0 where not valid)
-            lv = 1
-            while max(sizes[lv, 0], sizes[lv, 1]) > 1 and counts[base[lv] : base[lv + 1]].min() <= 0:
-                _half(*level(lv), *level(lv + 1), zeros, zeros)  # the next level, while this one has an empty cell
-                lv += 1
-            coarsest = lv
-            for k in range(base[coarsest], base[coarsest + 1]):  # an empty cell's sum is 0: it stays 0
-                filled[k] = sums[k] / max(counts[k], one)
-            for lv in range(coarsest - 1, 0, -1):
-                for i in range(sizes[lv, 0]):
-                    for j in range(sizes[lv, 1]):
-                        k = base[lv] + i * sizes[lv, 1] + j
-                        filled[k] = (sums[k] / counts[k] if counts[k] > 0 else
-                                     _up(filled, base[lv + 1], sizes[lv + 1, 0], sizes[lv + 1, 1], i, j,
-                                         up_rows, up_cols, offsets[lv, 0], offsets[lv, 1]))
-        for i in range(h):  # measured pixels keep their value (a 1×1 map has nothing to fill from: 0)
-            frow, vrow, xrow, mask = full[i], fullv[i], x[b, i], valid[b, i]
-            for j in range(w):
-                frow[j], vrow[j] = xrow[j], mask[j]
-            if coarsest > 0:  # holes take level 1's fill, upsampled (a loop of its own: the first stays simple)
+                if vrow[j] == 0:
+                    frow[j] = _up(filled, base[1], sizes[1, 0], sizes[1, 1], i, j, up_rows, up_cols,
+                                  offsets[0, 0], offsets[0, 1])
+    for p in range(oh):  # along the columns first: whole rows of pixels at a time (contiguous)
+        d, dv = down[p], downv[p]
+        for j in range(w):
+            d[j], dv[j] = 0.0, 0.0
+        for t in range(rw.shape[1]):
+            y = rs[p] + t
+            if y < h:
+                weight, frow, vrow = rw[p, t], full[y], fullv[y]
                 for j in range(w):
-                    if not mask[j]:
-                        frow[j] = _up(filled, base[1], sizes[1, 0], sizes[1, 1], i, j, up_rows, up_cols,
-                                      offsets[0, 0], offsets[0, 1])
-        for p in range(oh):  # along the columns first: whole rows of pixels at a time (contiguous)
-            d, dv = down[p], downv[p]
-            for j in range(w):
-                d[j], dv[j] = 0.0, 0.0
-            for t in range(rw.shape[1]):
-                y = rs[p] + t
-                if y < h:
-                    weight, frow, vrow = rw[p, t], full[y], fullv[y]
-                    for j in range(w):
-                        d[j] += weight * frow[j]
-                        dv[j] += weight * vrow[j]
-        for p in range(oh):
-            d, dv = down[p], downv[p]
-            for q in range(ow):
-                acc, accv = d[0] * 0, d[0] * 0  # in the maps' dtype
-                for t in range(cw.shape[1]):
-                    z = cs[q] + t
-                    if z < w:
-                        acc += cw[q, t] * d[z]
-                        accv += cw[q, t] * dv[z]
-                out[b, 0, p, q] = acc * 2 - 1
-                out[b, 1, p, q] = accv
+                    d[j] += weight * frow[j]
+                    dv[j] += weight * vrow[j]
+    for p in range(oh):
+        d, dv = down[p], downv[p]
+        for q in range(ow):
+            acc, accv = d[0] * 0, d[0] * 0  # in the maps' dtype
+            for t in range(cw.shape[1]):
+                z = cs[q] + t
+                if z < w:
+                    acc += cw[q, t] * d[z]
+                    accv += cw[q, t] * dv[z]
+            out[0, p, q] = acc * 2 - 1
+            out[1, p, q] = accv
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_resize(x, valid, plan, work, out):
+    """``x`` ``(B, H, W)`` (0 where not ``valid``) and ``valid`` ``(B, H, W)`` → ``out``
+    ``(B, 2, oh, ow)``: each map copied into the planes, then ``_resize_planes``."""
+    full, fullv = work[1][0], work[1][1]
+    for b in range(x.shape[0]):
+        holes = False
+        for i in range(x.shape[1]):
+            frow, vrow, xrow, mask = full[i], fullv[i], x[b, i], valid[b, i]
+            for j in range(x.shape[2]):
+                frow[j], vrow[j] = xrow[j], mask[j]
+                holes = holes or not mask[j]
+        _resize_planes(holes, plan, work, out[b])
+
+
+@numba.njit(cache=True, nogil=True)
+def _look_up_resize(index, signed, plan, work, out):
+    """Integer-coded maps as ``index`` ``(B, H, W)``, each pixel's row of ``signed`` (its relative
+    depth, negative for an invalid code) → ``out`` ``(B, 2, oh, ow)``: each map looked up into
+    the planes (``clamp_min(0)`` and ``>= 0`` of the value, as ``normalize_codes`` defines
+    them), then ``_resize_planes``."""
+    full, fullv = work[1][0], work[1][1]
+    zero, one = full.dtype.type(0), full.dtype.type(1)
+    for b in range(index.shape[0]):
+        holes = False
+        for i in range(index.shape[1]):
+            rows, frow, vrow = index[b, i], full[i], fullv[i]
+            for j in range(index.shape[2]):
+                v = signed[rows[j]]
+                ok = v >= 0
+                frow[j], vrow[j] = max(v, zero), one if ok else zero
+                holes = holes or not ok
+        _resize_planes(holes, plan, work, out[b])
 
 
 def _band(n_in: int, n_out: int, antialias: bool, dtype: torch.dtype,
@@ -188,49 +214,35 @@ def _plan(h: int, w: int, size: tuple[int, int], dtype: torch.dtype) -> tuple:
             _band(h, size[0], True, dtype), _band(w, size[1], True, dtype))
 
 
-_WORK = threading.local()  # per thread: the loop's scratch arrays of the last few shapes
+_WORK = threading.local()  # per thread: the loops' scratch arrays of the last few shapes
 
 
-def _workspace(plan: tuple, dtype: torch.dtype) -> tuple[tuple, tuple[np.ndarray, np.ndarray]]:
-    """Scratch arrays for ``plan``'s shapes, kept per thread: ``_fill_resize``'s, and planes for a
-    map's looked-up values and validity ``(1, H, W)``."""
+def _workspace(plan: tuple, dtype: torch.dtype) -> tuple:
+    """Scratch arrays for ``plan``'s shapes, kept per thread: the pyramid's sums, counts and fills
+    (flat), the planes of one map's values and validity ``(2, H, W)``, the two after the resize
+    along the columns ``(2, oh, W)``, and a row of zeros (an odd height's padding)."""
     sizes, base, out_rows = plan[0], plan[1], plan[5][0]
     (h, w), key = sizes[0], (tuple(sizes[0]), len(out_rows), dtype)
     cache = _WORK.__dict__.setdefault("arrays", collections.OrderedDict())
     if key not in cache:
         t = NUMPY[dtype]
-        cache[key] = ((np.empty((3, int(base[-1])), t), np.empty((2, h, w), t), np.empty((2, len(out_rows), w), t),
-                       np.zeros(w, t), np.zeros(w, np.bool_)), (np.empty((1, h, w), t), np.empty((1, h, w), np.bool_)))
+        cache[key] = (np.empty((3, int(base[-1])), t), np.empty((2, h, w), t), np.empty((2, len(out_rows), w), t),
+                      np.zeros(w, t))
         while len(cache) > 4:
             cache.popitem(last=False)
     cache.move_to_end(key)
     return cache[key]
 
 
-@numba.njit(cache=True, nogil=True)
-def _look_up(index, signed, x, valid):
-    """Each pixel of one map, ``index`` ``(H, W)`` rows of ``signed``, into ``x`` (its relative
-    depth, 0 where invalid) and ``valid``: ``clamp_min(0)`` and ``>= 0`` of the looked-up value."""
-    for i in range(index.shape[0]):
-        rows, xrow, vrow = index[i], x[i], valid[i]
-        for j in range(index.shape[1]):
-            v = signed[rows[j]]
-            xrow[j], vrow[j] = max(v, 0.0), v >= 0
-
-
 def model_input_codes_cpu(codes: CodeLookup, size: tuple[int, int]) -> torch.Tensor:
     """``model_input`` of integer-coded maps straight from their ``CodeLookup`` (``normalize_codes``
-    on a CPU): each map's pixels looked up into scratch planes, then ``_fill_resize`` (the same
-    numbers as ``model_input_cpu`` of the looked-up maps, bit for bit)."""
-    index, signed = codes.index.numpy(), codes.signed.numpy()
+    on a CPU): each map's pixels looked up into the planes as they are filled (the same numbers
+    as ``model_input_cpu`` of the looked-up maps, bit for bit)."""
+    index = codes.index.numpy()
     b, h, w = index.shape
-    dtype = codes.signed.dtype
-    plan = _plan(h, w, tuple(size), dtype)
-    work, (x, valid) = _workspace(plan, dtype)
-    out = np.empty((b, 2, *size), NUMPY[dtype])
-    for k in range(b):
-        _look_up(index[k], signed, x[0], valid[0])
-        _fill_resize(x, valid, plan, work, out[k : k + 1])
+    plan = _plan(h, w, tuple(size), codes.signed.dtype)
+    out = np.empty((b, 2, *size), NUMPY[codes.signed.dtype])
+    _look_up_resize(index, codes.signed.numpy(), plan, _workspace(plan, codes.signed.dtype), out)
     return torch.from_numpy(out)
 
 
@@ -239,5 +251,5 @@ def model_input_cpu(rel: torch.Tensor, valid: torch.Tensor, size: tuple[int, int
     b, _, h, w = rel.shape
     plan = _plan(h, w, tuple(size), rel.dtype)
     out = np.empty((b, 2, *size), NUMPY[rel.dtype])
-    _fill_resize(rel[:, 0].contiguous().numpy(), valid[:, 0].contiguous().numpy(), plan, _workspace(plan, rel.dtype)[0], out)
+    _fill_resize(rel[:, 0].contiguous().numpy(), valid[:, 0].contiguous().numpy(), plan, _workspace(plan, rel.dtype), out)
     return torch.from_numpy(out)
