@@ -258,6 +258,68 @@ def test_codes_sent_as_one_tensor_a_batch_give_the_rows_of_workers_that_prepare(
     assert back.codes.dtype == torch.int32 and torch.equal(back.codes, extremes)
 
 
+def test_workers_prepare_runs_of_maps_and_skip_only_the_bad_one(tmp_path, monkeypatch):
+    """A worker prepares its maps in runs (one ``prepare`` call for many maps of mixed sizes and
+    both kinds of input), cut at ``PREPARE_PIXELS``: every map gets the ids it gets alone, however
+    the runs fall, and a map that cannot be prepared (no valid pixel) costs only itself."""
+    from perceptok.io import DepthMap, read_depth_codes
+    from perceptok.shards import run
+
+    paths = write_maps(tmp_path / "a", 4, size=(48, 64)) + write_maps(tmp_path / "b", 3, size=(40, 90), seed=1)
+    maps: list = [read_depth_codes(p, scale=0.001) for p in paths]
+    maps.insert(2, dataclasses.replace(maps[0], codes=torch.zeros_like(maps[0].codes)))  # every code invalid
+    maps.insert(5, read_depth(paths[1], scale=0.001))  # a value map among code maps
+    tok = perceptok.load("depth")
+    alone = {i: tok.encode(m).ids.tolist() for i, m in enumerate(maps) if i != 2}
+    calls = []
+    prepare = tok.prepare
+    tok.prepare = lambda group: (calls.append(len(group)), prepare(group))[1]
+    for pixels in (10**9, 48 * 64 * 3, 1):  # one run (the bad map fails it: map by map), runs of 3 maps, of 1
+        monkeypatch.setattr(run, "PREPARE_PIXELS", pixels)
+        calls.clear()
+        joined, stacked, rest = run._collate(list(enumerate(maps)), tokenizer=tok)
+        assert stacked == [] and [i for i, _ in rest] == [2] and "0 valid pixels" in rest[0][1]
+        (indices, enc), = joined
+        assert sorted(indices) == sorted(alone) and {i: ids for i, ids in zip(indices, enc.ids.tolist())} == alone
+        assert max(calls) == {10**9: 9, 48 * 64 * 3: 3, 1: 1}[pixels]
+    assert isinstance(maps[5], DepthMap)
+
+
+class _BatchOfBuffers(torch.utils.data.Dataset):
+    """Each item holds 24 buffers of 2 MB at once (as a batch of maps does) and frees them; it
+    returns the page faults that took."""
+
+    def __len__(self) -> int:
+        return 6
+
+    def __getitem__(self, k: int) -> int:
+        import resource
+
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        buffers = [np.ones(2**18) for _ in range(24)]
+        del buffers
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def test_workers_keep_the_memory_they_free(tmp_path):
+    """``tokenize_depth``'s workers tell glibc to keep freed memory: a batch's buffers are then
+    faulted in once, not again for every batch (by default the freed 48 MB go back to the kernel
+    each time). Where libc has no ``mallopt``, the setting is skipped without harm."""
+    import ctypes
+
+    from perceptok.shards.run import _keep_freed_memory
+
+    def faults(init):
+        loader = torch.utils.data.DataLoader(_BatchOfBuffers(), batch_size=None, num_workers=1, worker_init_fn=init)
+        return list(loader)[1:]  # after the first batch
+
+    tuned, plain = faults(_keep_freed_memory), faults(None)
+    if hasattr(ctypes.CDLL(None), "mallopt"):
+        assert max(tuned) < 100 and min(plain) > 5000, (tuned, plain)  # 24 × 2 MB is 12,288 pages
+    else:
+        assert len(tuned) == len(plain) == 5
+
+
 def test_bench_tokenize_command(capsys):
     code = cli(["bench", "tokenize", "--files", "6", "--workers", "2", "--batch-size", "2", "--repeats", "1",
                 "--loop-files", "3", "--json"])

@@ -24,7 +24,7 @@ from PIL import Image
 from perceptok.depth.tokenizer import PreparedDepth
 from perceptok.io import read_depth, read_depth_codes
 from perceptok.loading import load
-from perceptok.shards.run import _collate, _depth_table, tokenize_depth
+from perceptok.shards.run import _collate, _depth_table, _prepare, tokenize_depth
 from perceptok.shards.sources import folder_items
 
 
@@ -102,8 +102,8 @@ def _stages(tok: Any, paths: list[Path], batch_size: int, tmp: Path) -> dict[str
     decode = clock() - start
     device = getattr(tok, "device", torch.device("cpu"))
     start = clock()
-    if device.type == "cpu":  # as the workers do it: map by map, joined per batch
-        prepared = [PreparedDepth.cat([tok.prepare(m) for m in maps[i : i + batch_size]])
+    if device.type == "cpu":  # as the workers do it: in runs of maps, joined per batch
+        prepared = [PreparedDepth.cat([p for _, p in _prepare(tok, list(enumerate(maps[i : i + batch_size])))[0]])
                     for i in range(0, len(maps), batch_size)]
     else:  # as the main process does it: a batch's codes copied as one tensor, normalised together
         prepared = [tok.prepare([m for g in _collate(list(enumerate(maps[i : i + batch_size])))[1]

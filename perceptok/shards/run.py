@@ -7,6 +7,7 @@ input never stops the run: it is skipped, with its reason, into ``OUT/errors.jso
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import functools
 import json
@@ -147,25 +148,88 @@ class CodesBatch:
 
 Joined = tuple[list[tuple[list[int], DepthEncoding]], list[CodesBatch], list[tuple[int, Any]]]
 
+# The most pixels a worker prepares in one call (normalisation's per-code steps then run once for
+# all its maps, not map by map: 20 % less pixel work a map on a CPU). The call's few full-size
+# temporaries (the stacked codes, their rows) stay under glibc's 32 MB mmap threshold this way,
+# so they reuse freed memory instead of page-faulting fresh pages in on every call.
+PREPARE_PIXELS = 4_000_000
 
-def _collate(batch: list[tuple[int, Any]], encode: Callable[[PreparedDepth], DepthEncoding] | None = None) -> Joined:
-    """Where a worker made the batch: its prepared maps joined per kind and encoded by ``encode``
-    (a tokenizer's ``encode_prepared``), its code maps stacked per size and table (so that a
-    batch crosses to the main process as a few tensors, not one or three per map), and the rest
-    (value maps, images, reasons for skipping) as they are."""
-    prepared: dict[str, list[tuple[int, PreparedDepth]]] = {}
+
+def _prepare(tok: GridDepthTokenizer, maps: list[tuple[int, DepthMap | DepthCodes]]) -> tuple[
+        list[tuple[list[int], PreparedDepth]], list[tuple[int, str]]]:
+    """Maps of one kind, prepared by ``tok`` in runs of up to ``PREPARE_PIXELS`` pixels; a run
+    that fails is retried map by map, so that only a bad map is skipped (with its reason)."""
+    runs: list[list[tuple[int, DepthMap | DepthCodes]]] = [[]]
+    pixels = 0
+    for i, m in maps:
+        size = (m.codes if isinstance(m, DepthCodes) else m.values).numel()
+        if runs[-1] and pixels + size > PREPARE_PIXELS:
+            runs.append([])
+            pixels = 0
+        runs[-1].append((i, m))
+        pixels += size
+    prepared, errors = [], []
+    for run in runs:
+        try:
+            prepared.append(([i for i, _ in run], tok.prepare([m for _, m in run])))
+        except (ValueError, TypeError) as err:
+            if len(run) == 1:
+                errors.append((run[0][0], f"{type(err).__name__}: {err}"))
+                continue
+            for one in run:
+                more, bad = _prepare(tok, [one])
+                prepared += more
+                errors += bad
+    return prepared, errors
+
+
+def _collate(batch: list[tuple[int, Any]], tokenizer: GridDepthTokenizer | None = None) -> Joined:
+    """Where a worker made the batch. With ``tokenizer`` (the workers do the pixel work and run
+    the network): its maps prepared (``_prepare``), joined per kind and encoded. Without: its code
+    maps stacked per size and table (so that a batch crosses to the main process as a few
+    tensors, not one or three per map). The rest (value maps for the main process, images,
+    reasons for skipping) as it is; maps that fail to prepare become reasons."""
+    maps: dict[str, list[tuple[int, DepthMap | DepthCodes]]] = {}
     codes: dict[tuple[Any, ...], list[tuple[int, DepthCodes]]] = {}
     rest = []
     for i, x in batch:
-        if isinstance(x, PreparedDepth):
-            prepared.setdefault(x.stats.kind, []).append((i, x))
+        if tokenizer is not None and isinstance(x, (DepthMap, DepthCodes)):
+            maps.setdefault(x.kind, []).append((i, x))
         elif isinstance(x, DepthCodes):
             codes.setdefault((tuple(x.codes.shape), id(x.table), x.kind), []).append((i, x))
         else:
             rest.append((i, x))
+    joined = []
+    for group in maps.values():
+        prepared, errors = _prepare(tokenizer, group)
+        rest += errors
+        if prepared:
+            joined.append(([i for indices, _ in prepared for i in indices],
+                           tokenizer.encode_prepared(PreparedDepth.cat([p for _, p in prepared]))))
     stacked = [CodesBatch([i for i, _ in g], (torch.stack([c.codes for _, c in g]) - _CODE_OFFSET).to(torch.int16),
                           g[0][1].table, g[0][1].kind, [c.path for _, c in g]) for g in codes.values()]
-    return [([i for i, _ in g], encode(PreparedDepth.cat([x for _, x in g]))) for g in prepared.values()], stacked, rest
+    return joined, stacked, rest
+
+
+# glibc's mallopt parameters (malloc.h) and what a worker sets them to: blocks up to 32 MB (the
+# largest threshold glibc accepts) come from the heap, and freed memory stays there up to 1 GB.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_WORKER_MALLOC = {_M_MMAP_THRESHOLD: 32 * 2**20, _M_TRIM_THRESHOLD: 2**30}
+
+
+def _keep_freed_memory(worker_id: int) -> None:
+    """A DataLoader worker's allocator keeps the memory it frees for the next map: by default
+    glibc hands the megabyte-sized buffers of each map (the file's bytes, the inflated rows, the
+    codes, a run's stacked maps) back to the kernel and page-faults them in again for the next,
+    600 page faults a map, 8 % of a worker's time on a 2-core VM (BENCHMARKS.md). Only in the
+    workers, which are this run's own processes; nothing changes where libc has no ``mallopt``
+    (macOS, Windows, musl)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):  # no such function; Windows loads no NULL library
+        return
+    for param, value in _WORKER_MALLOC.items():
+        mallopt(param, value)
 
 
 def tokenize_depth(
@@ -207,13 +271,12 @@ def tokenize_depth(
     # made (in the workers, in parallel: the main process only writes); on an accelerator the maps
     # go there raw, a batch's codes as one tensor, and are normalised and encoded in batches.
     readers_encode = device.type == "cpu" if workers_prepare is None else workers_prepare
-    inputs = functools.partial(DepthInputs, items, dataset=dataset, column=column,
-                               prepare=tok.prepare if readers_encode else None)
-    collate = functools.partial(_collate, encode=tok.encode_prepared if readers_encode else None)
+    inputs = functools.partial(DepthInputs, items, dataset=dataset, column=column)
+    collate = functools.partial(_collate, tokenizer=tok if readers_encode else None)
     if workers and order:  # the first input once here: the workers, forked after, inherit what that compiles
         collate([inputs(order[:1])[0]])  # and caches (numba's loops, oneDNN's kernels) instead of each redoing it
     loader = DataLoader(inputs(order), batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=device.type == "cuda", worker_init_fn=_keep_freed_memory if workers else None)
     shard_of = {k: (k * shard_size, min((k + 1) * shard_size, len(items))) for k in todo}
     pending: dict[int, tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]] = {k: ([], []) for k in todo}
     summary = TokenizeSummary(0, 0, 0, done_before, 0.0)

@@ -1,6 +1,5 @@
 """What ``perceptok tokenize depth`` reads: a deterministic list of inputs, each loaded (in a
-DataLoader worker) to a map (prepared for the tokenizer where it runs on the CPU) or to the
-reason it could not be.
+DataLoader worker) to a map or to the reason it could not be.
 
 Sources: a manifest (``perceptok.io`` format), a folder of depth files, a local Hugging Face
 dataset (arrow from ``save_to_disk`` or parquet files; an image or array column), or a folder of
@@ -12,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,15 +114,13 @@ def _read(item: DepthItem) -> DepthMap | DepthCodes:
 
 class DepthInputs(Dataset):
     """``items[i]`` → ``(i, map)`` (``DepthCodes`` or ``DepthMap``; an RGB image for the
-    estimator), or ``(i, reason)`` when it cannot be read. ``prepare`` (a tokenizer's) turns
-    each map into a ``PreparedDepth`` right there, so that workers do the pixel work. Runs in
-    DataLoader workers; a dataset source is opened once per worker."""
+    estimator), or ``(i, reason)`` when it cannot be read. Runs in DataLoader workers; a dataset
+    source is opened once per worker."""
 
     def __init__(self, items: Sequence[DepthItem], order: Sequence[int], dataset: str | None = None,
-                 column: str | None = None, prepare: Callable[[Any], Any] | None = None):
+                 column: str | None = None):
         self.items, self.order = items, list(order)
         self.dataset_path, self.column = dataset, column
-        self.prepare = prepare
         self._dataset: Any = None
 
     def __len__(self) -> int:
@@ -139,9 +136,7 @@ class DepthInputs(Dataset):
             if item.source.startswith("dataset:"):
                 if self._dataset is None:
                     self._dataset = open_dataset(self.dataset_path)
-                depth: Any = _array_map(self._dataset[int(item.source[8:])][self.column], item)
-            else:
-                depth = _read(item)
-            return i, depth if self.prepare is None else self.prepare(depth)
+                return i, _array_map(self._dataset[int(item.source[8:])][self.column], item)
+            return i, _read(item)
         except (ValueError, OSError, TypeError, UnidentifiedImageError) as err:
             return i, f"{type(err).__name__}: {err}"
