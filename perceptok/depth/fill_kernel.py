@@ -158,19 +158,20 @@ def _fill_resize(x, valid, plan, work, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def _look_up_resize(index, signed, plan, work, out):
-    """Integer-coded maps as ``index`` ``(B, H, W)``, each pixel's row of ``signed`` (its relative
-    depth, negative for an invalid code) → ``out`` ``(B, 2, oh, ow)``: each map looked up into
-    the planes (``clamp_min(0)`` and ``>= 0`` of the value, as ``normalize_codes`` defines
-    them), then ``_resize_planes``."""
+def _look_up_resize(codes, signed, plan, work, out):
+    """Integer-coded maps ``codes`` ``(B, H, W)`` and, per map, each code's relative depth
+    ``signed`` ``(B, K)`` (negative for an invalid code) → ``out`` ``(B, 2, oh, ow)``: each map
+    looked up into the planes (``clamp_min(0)`` and ``>= 0`` of the value, as
+    ``normalize_codes`` defines them), then ``_resize_planes``."""
     full, fullv = work[1][0], work[1][1]
     zero, one = full.dtype.type(0), full.dtype.type(1)
-    for b in range(index.shape[0]):
+    for b in range(codes.shape[0]):
         holes = False
-        for i in range(index.shape[1]):
-            rows, frow, vrow = index[b, i], full[i], fullv[i]
-            for j in range(index.shape[2]):
-                v = signed[rows[j]]
+        table = signed[b]
+        for i in range(codes.shape[1]):
+            row, frow, vrow = codes[b, i], full[i], fullv[i]
+            for j in range(codes.shape[2]):
+                v = table[row[j]]
                 ok = v >= 0
                 frow[j], vrow[j] = max(v, zero), one if ok else zero
                 holes = holes or not ok
@@ -238,11 +239,10 @@ def model_input_codes_cpu(codes: CodeLookup, size: tuple[int, int]) -> torch.Ten
     """``model_input`` of integer-coded maps straight from their ``CodeLookup`` (``normalize_codes``
     on a CPU): each map's pixels looked up into the planes as they are filled (the same numbers
     as ``model_input_cpu`` of the looked-up maps, bit for bit)."""
-    index = codes.index.numpy()
-    b, h, w = index.shape
+    b, h, w = codes.codes.shape
     plan = _plan(h, w, tuple(size), codes.signed.dtype)
     out = np.empty((b, 2, *size), NUMPY[codes.signed.dtype])
-    _look_up_resize(index, codes.signed.numpy(), plan, _workspace(plan, codes.signed.dtype), out)
+    _look_up_resize(codes.codes.numpy(), codes.signed.numpy(), plan, _workspace(plan, codes.signed.dtype), out)
     return torch.from_numpy(out)
 
 

@@ -61,12 +61,12 @@ class DepthStats:
 @dataclasses.dataclass
 class CodeLookup:
     """How every pixel of integer-coded maps normalises (``normalize_codes``), before any pixel is
-    looked up: ``index`` ``(B, H, W)`` int32 or int64, each pixel's row in ``signed`` ``(B·K,)``,
-    the relative depth of every code of every map (-1: an invalid code); ``n`` ``(B,)`` the
-    valid pixels of each map (None where the histogram was of a sample). The CPU's compiled
-    ``model_input`` reads the pixels from it."""
+    looked up: ``codes`` ``(B, H, W)``, the maps; ``signed`` ``(B, K)``, the relative depth of
+    every code for each map (-1: an invalid code); ``n`` ``(B,)`` the valid pixels of each map
+    (None where the histogram was of a sample). The CPU's compiled ``model_input`` reads the
+    pixels from it."""
 
-    index: torch.Tensor
+    codes: torch.Tensor
     signed: torch.Tensor
     n: torch.Tensor | None
 
@@ -361,6 +361,16 @@ def _code_table(table: torch.Tensor, kind: str, device: torch.device) -> _CodeTa
     return per_table[(kind, device)]
 
 
+def _table_rows(codes: torch.Tensor, k: int) -> torch.Tensor:
+    """``(B, P)`` codes → each pixel's row in the ``(B·K,)`` per-map tables of ``k`` codes each:
+    int32 where it fits (half the memory traffic of int64 in the add, the histogram and the
+    lookups; the values are the same)."""
+    b = codes.shape[0]
+    dtype = torch.int32 if b * k < 2**31 else torch.int64
+    index = codes.to(dtype)
+    return index + torch.arange(0, b * k, k, device=codes.device, dtype=dtype)[:, None] if b > 1 else index
+
+
 def normalize_codes(codes: torch.Tensor, table: torch.Tensor, kind: str) -> Normalized:
     """Integer-coded maps ``(B, H, W)`` whose code ``k`` stands for the depth ``table[k]`` (NaN:
     no measurement; ``perceptok.io.DepthCodes``) → exactly what ``normalize_depth`` gives for
@@ -376,21 +386,20 @@ def normalize_codes(codes: torch.Tensor, table: torch.Tensor, kind: str) -> Norm
         # in millimetres uses a few thousand of 65,536 codes). The same numbers, bit for bit.
         k = int(codes.max()) + 1
         view = view.prefix(k)
-    # Each pixel's row of the (B, K) per-map tables: int32 where it fits (half the memory traffic
-    # of int64 in the add, the histogram and the lookups; the values are the same).
-    dtype = torch.int32 if b * k < 2**31 else torch.int64
-    index = codes.flatten(1).to(dtype)  # (B, P)
-    if b > 1:
-        index = index + torch.arange(0, b * k, k, device=codes.device, dtype=dtype)[:, None]
-    counts = torch.bincount(_sample(index).flatten(), minlength=b * k).view(b, k) * view.ok  # (B, K)
+    flat = codes.flatten(1)  # (B, P)
+    if codes.device.type == "cpu" and b:  # map by map: no (B, P) index of per-map rows to write
+        counts = torch.stack([torch.bincount(_sample(row[None])[0], minlength=k) for row in flat])
+    else:  # one histogram for the batch, each map's codes shifted into its own rows
+        counts = torch.bincount(_sample(_table_rows(flat, k)).flatten(), minlength=b * k).view(b, k)
+    counts = counts * view.ok  # (B, K)
     cum = _ranked(counts, view.order).cumsum(1)  # (B, K), codes by inverse depth
     n = cum[:, -1:]  # (B, 1)
     at = lambda r: view.ascending[torch.searchsorted(cum, r, right=True).clamp_max(k - 1)]  # noqa: E731
     low, high = _interpolated(n, at, view.ascending.dtype)
     rel_t = _relative(view.inverse.expand(b, k), low, high, view.ok.expand(b, k))  # (B, K)
-    lookup = CodeLookup(index.view(codes.shape), torch.where(view.ok, rel_t, -1.0).view(-1),
-                        n[:, 0] if index.shape[1] <= MAX_QUANTILE_VALUES else None)
-    look = lambda x: x.reshape(-1).index_select(0, index.view(-1)).view(codes.shape)  # noqa: E731
+    lookup = CodeLookup(codes, torch.where(view.ok, rel_t, -1.0), n[:, 0] if flat.shape[1] <= MAX_QUANTILE_VALUES else None)
+    rows = functools.cache(lambda: _table_rows(flat, k).view(-1))  # made where a pixel is looked up here
+    look = lambda x: x.reshape(-1).index_select(0, rows()).view(codes.shape)  # noqa: E731
     signed = functools.cache(lambda: look(lookup.signed))  # one lookup for both: -1 marks an invalid code
     return Normalized(lambda: signed().clamp_min(0), lambda: signed() >= 0, low, high,
                       lambda: look(view.inverse.expand(b, k)), lookup)
