@@ -6,16 +6,18 @@ The tensor version is the definition; this is a faster route to the same numbers
 rounding: sums are taken in another order), tested against it. Per map: the 2×2 sums of the
 pyramid (level 1 straight from the pixels, as ``_sum2`` adds them), down to the first level where
 every cell has a measurement (which is what ``fill_holes(sync=True)`` stops at, and the same
-result as going on); the fill back up with the bilinear weights ``F.interpolate`` uses; then each
-pixel takes its measured value or, for a hole, the fill, and the map and its validity are resized
-down the columns (whole rows of pixels at a time), then along the rows. The weights of every
-resize are ``F.interpolate``'s own (``normalize._axis_weights``), passed in as bands: where each
-output's taps start, and their weights. Each map is first written into two scratch planes, its
-values and validity, noting whether it has holes on the way: copied (``_fill_resize``), or, for
-integer-coded maps, each pixel looked up in its ``CodeLookup`` (``_look_up_resize``). Scratch
-arrays are kept per thread and shape (allocated afresh, their page faults doubled the time). Importing this
-module imports numba (about a quarter of a second after torch); the loops compile once, then are
-cached on disk.
+result as going on); the fill back up, level by level and row by row, each empty cell (and at the
+end each hole) taking the coarser level with the bilinear weights ``F.interpolate`` uses; then
+the map and its validity are resized down the columns (whole rows of pixels at a time), then
+along the rows. The weights of every resize are ``F.interpolate``'s own
+(``normalize._axis_weights``), passed in as bands: where each output's taps start, and their
+weights. Each map is first written into two scratch planes, its values and validity, noting
+whether it has holes on the way: copied (``_fill_resize``), or, for integer-coded maps, each
+pixel looked up in its ``CodeLookup`` (``_look_up_resize``). Scratch arrays are kept per thread
+and shape (allocated afresh, their page faults doubled the time). The inner loops are written to
+vectorise: one output array a loop, unsigned indices for gathers, counts instead of early exits.
+Importing this module imports numba (about a quarter of a second after torch); the loops compile
+once, then are cached on disk.
 
 Axis legend: ``B`` maps, ``H, W`` pixels, ``T`` taps of a band.
 """
@@ -35,25 +37,43 @@ from perceptok.depth.normalize import CodeLookup, _axis_weights
 NUMPY = {torch.float32: np.float32, torch.float64: np.float64}  # the dtypes the loop is compiled for
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _up(filled, at, hi, wi, i, j, up_rows, up_cols, r0, c0):
-    """Level ``filled[at:]`` (``hi × wi``) upsampled, at output ``(i, j)``: columns first, then
-    rows, as the two matrix products take them; output ``i``'s taps are row ``r0 + i`` of
-    ``up_rows`` (first taps, weights), ``j``'s row ``c0 + j`` of ``up_cols``."""
-    (start_r, up_r), (start_c, up_c) = up_rows, up_cols
-    y0, z0 = start_r[r0 + i], start_c[c0 + j]
-    y1, z1 = min(y0 + 1, hi - 1), min(z0 + 1, wi - 1)
-    wc0, wc1 = up_c[c0 + j, 0], up_c[c0 + j, 1]
-    top = wc0 * filled[at + y0 * wi + z0] + wc1 * filled[at + y0 * wi + z1]
-    bottom = wc0 * filled[at + y1 * wi + z0] + wc1 * filled[at + y1 * wi + z1]
-    return up_r[r0 + i, 0] * top + up_r[r0 + i, 1] * bottom
+@numba.njit(cache=True, nogil=True)
+def _fill_row(values, valid, coarse, first, weights, cols):
+    """The holes (``valid`` 0) of one row of a level take the next coarser level ``coarse``
+    ``(hi, wi)`` upsampled with the bilinear weights of ``F.interpolate``: columns first, then
+    rows, as the two matrix products take them. ``first`` and ``weights`` ``(2,)``: the row's
+    first tap in ``coarse`` and its two weights; ``cols``: the columns' (first taps ``(W,)``,
+    weights ``(W, 2)``)."""
+    hi, wi = coarse.shape
+    top, bottom = coarse[first], coarse[min(first + 1, hi - 1)]
+    w0, w1 = weights[0], weights[1]
+    start_c, up_c = cols
+    for j in range(values.shape[0]):
+        if valid[j] == 0:
+            z0 = start_c[j]
+            z1 = min(z0 + 1, wi - 1)
+            c0, c1 = up_c[j, 0], up_c[j, 1]
+            values[j] = w0 * (c0 * top[z0] + c1 * top[z1]) + w1 * (c0 * bottom[z0] + c1 * bottom[z1])
 
 
 @numba.njit(cache=True, nogil=True)
-def _half(values, counts, out_values, out_counts, zero_values, zero_counts):
+def _fill_level(values, valid, lv, plan, filled):
+    """The empty cells (``valid`` 0) of level ``lv`` ``(h, w)`` take level ``lv + 1``'s fill (in
+    ``filled``), upsampled, row by row."""
+    sizes, base, up_rows, up_cols, offsets = plan[:5]
+    coarse = filled[base[lv + 1] : base[lv + 2]].reshape(sizes[lv + 1, 0], sizes[lv + 1, 1])
+    r0, c0 = offsets[lv, 0], offsets[lv, 1]
+    w = values.shape[1]
+    cols = (up_cols[0][c0 : c0 + w], up_cols[1][c0 : c0 + w])
+    for i in range(values.shape[0]):
+        _fill_row(values[i], valid[i], coarse, up_rows[0][r0 + i], up_rows[1][r0 + i], cols)
+
+
+@numba.njit(cache=True, nogil=True)
+def _half(values, counts, out_values, out_counts, zeros):
     """Sums of 2×2 cells of ``values`` and ``counts`` ``(h, w)`` (odd sizes padded with zeros, the
-    ``zero_*`` rows) into ``out_*`` ``(⌈h/2⌉, ⌈w/2⌉)``, added in ``_sum2``'s order: the two rows
-    first. ``counts`` may be a bool mask."""
+    ``zeros`` row) into ``out_*`` ``(⌈h/2⌉, ⌈w/2⌉)``, added in ``_sum2``'s order: the two rows
+    first."""
     h, w = values.shape
     pairs = w // 2
     for i in range(out_values.shape[0]):
@@ -61,7 +81,7 @@ def _half(values, counts, out_values, out_counts, zero_values, zero_counts):
         if 2 * i + 1 < h:
             under, cunder = values[2 * i + 1], counts[2 * i + 1]
         else:
-            under, cunder = zero_values[:w], zero_counts[:w]
+            under, cunder = zeros[:w], zeros[:w]
         row, crow = out_values[i], out_counts[i]
         for j in range(pairs):
             z = 2 * j
@@ -84,7 +104,7 @@ def _resize_planes(holes, plan, work, out):
     of ``up_cols`` (every level's, end to end) hold each output's first tap and its two weights;
     the resize's bands, ``(starts (oh,), weights (oh, T))`` per axis. ``work``
     (``_workspace``): arrays to write in, so that no call allocates (and page-faults) anew."""
-    sizes, base, up_rows, up_cols, offsets, out_r, out_c = plan
+    sizes, base, out_r, out_c = plan[0], plan[1], plan[5], plan[6]
     pyramid, planes, halves, zeros = work
     sums, counts, filled = pyramid[0], pyramid[1], pyramid[2]
     full, fullv = planes[0], planes[1]
@@ -98,36 +118,30 @@ def _resize_planes(holes, plan, work, out):
     if holes and levels > 1:  # (a 1×1 map has nothing to fill from: its hole stays 0)
         level = lambda lv: (sums[base[lv] : base[lv + 1]].reshape(sizes[lv, 0], sizes[lv, 1]),  # noqa: E731
                             counts[base[lv] : base[lv + 1]].reshape(sizes[lv, 0], sizes[lv, 1]))
-        _half(full, fullv, *level(1), zeros, zeros)  # level 1 from the pixels
+        _half(full, fullv, *level(1), zeros)  # level 1 from the pixels
         lv = 1
         while max(sizes[lv, 0], sizes[lv, 1]) > 1 and counts[base[lv] : base[lv + 1]].min() <= 0:
-            _half(*level(lv), *level(lv + 1), zeros, zeros)  # the next level, while this one has an empty cell
+            _half(*level(lv), *level(lv + 1), zeros)  # the next level, while this one has an empty cell
             lv += 1
         for k in range(base[lv], base[lv + 1]):  # an empty cell's sum is 0: it stays 0
             filled[k] = sums[k] / max(counts[k], one)
-        for lv in range(lv - 1, 0, -1):
-            for i in range(sizes[lv, 0]):
-                for j in range(sizes[lv, 1]):
-                    k = base[lv] + i * sizes[lv, 1] + j
-                    filled[k] = (sums[k] / counts[k] if counts[k] > 0 else
-                                 _up(filled, base[lv + 1], sizes[lv + 1, 0], sizes[lv + 1, 1], i, j,
-                                     up_rows, up_cols, offsets[lv, 0], offsets[lv, 1]))
-        for i in range(h):  # holes take level 1's fill, upsampled; measured pixels keep their value
-            frow, vrow = full[i], fullv[i]
-            for j in range(w):
-                if vrow[j] == 0:
-                    frow[j] = _up(filled, base[1], sizes[1, 0], sizes[1, 1], i, j, up_rows, up_cols,
-                                  offsets[0, 0], offsets[0, 1])
+        for lv in range(lv - 1, 0, -1):  # each level: its cells' means, and the coarser fill in its empty cells
+            for k in range(base[lv], base[lv + 1]):
+                filled[k] = sums[k] / counts[k] if counts[k] > 0 else 0
+            _fill_level(filled[base[lv] : base[lv + 1]].reshape(sizes[lv, 0], sizes[lv, 1]),
+                        counts[base[lv] : base[lv + 1]].reshape(sizes[lv, 0], sizes[lv, 1]), lv, plan, filled)
+        _fill_level(full, fullv, 0, plan, filled)  # the image: measured pixels keep their value
     for p in range(oh):  # along the columns first: whole rows of pixels at a time (contiguous)
         d, dv = down[p], downv[p]
         for j in range(w):
             d[j], dv[j] = 0.0, 0.0
         for t in range(rw.shape[1]):
             y = rs[p] + t
-            if y < h:
+            if y < h:  # one array a loop: these vectorise better than both in one
                 weight, frow, vrow = rw[p, t], full[y], fullv[y]
                 for j in range(w):
                     d[j] += weight * frow[j]
+                for j in range(w):
                     dv[j] += weight * vrow[j]
     for p in range(oh):
         d, dv = down[p], downv[p]
@@ -148,13 +162,13 @@ def _fill_resize(x, valid, plan, work, out):
     ``(B, 2, oh, ow)``: each map copied into the planes, then ``_resize_planes``."""
     full, fullv = work[1][0], work[1][1]
     for b in range(x.shape[0]):
-        holes = False
+        bad = 0
         for i in range(x.shape[1]):
             frow, vrow, xrow, mask = full[i], fullv[i], x[b, i], valid[b, i]
             for j in range(x.shape[2]):
                 frow[j], vrow[j] = xrow[j], mask[j]
-                holes = holes or not mask[j]
-        _resize_planes(holes, plan, work, out[b])
+                bad += not mask[j]
+        _resize_planes(bad > 0, plan, work, out[b])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -164,18 +178,30 @@ def _look_up_resize(codes, signed, plan, work, out):
     looked up into the planes (``clamp_min(0)`` and ``>= 0`` of the value, as
     ``normalize_codes`` defines them), then ``_resize_planes``."""
     full, fullv = work[1][0], work[1][1]
-    zero, one = full.dtype.type(0), full.dtype.type(1)
     for b in range(codes.shape[0]):
         holes = False
         table = signed[b]
         for i in range(codes.shape[1]):
-            row, frow, vrow = codes[b, i], full[i], fullv[i]
-            for j in range(codes.shape[2]):
-                v = table[row[j]]
-                ok = v >= 0
-                frow[j], vrow[j] = max(v, zero), one if ok else zero
-                holes = holes or not ok
+            row, frow = codes[b, i], full[i]
+            for j in range(codes.shape[2]):  # a loop of its own, with unsigned indices: it vectorises (gathers)
+                frow[j] = table[np.uint32(row[j])]
+            holes = _split_signs(frow, fullv[i]) or holes
         _resize_planes(holes, plan, work, out[b])
+
+
+@numba.njit(cache=True, nogil=True)
+def _split_signs(values, valid):
+    """Looked-up values (negative: an invalid code) → ``values`` clamped at 0 and ``valid`` as
+    0/1 (``clamp_min(0)`` and ``>= 0``, as ``normalize_codes`` defines them); whether any is
+    invalid."""
+    zero, one = values.dtype.type(0), values.dtype.type(1)
+    bad = 0
+    for j in range(values.shape[0]):
+        v = values[j]
+        bad += v < zero
+        valid[j] = one if v >= zero else zero
+        values[j] = max(v, zero)
+    return bad > 0
 
 
 def _band(n_in: int, n_out: int, antialias: bool, dtype: torch.dtype,
