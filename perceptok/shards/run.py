@@ -149,9 +149,9 @@ class CodesBatch:
 Joined = tuple[list[tuple[list[int], DepthEncoding]], list[CodesBatch], list[tuple[int, Any]]]
 
 # The most pixels a worker prepares in one call (normalisation's per-code steps then run once for
-# all its maps, not map by map: 20 % less pixel work a map on a CPU). The call's few full-size
-# temporaries (the stacked codes, their rows) stay under glibc's 32 MB mmap threshold this way,
-# so they reuse freed memory instead of page-faulting fresh pages in on every call.
+# all its maps, not map by map: 8 % less worker CPU a map, BENCHMARKS.md). The call's full-size
+# temporary (the stacked codes) stays under glibc's 32 MB mmap threshold this way, so it reuses
+# freed memory instead of page-faulting fresh pages in on every call.
 PREPARE_PIXELS = 4_000_000
 
 
@@ -220,10 +220,10 @@ _WORKER_MALLOC = {_M_MMAP_THRESHOLD: 32 * 2**20, _M_TRIM_THRESHOLD: 2**30}
 def _keep_freed_memory(worker_id: int) -> None:
     """A DataLoader worker's allocator keeps the memory it frees for the next map: by default
     glibc hands the megabyte-sized buffers of each map (the file's bytes, the inflated rows, the
-    codes, a run's stacked maps) back to the kernel and page-faults them in again for the next,
-    600 page faults a map, 8 % of a worker's time on a 2-core VM (BENCHMARKS.md). Only in the
-    workers, which are this run's own processes; nothing changes where libc has no ``mallopt``
-    (macOS, Windows, musl)."""
+    codes, a run's stacked maps) back to the kernel and page-faults them in again for the next:
+    620 page faults a map against 210, and 6 % more worker CPU a map on a 2-core VM
+    (BENCHMARKS.md). Only in the workers, which are this run's own processes; nothing changes
+    where libc has no ``mallopt`` (macOS, Windows, musl)."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):  # no such function; Windows loads no NULL library
