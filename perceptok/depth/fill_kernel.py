@@ -176,7 +176,8 @@ def _look_up_resize(codes, signed, plan, work, out):
     """Integer-coded maps ``codes`` ``(B, H, W)`` and, per map, each code's relative depth
     ``signed`` ``(B, K)`` (negative for an invalid code) → ``out`` ``(B, 2, oh, ow)``: each map
     looked up into the planes (``clamp_min(0)`` and ``>= 0`` of the value, as
-    ``normalize_codes`` defines them), then ``_resize_planes``."""
+    ``normalize_codes`` defines them), then ``_resize_planes``. Every code must lie in
+    ``0..K-1``, as ``normalize_codes``' histogram has checked (nothing is checked here)."""
     full, fullv = work[1][0], work[1][1]
     for b in range(codes.shape[0]):
         holes = False
