@@ -329,3 +329,9 @@ def test_bench_tokenize_command(capsys):
     assert code == 0 and (result["files"], result["loop_files"]) == (6, 3)
     assert set(result["workers_maps_s"]) == {"0", "1", "2"} and all(v > 0 for v in result["workers_maps_s"].values())
     assert set(result["seconds_of_one_pass"]) == {"decode_files", "prepare_pixels", "network_and_text", "write_parquet"}
+    per_map = result["per_map"]  # CPU and page faults a map: the workers' appear once they ran
+    assert set(per_map) == {"loop", "0", "1", "2"} and all(use["main_cpu_ms"] > 0 for use in per_map.values())
+    assert per_map["1"]["workers_cpu_ms"] > 0 and per_map["2"]["workers_page_faults"] > 0
+    assert cli(["bench", "tokenize", "--files", "2", "--workers", "1", "--batch-size", "2", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "tokenize, 1 workers:" in out and "ms CPU" in out and "page faults" in out

@@ -74,9 +74,14 @@ def _bench(args: argparse.Namespace) -> None:
         print(json.dumps(result))
         return
     print(f"{result['files']} files, {result['machine']}, median of {result['repeats']} rounds")
-    print(f"obvious loop: {result['loop_maps_s']:.1f} maps/s")
+    def cost(key: str) -> str:  # CPU and page faults a map, where the platform counts them
+        use = result["per_map"].get(key)
+        return (f" (a map: main {use['main_cpu_ms']:.1f} ms CPU, {use['main_page_faults']:.0f} page faults; "
+                f"workers {use['workers_cpu_ms']:.1f} ms, {use['workers_page_faults']:.0f})") if use else ""
+
+    print(f"obvious loop: {result['loop_maps_s']:.1f} maps/s" + cost("loop"))
     for n, rate in result["workers_maps_s"].items():
-        print(f"tokenize, {n} workers: {rate:.1f} maps/s")
+        print(f"tokenize, {n} workers: {rate:.1f} maps/s" + cost(n))
     print(f"{args.workers} workers / 1 worker: {result['workers_vs_one_worker']:.2f}×; best / loop: "
           f"{result['best_vs_loop']:.2f}×")
     print(f"one pass over {result['loop_files']} files: "

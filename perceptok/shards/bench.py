@@ -1,8 +1,9 @@
 """``perceptok bench tokenize``: maps per second from 16-bit PNG files to token shards, with 0,
 1 and ``workers`` DataLoader workers, beside the obvious loop
 ``for f in files: tok.encode(read_depth(f))`` on the same files in the same run (interleaved
-rounds, medians), and where the time of one pass goes (reading the files' codes, the pixel work,
-the network and text, writing shards).
+rounds, medians), the CPU time and page faults a map of the main process and of the workers in
+each configuration, and where the time of one pass goes (reading the files' codes, the pixel
+work, the network and text, writing shards).
 """
 
 from __future__ import annotations
@@ -65,15 +66,20 @@ def bench_tokenize(files: int = 256, workers: int = 2, batch_size: int = 32, tok
         loop_paths = paths[: loop_files or len(paths)]
         counts = sorted({0, 1, workers})
         seconds: dict[str, list[float]] = {"loop": [], **{str(n): [] for n in counts}}
+        usage: dict[str, list[dict[str, float]]] = {k: [] for k in seconds}
         for r in range(repeats):
+            before = _usage()
             start = time.perf_counter()
             for path in loop_paths:  # the obvious loop
                 loop_tok.encode(read_depth(path, scale=0.001))
             seconds["loop"].append((time.perf_counter() - start) * len(paths) / len(loop_paths))
+            usage["loop"].append(_per_map(before, _usage(), len(loop_paths)))
             for n in counts:
+                before = _usage()
                 summary = tokenize_depth(items, tmp / f"out{n}-{r}", tok, tokenizer, "bench", batch_size=batch_size,
                                          workers=n, device=device, shard_size=batch_size * 4, progress=False)
                 seconds[str(n)].append(summary.seconds)
+                usage[str(n)].append(_per_map(before, _usage(), len(paths)))
         rate = {k: len(paths) / statistics.median(v) for k, v in seconds.items()}
         return {
             "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
@@ -84,10 +90,30 @@ def bench_tokenize(files: int = 256, workers: int = 2, batch_size: int = 32, tok
             "workers_vs_one_worker": rate[str(workers)] / rate["1"],
             "best_vs_loop": max(rate[str(n)] for n in counts) / rate["loop"],
             "rounds_maps_s": {k: [len(paths) / t for t in v] for k, v in seconds.items()},
+            "per_map": {k: {what: statistics.median(u[what] for u in v) for what in v[0]} for k, v in usage.items()
+                        if v and v[0]},
             "seconds_of_one_pass": _stages(tok, loop_paths, batch_size, tmp),
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _usage() -> dict[str, float]:
+    """CPU seconds and minor page faults so far, of this process and of its finished children
+    (the DataLoader workers, once a run has joined them); empty where ``resource`` is missing
+    (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return {}
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"main_cpu_ms": (me.ru_utime + me.ru_stime) * 1e3, "workers_cpu_ms": (children.ru_utime + children.ru_stime) * 1e3,
+            "main_page_faults": me.ru_minflt, "workers_page_faults": children.ru_minflt}
+
+
+def _per_map(before: dict[str, float], after: dict[str, float], maps: int) -> dict[str, float]:
+    """What one configuration used a map, between two ``_usage`` readings."""
+    return {k: (after[k] - before[k]) / maps for k in before}
 
 
 def _stages(tok: Any, paths: list[Path], batch_size: int, tmp: Path) -> dict[str, float]:
