@@ -89,6 +89,26 @@ def test_histogram_of_a_sampled_huge_map_and_of_an_empty_one(monkeypatch):
     assert bool(a.low[1].isnan()) and not bool(a.low[0].isnan())
 
 
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64, torch.uint8])
+def test_cpu_code_histograms_are_bincounts(dtype):
+    """The compiled histograms (each map into its own row, every ``stride``-th pixel, as wide as
+    the largest code of any pixel) are ``torch.bincount``'s; codes outside the table are a clear
+    error from ``normalize_codes``, not a wrong histogram."""
+    from perceptok.depth.histogram_kernel import code_histograms
+
+    g = torch.Generator().manual_seed(2)
+    codes = torch.randint(0, 200, (3, 997), generator=g).to(dtype)
+    codes[2, 1] = 250  # the largest code, off every stride but 1
+    for stride in (1, 3):
+        got = code_histograms(codes, stride, 256)
+        assert got.dtype == torch.int64 and got.shape == (3, 251)
+        for row, counts in zip(codes, got):
+            assert torch.equal(counts, torch.bincount(row[::stride].long(), minlength=251))
+    table = torch.linspace(0.5, 9.0, 200)
+    with pytest.raises(ValueError, match=r"lie in 0\.\.199 .* got 0\.\.250"):
+        normalize_codes(codes.int(), table, "metric")
+
+
 @pytest.mark.parametrize("reader", ["sorting", "topk"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_percentiles_are_exactly_nanquantiles(dtype, reader, monkeypatch):

@@ -211,10 +211,15 @@ def from_inverse(inverse: torch.Tensor, kind: str) -> torch.Tensor:
     return inverse
 
 
+def _stride(pixels: int) -> int:
+    """Every how many pixels of a map the percentiles read: all of them, or an exact-enough
+    strided sample of maps with more than ``MAX_QUANTILE_VALUES`` pixels."""
+    return pixels // MAX_QUANTILE_VALUES + 1 if pixels > MAX_QUANTILE_VALUES else 1
+
+
 def _sample(flat: torch.Tensor) -> torch.Tensor:
-    """``(B, P)`` → the values the percentiles use: all of them, or an exact-enough strided
-    sample of maps with more than ``MAX_QUANTILE_VALUES`` pixels."""
-    return flat[:, :: flat.shape[1] // MAX_QUANTILE_VALUES + 1] if flat.shape[1] > MAX_QUANTILE_VALUES else flat
+    """``(B, P)`` → the values the percentiles use (``_stride``)."""
+    return flat[:, :: _stride(flat.shape[1])]
 
 
 def _widen_flat(low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -380,15 +385,19 @@ def normalize_codes(codes: torch.Tensor, table: torch.Tensor, kind: str) -> Norm
     check_kind(kind)
     b, k = codes.shape[0], table.numel()
     view = _code_table(table, kind, codes.device)
-    if codes.device.type == "cpu" and not isinstance(view.order, torch.Tensor) and codes.numel():
-        # Codes above the largest present count nothing, and the rest of a monotonic table keeps
-        # its order: its prefix serves, with every per-code step a fraction of the work (depth
-        # in millimetres uses a few thousand of 65,536 codes). The same numbers, bit for bit.
-        k = int(codes.max()) + 1
-        view = view.prefix(k)
     flat = codes.flatten(1)  # (B, P)
-    if codes.device.type == "cpu" and b:  # map by map: no (B, P) index of per-map rows to write
-        counts = torch.stack([torch.bincount(_sample(row[None])[0], minlength=k) for row in flat])
+    if codes.device.type == "cpu" and codes.numel():  # one compiled pass, each map into its own row
+        from perceptok.depth.histogram_kernel import code_histograms  # numba, imported on first use
+
+        counts = code_histograms(flat, _stride(flat.shape[1]), k)  # (B, K'), K' one past the largest code
+        if isinstance(view.order, torch.Tensor):  # a sorted table ranks every code
+            counts = F.pad(counts, (0, k - counts.shape[1]))
+        else:
+            # Codes above the largest present count nothing, and the rest of a monotonic table
+            # keeps its order: its prefix serves, with every per-code step a fraction of the work
+            # (depth in millimetres uses a few thousand of 65,536 codes). The same numbers.
+            k = counts.shape[1]
+            view = view.prefix(k)
     else:  # one histogram for the batch, each map's codes shifted into its own rows
         counts = torch.bincount(_sample(_table_rows(flat, k)).flatten(), minlength=b * k).view(b, k)
     counts = counts * view.ok  # (B, K)
