@@ -123,13 +123,13 @@ def _resize_planes(holes, plan, work, out):
         while max(sizes[lv, 0], sizes[lv, 1]) > 1 and counts[base[lv] : base[lv + 1]].min() <= 0:
             _half(*level(lv), *level(lv + 1), zeros)  # the next level, while this one has an empty cell
             lv += 1
-        for k in range(base[lv], base[lv + 1]):  # an empty cell's sum is 0: it stays 0
-            filled[k] = sums[k] / max(counts[k], one)
-        for lv in range(lv - 1, 0, -1):  # each level: its cells' means, and the coarser fill in its empty cells
-            for k in range(base[lv], base[lv + 1]):
-                filled[k] = sums[k] / counts[k] if counts[k] > 0 else 0
-            _fill_level(filled[base[lv] : base[lv + 1]].reshape(sizes[lv, 0], sizes[lv, 1]),
-                        counts[base[lv] : base[lv + 1]].reshape(sizes[lv, 0], sizes[lv, 1]), lv, plan, filled)
+        coarsest = lv
+        for lv in range(lv, 0, -1):  # each level: its cells' means, and below the coarsest the fill of its empty cells
+            for k in range(base[lv], base[lv + 1]):  # an empty cell's sum is 0: its mean is 0
+                filled[k] = sums[k] / max(counts[k], one)
+            if lv < coarsest:
+                _fill_level(filled[base[lv] : base[lv + 1]].reshape(sizes[lv, 0], sizes[lv, 1]),
+                            counts[base[lv] : base[lv + 1]].reshape(sizes[lv, 0], sizes[lv, 1]), lv, plan, filled)
         _fill_level(full, fullv, 0, plan, filled)  # the image: measured pixels keep their value
     for p in range(oh):  # along the columns first: whole rows of pixels at a time (contiguous)
         d, dv = down[p], downv[p]

@@ -406,7 +406,7 @@ def normalize_codes(codes: torch.Tensor, table: torch.Tensor, kind: str) -> Norm
     at = lambda r: view.ascending[torch.searchsorted(cum, r, right=True).clamp_max(k - 1)]  # noqa: E731
     low, high = _interpolated(n, at, view.ascending.dtype)
     rel_t = _relative(view.inverse.expand(b, k), low, high, view.ok.expand(b, k))  # (B, K)
-    lookup = CodeLookup(codes, torch.where(view.ok, rel_t, -1.0), n[:, 0] if flat.shape[1] <= MAX_QUANTILE_VALUES else None)
+    lookup = CodeLookup(codes, torch.where(view.ok, rel_t, -1.0), n[:, 0] if _stride(flat.shape[1]) == 1 else None)
     rows = functools.cache(lambda: _table_rows(flat, k).view(-1))  # made where a pixel is looked up here
     look = lambda x: x.reshape(-1).index_select(0, rows()).view(codes.shape)  # noqa: E731
     signed = functools.cache(lambda: look(lookup.signed))  # one lookup for both: -1 marks an invalid code
