@@ -279,8 +279,11 @@ def test_workers_prepare_runs_of_maps_and_skip_only_the_bad_one(tmp_path, monkey
         calls.clear()
         joined, stacked, rest = run._collate(list(enumerate(maps)), tokenizer=tok)
         assert stacked == [] and [i for i, _ in rest] == [2] and "0 valid pixels" in rest[0][1]
-        (indices, enc), = joined
-        assert sorted(indices) == sorted(alone) and {i: ids for i, ids in zip(indices, enc.ids.tolist())} == alone
+        (indices, values), = joined
+        assert sorted(indices) == sorted(alone) and {i: v["ids"] for i, v in zip(indices, values)} == alone
+        # what crosses back to the main process is plain values, pickled with the batch (a tensor
+        # would each cross in shared memory: a file and a handshake)
+        assert all(type(v["ids"]) is list and type(v["low"]) is float and type(v["text"]) is str for v in values)
         assert max(calls) == {10**9: 9, 48 * 64 * 3: 3, 1: 1}[pixels]
     assert isinstance(maps[5], DepthMap)
 

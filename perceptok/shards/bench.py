@@ -25,7 +25,7 @@ from PIL import Image
 from perceptok.depth.tokenizer import PreparedDepth
 from perceptok.io import read_depth, read_depth_codes
 from perceptok.loading import load
-from perceptok.shards.run import _collate, _depth_table, _prepare, tokenize_depth
+from perceptok.shards.run import _collate, _depth_table, _prepare, _row_values, tokenize_depth
 from perceptok.shards.sources import folder_items
 
 
@@ -47,7 +47,7 @@ def write_pngs(folder: Path, n: int, size: tuple[int, int] = (480, 640)) -> list
         return list(pool.map(write, range(n)))
 
 
-def bench_tokenize(files: int = 256, workers: int = 2, batch_size: int = 32, tokenizer: str = "depth",
+def bench_tokenize(files: int = 1024, workers: int = 2, batch_size: int = 32, tokenizer: str = "depth",
                    device: str = "cpu", folder: str | None = None, repeats: int = 3,
                    loop_files: int | None = None) -> dict[str, Any]:
     """The loop and ``tokenize_depth`` with 0, 1 and ``workers`` workers, ``repeats`` rounds
@@ -123,28 +123,25 @@ def _stages(tok: Any, paths: list[Path], batch_size: int, tmp: Path) -> dict[str
     import pyarrow.parquet as pq
 
     clock = time.perf_counter
-    start = clock()
-    maps = [read_depth_codes(p, scale=0.001) for p in paths]
-    decode = clock() - start
     device = getattr(tok, "device", torch.device("cpu"))
-    start = clock()
-    if device.type == "cpu":  # as the workers do it: in runs of maps, joined per batch
-        prepared = [PreparedDepth.cat([p for _, p in _prepare(tok, list(enumerate(maps[i : i + batch_size])))[0]])
-                    for i in range(0, len(maps), batch_size)]
-    else:  # as the main process does it: a batch's codes copied as one tensor, normalised together
-        prepared = [tok.prepare([m for g in _collate(list(enumerate(maps[i : i + batch_size])))[1]
-                                 for _, m in g.to(device)]) for i in range(0, len(maps), batch_size)]
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    prepare = clock() - start
-    start = clock()
+    decode = prepare = network = 0.0
     rows = []
-    for batch in prepared:
-        enc = tok.encode_prepared(batch)
-        rows += [{"id": str(k), "source": "", "ids": ids, "text": text, "grid": [10, 10], "kind": "metric",
-                  "low": 0.0, "high": 1.0, "height": 480, "width": 640}
-                 for k, (ids, text) in enumerate(zip(enc.ids.tolist(), tok.to_text(enc)))]
-    network = clock() - start
+    for first in range(0, len(paths), batch_size):  # batch by batch, as a run holds them
+        start = clock()
+        maps = list(enumerate(read_depth_codes(p, scale=0.001) for p in paths[first : first + batch_size]))
+        decode += clock() - start
+        start = clock()
+        if device.type == "cpu":  # as the workers do it: in runs of maps, joined per batch
+            prepared = PreparedDepth.cat([p for _, p in _prepare(tok, maps)[0]])
+        else:  # as the main process does it: a batch's codes copied as one tensor, normalised together
+            prepared = tok.prepare([m for g in _collate(maps)[1] for _, m in g.to(device)])
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+        prepare += clock() - start
+        start = clock()
+        enc = tok.encode_prepared(prepared)
+        rows += [{"id": str(first + k), "source": "", **values} for k, values in enumerate(_row_values(enc, tok.to_text(enc)))]
+        network += clock() - start
     start = clock()
     pq.write_table(_depth_table(rows), tmp / "write.parquet")
     return {"decode_files": decode, "prepare_pixels": prepare, "network_and_text": network,

@@ -76,14 +76,19 @@ def _depth_table(rows: list[dict[str, Any]]) -> Any:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _rows(items: Sequence[DepthItem], indices: Sequence[int], enc: DepthEncoding,
-          texts: list[str]) -> list[tuple[int, dict[str, Any]]]:
-    """The shard rows of ``items[indices]``, encoded as ``enc`` with ``texts``."""
+def _row_values(enc: DepthEncoding, texts: list[str]) -> list[dict[str, Any]]:
+    """Each map's row but its ``id`` and ``source``, from its encoding and text, in plain Python
+    values: what a worker sends back (these pickle by value; the encoding's tensors would each
+    cross in shared memory, a file and a handshake per tensor, 1.5 ms of the main process's)."""
     ids, low, high = enc.ids.tolist(), enc.stats.low.tolist(), enc.stats.high.tolist()
-    return [(i, {"id": items[i].id, "source": items[i].source, "ids": ids[j], "text": texts[j],
-                 "grid": list(enc.stats.grids[j]), "kind": enc.stats.kind, "low": low[j], "high": high[j],
-                 "height": enc.stats.sizes[j][0], "width": enc.stats.sizes[j][1]})
-            for j, i in enumerate(indices)]
+    return [{"ids": ids[j], "text": texts[j], "grid": list(enc.stats.grids[j]), "kind": enc.stats.kind,
+             "low": low[j], "high": high[j], "height": enc.stats.sizes[j][0], "width": enc.stats.sizes[j][1]}
+            for j in range(len(ids))]
+
+
+def _rows(items: Sequence[DepthItem], indices: Sequence[int], values: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """The shard rows of ``items[indices]``, whose other columns are ``values`` (``_row_values``)."""
+    return [(i, {"id": items[i].id, "source": items[i].source, **v}) for i, v in zip(indices, values)]
 
 
 def _encode_rows(tok: GridDepthTokenizer, items: Sequence[DepthItem], batch: list[tuple[int, DepthMap | DepthCodes]],
@@ -106,7 +111,7 @@ def _encode_rows(tok: GridDepthTokenizer, items: Sequence[DepthItem], batch: lis
                 rows += r
                 errors += e
             continue
-        rows += _rows(items, [i for i, _ in group], enc, tok.to_text(enc))
+        rows += _rows(items, [i for i, _ in group], _row_values(enc, tok.to_text(enc)))
     return rows, errors
 
 
@@ -146,7 +151,7 @@ class CodesBatch:
                 for j, (i, path) in enumerate(zip(self.indices, self.paths))]
 
 
-Joined = tuple[list[tuple[list[int], DepthEncoding]], list[CodesBatch], list[tuple[int, Any]]]
+Joined = tuple[list[tuple[list[int], list[dict[str, Any]]]], list[CodesBatch], list[tuple[int, Any]]]
 
 # The most pixels a worker prepares in one call (normalisation's per-code steps then run once for
 # all its maps, not map by map: 8 % less worker CPU a map, BENCHMARKS.md). The call's full-size
@@ -185,7 +190,8 @@ def _prepare(tok: GridDepthTokenizer, maps: list[tuple[int, DepthMap | DepthCode
 
 def _collate(batch: list[tuple[int, Any]], tokenizer: GridDepthTokenizer | None = None) -> Joined:
     """Where a worker made the batch. With ``tokenizer`` (the workers do the pixel work and run
-    the network): its maps prepared (``_prepare``), joined per kind and encoded. Without: its code
+    the network): its maps prepared (``_prepare``), joined per kind and encoded into their rows'
+    values (``_row_values``, with the text). Without: its code
     maps stacked per size and table (so that a batch crosses to the main process as a few
     tensors, not one or three per map). The rest (value maps for the main process, images,
     reasons for skipping) as it is; maps that fail to prepare become reasons."""
@@ -204,8 +210,8 @@ def _collate(batch: list[tuple[int, Any]], tokenizer: GridDepthTokenizer | None 
         prepared, errors = _prepare(tokenizer, group)
         rest += errors
         if prepared:
-            joined.append(([i for indices, _ in prepared for i in indices],
-                           tokenizer.encode_prepared(PreparedDepth.cat([p for _, p in prepared]))))
+            enc = tokenizer.encode_prepared(PreparedDepth.cat([p for _, p in prepared]))
+            joined.append(([i for indices, _ in prepared for i in indices], _row_values(enc, tokenizer.to_text(enc))))
     stacked = [CodesBatch([i for i, _ in g], (torch.stack([c.codes for _, c in g]) - _CODE_OFFSET).to(torch.int16),
                           g[0][1].table, g[0][1].kind, [c.path for _, c in g]) for g in codes.values()]
     return joined, stacked, rest
@@ -284,8 +290,8 @@ def tokenize_depth(
     tables: list[torch.Tensor] = []
     for joined, stacked, batch in loader:
         rows = []
-        for indices, enc in joined:
-            rows += _rows(items, indices, enc, tok.to_text(enc))
+        for indices, values in joined:
+            rows += _rows(items, indices, values)
         batch = [m for group in stacked for m in group.to(device, tables)] + batch
         if estimator is not None:
             readable = [(i, x) for i, x in batch if not isinstance(x, str)]
