@@ -23,7 +23,7 @@ import torch
 import perceptok
 from perceptok.depth import tokenizer as depth_tokenizer
 from perceptok.depth.evaluate import evaluate_depth, lidar_like
-from perceptok.depth.normalize import resize
+from perceptok.depth.resample import resize
 from perceptok.io import DepthMap, read_manifest
 from perceptok.synthetic import render_scene
 

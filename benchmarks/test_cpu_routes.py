@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from perceptok.depth import normalize
+from perceptok.depth import normalize, resample
 from perceptok.depth.augment import _chance
 
 torch.set_num_threads(1)
@@ -44,7 +44,7 @@ def test_resize(benchmark, case, route):
     benchmark.group = f"resize {(h, w)} → {size}"
     x = _maps(b, h, w)[0][:, None]
     if route == "matmul":
-        fn = lambda: normalize._bilinear(x, size, antialias)  # noqa: E731
+        fn = lambda: resample._bilinear(x, size, antialias)  # noqa: E731
     else:
         fn = lambda: F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)  # noqa: E731
     out = benchmark.pedantic(fn, rounds=5, warmup_rounds=1)

@@ -11,7 +11,7 @@ import torch
 
 from perceptok.coordinates import CoordinateTokenizer
 from perceptok.depth import GridDepthTokenizer
-from perceptok.depth.normalize import resize
+from perceptok.depth.resample import resize
 from perceptok_llava.constrain import PerceptionLogitsProcessor
 from perceptok_llava.data import SquareFrame
 from perceptok_llava.train import chat

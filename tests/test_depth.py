@@ -328,7 +328,7 @@ def test_mask_helpers_are_the_plain_ops():
     """``both`` (bool ``&`` through bytes), ``weights`` (bool → 0/1 floats through bytes) and
     ``every`` (``all`` as the smallest byte) are speed tricks: they must give exactly ``a & b`` for
     shapes that broadcast, views included, ``mask.to(dtype)`` and ``mask.all()``, empty masks too."""
-    from perceptok.depth.normalize import both, every, weights
+    from perceptok.depth.masks import both, every, weights
 
     g = torch.Generator().manual_seed(0)
     a = torch.rand(4, 6, 5, generator=g) < 0.5
@@ -345,11 +345,11 @@ def test_mask_helpers_are_the_plain_ops():
 @pytest.mark.parametrize("shape, dim", [((4, 307200), 1), ((1032, 1016), 1), ((2, 3, 262144), 2), ((4, 300001), 1),
                                         ((1 << 20, 2), 0), ((3, 307200), 1), ((0, 2048), 1), ((2, 3, 4064), 2)])
 def test_count_is_exact(shape, dim):
-    """``normalize.count`` sums a large mask's bytes eight at a time in int64 words (chunks of
+    """``masks.count`` sums a large mask's bytes eight at a time in int64 words (chunks of
     127 words, so that no byte lane carries into the next), and small ones as bytes: whole chunks
     with a tail, exact multiples, sizes that are not multiples of 8, other dims, small and empty
     masks, from all false to all true (every lane at its largest) must all give ``mask.sum``."""
-    from perceptok.depth.normalize import count
+    from perceptok.depth.masks import count
 
     torch.manual_seed(0)
     for p in (0.0, 0.03, 0.5, 0.97, 1.0):

@@ -13,7 +13,10 @@ from PIL import Image
 import perceptok
 from perceptok import PooledDepthTokenizer
 from perceptok.depth import normalize as norm_module
-from perceptok.depth.normalize import fill_holes, normalize_codes, normalize_depth, resize, robust_range
+from perceptok.depth import resample
+from perceptok.depth.code_tables import normalize_codes
+from perceptok.depth.normalize import normalize_depth, robust_range
+from perceptok.depth.resample import fill_holes, resize
 from perceptok.depth.tokenizer import PreparedDepth
 from perceptok.io import DepthCodes, read_depth, read_depth_codes, read_manifest
 
@@ -145,10 +148,10 @@ def test_cpu_resizes_are_f_interpolate(dtype):
         x = torch.rand(5, 2, h, w, generator=g, dtype=dtype)
         for antialias in (True, False):
             want = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)
-            got = norm_module._bilinear(x, size, antialias)
+            got = resample._bilinear(x, size, antialias)
             assert got.shape == want.shape and got.dtype == dtype
             torch.testing.assert_close(got, want, rtol=0, atol=2 * torch.finfo(dtype).eps, msg=lambda m: f"{(h, w, size)}: {m}")
-            assert all(torch.equal(norm_module._bilinear(x[i : i + 1], size, antialias), got[i : i + 1]) for i in (0, 3))
+            assert all(torch.equal(resample._bilinear(x[i : i + 1], size, antialias), got[i : i + 1]) for i in (0, 3))
     assert resize(x, tuple(x.shape[-2:])) is x  # nothing to do
     assert resize(x[:0], (4, 4)).shape == (0, 2, 4, 4)
 

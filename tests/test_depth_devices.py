@@ -129,7 +129,7 @@ class _EmptyResampling(torch.utils._python_dispatch.TorchDispatchMode):
 
 def test_no_resampling_kernel_is_launched_on_an_empty_batch():
     from perceptok.depth.augment import validation_batches
-    from perceptok.depth.normalize import fill_holes, resize
+    from perceptok.depth.resample import fill_holes, resize
 
     complete, holes = MapPool("cpu"), MapPool("cpu")
     complete.add(SyntheticScenes([0])[0])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from perceptok.depth.fill_kernel import _band, model_input_cpu
-from perceptok.depth.normalize import _axis_weights
+from perceptok.depth.resample import _axis_weights
 from perceptok.depth.tokenizer import model_input, model_input_tensors
 
 CASES = [  # (H, W), output size, fraction of holes
@@ -70,7 +70,7 @@ def test_codes_go_straight_from_their_lookup(table_kind):
     """Integer-coded maps on a CPU: the features from the codes' ``CodeLookup`` equal, bit for bit,
     those of the looked-up maps, and never make the per-pixel maps."""
     from perceptok.depth.fill_kernel import model_input_codes_cpu
-    from perceptok.depth.normalize import normalize_codes
+    from perceptok.depth.code_tables import normalize_codes
 
     g = torch.Generator().manual_seed(3)
     codes = torch.randint(0, 5000, (3, 61, 83), generator=g, dtype=torch.int32)
@@ -88,7 +88,8 @@ def test_codes_go_straight_from_their_lookup(table_kind):
 def test_counts_are_of_every_pixel_where_the_histogram_samples():
     """Maps over ``MAX_QUANTILE_VALUES`` pixels take their percentiles from a strided sample; the
     valid-pixel count that ``prepare`` checks is still of every pixel."""
-    from perceptok.depth.normalize import MAX_QUANTILE_VALUES, normalize_codes
+    from perceptok.depth.code_tables import normalize_codes
+    from perceptok.depth.normalize import MAX_QUANTILE_VALUES
 
     codes = torch.zeros(1, 1100, 1000, dtype=torch.int32)
     assert codes[0].numel() > MAX_QUANTILE_VALUES

@@ -19,7 +19,9 @@ import torch
 
 from perceptok.depth.config import DepthTokenizerConfig
 from perceptok.depth.data import MapPool
-from perceptok.depth.normalize import both, count, finite, normalize_depth, resize, weights
+from perceptok.depth.masks import both, count, finite, weights
+from perceptok.depth.normalize import normalize_depth
+from perceptok.depth.resample import resize
 from perceptok.depth.tokenizer import model_input
 
 # Pixels per token cell at which crops are cut and measurements removed (at least the network's

@@ -1,5 +1,5 @@
 """``model_input`` on a CPU as one compiled loop a map (numba): the push-pull fill of
-``normalize.fill_holes`` and the two anti-aliased resizes of ``normalize.resize``, without the
+``resample.fill_holes`` and the two anti-aliased resizes of ``resample.resize``, without the
 dozen full-resolution passes (and their temporaries) that the tensor version makes.
 
 The tensor version is the definition; this is a faster route to the same numbers (within float
@@ -10,7 +10,7 @@ result as going on); the fill back up, level by level and row by row, each empty
 end each hole) taking the coarser level with the bilinear weights ``F.interpolate`` uses; then
 the map and its validity are resized down the columns (whole rows of pixels at a time), then
 along the rows. The weights of every resize are ``F.interpolate``'s own
-(``normalize._axis_weights``), passed in as bands: where each output's taps start, and their
+(``resample._axis_weights``), passed in as bands: where each output's taps start, and their
 weights. Each map is first written into two scratch planes, its values and validity, noting
 whether it has holes on the way: copied (``_fill_resize``), or, for integer-coded maps, each
 pixel looked up in its ``CodeLookup`` (``_look_up_resize``). Scratch arrays are kept per thread
@@ -32,7 +32,8 @@ import numba
 import numpy as np
 import torch
 
-from perceptok.depth.normalize import CodeLookup, _axis_weights
+from perceptok.depth.code_tables import CodeLookup
+from perceptok.depth.resample import _axis_weights
 
 NUMPY = {torch.float32: np.float32, torch.float64: np.float64}  # the dtypes the loop is compiled for
 

@@ -11,11 +11,12 @@ validity channel tells it where the real measurements were.
 
 Everything here is batched tensor code that runs on the input's device in the input's precision
 (at least float32; statistics in float64 where the device has it), with no host round trip per map.
-On a CPU, where torch's kernels for these shapes are slow, a few steps take exact faster routes
-(each tested against the op it stands for): percentiles from numpy's vectorised sort
-(``_ranks_by_sorting``), bilinear resizes as matrix products (``_bilinear``), and bool masks
-through their bytes (``weights``, ``both``, ``every``); the tokenizer's network input (hole
-filling and resizing) is one compiled loop a map there (``perceptok.depth.fill_kernel``).
+On a CPU, where torch's kernels for these shapes are slow, the percentiles come from numpy's
+vectorised sort (``_ranks_by_sorting``, tested against the op it stands for) and bool masks go
+through their bytes (``perceptok.depth.masks``). Beside this module: ``code_tables``
+(``normalize_codes``, the same mapping per code of integer-coded maps) and ``resample`` (hole
+filling and resizing; on a CPU the tokenizer's network input is one compiled loop a map,
+``perceptok.depth.fill_kernel``).
 
 Axis legend: ``B`` maps, ``H, W`` pixels.
 """
@@ -23,16 +24,18 @@ Axis legend: ``B`` maps, ``H, W`` pixels.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
-import weakref
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from perceptok.depth.masks import count, weights
 from perceptok.io.depth_files import DEPTH_KINDS
+
+if TYPE_CHECKING:
+    from perceptok.depth.code_tables import CodeLookup
 
 LOW_Q, HIGH_Q = 0.02, 0.98
 # A map with more pixels than this is sampled with a stride for its percentiles.
@@ -56,19 +59,6 @@ class DepthStats:
     kind: str
     sizes: list[tuple[int, int]]
     grids: list[tuple[int, int]]
-
-
-@dataclasses.dataclass
-class CodeLookup:
-    """How every pixel of integer-coded maps normalises (``normalize_codes``), before any pixel is
-    looked up: ``codes`` ``(B, H, W)``, the maps; ``signed`` ``(B, K)``, the relative depth of
-    every code for each map (-1: an invalid code); ``n`` ``(B,)`` the valid pixels of each map
-    (None where the histogram was of a sample). The CPU's compiled ``model_input`` reads the
-    pixels from it."""
-
-    codes: torch.Tensor
-    signed: torch.Tensor
-    n: torch.Tensor | None
 
 
 @dataclasses.dataclass
@@ -136,56 +126,6 @@ def stats_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def finite(x: torch.Tensor) -> torch.Tensor:
-    """``torch.isfinite`` of a float tensor in two passes (``|x| < inf``; NaN compares false)
-    instead of its four: the same mask, 2.5× faster on a CPU."""
-    return x.abs() < torch.inf
-
-
-def weights(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A bool mask as 0/1 values of ``dtype``, converted from its bytes: the same values, 3× faster
-    than a bool → float conversion on a CPU."""
-    return mask.view(torch.uint8).to(dtype)
-
-
-def every(mask: torch.Tensor) -> bool:
-    """``bool(mask.all())`` of a bool mask, read as the smallest of its bytes: 20× faster on a CPU
-    (a host sync either way)."""
-    return mask.numel() == 0 or bool(mask.view(torch.uint8).min())
-
-
-def both(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a & b`` of bool tensors, through their bytes: the same mask, and 15× faster on a CPU where
-    the shapes broadcast (torch has no vectorised bool kernel for that)."""
-    return (a.view(torch.uint8) & b.view(torch.uint8)).view(torch.bool)
-
-
-_WORDS = 127  # int64 words summed at once by ``count``: each byte lane then stays ≤ 127, no carry, no sign
-
-
-def count(mask: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
-    """The true values of a bool mask along ``dim``, as int64, exactly. On a CPU, along a last
-    dimension of a multiple of 8: the mask's bytes are read as int64 words, eight pixels a word,
-    and summed ``_WORDS`` words at a time (every byte lane then holds a count ≤ 127, so no lane
-    carries into the next); the eight lanes of each sum are then added up, and the few bytes
-    past the last whole chunk summed as bytes: 20× faster than a byte sum into int32 for 32 maps
-    of 640×480. Masks under 2²⁰ pixels, other dimensions and other devices take that byte sum
-    (a map has far fewer than 2³¹ pixels)."""
-    dim = dim % mask.ndim
-    size = mask.shape[dim]
-    raw = mask.contiguous().view(torch.uint8)
-    chunk = 8 * _WORDS
-    if mask.device.type != "cpu" or dim != mask.ndim - 1 or size % 8 or size < chunk or mask.numel() < 1 << 20:
-        return raw.sum(dim, keepdim=keepdim, dtype=torch.int32).long()  # small masks: fewer, cheaper calls
-    body = size - size % chunk
-    sums = raw[..., :body].view(torch.int64).unflatten(-1, (-1, _WORDS)).sum(-1)  # (..., chunks), 8 lanes each
-    total = sums.view(torch.uint8).sum(-1, dtype=torch.int32)  # the lanes' bytes, each ≤ 127
-    if body < size:
-        total += raw[..., body:].sum(-1, dtype=torch.int32)
-    total = total.long()
-    return total.unsqueeze(-1) if keepdim else total
-
-
 def valid_mask(depth: torch.Tensor, kind: str, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Pixels with a usable measurement of a float map: finite, positive for metric and disparity
     (non-negative for relative inverse depth; for metric depth at least the smallest normal float,
@@ -211,15 +151,15 @@ def from_inverse(inverse: torch.Tensor, kind: str) -> torch.Tensor:
     return inverse
 
 
-def _stride(pixels: int) -> int:
+def percentile_stride(pixels: int) -> int:
     """Every how many pixels of a map the percentiles read: all of them, or an exact-enough
     strided sample of maps with more than ``MAX_QUANTILE_VALUES`` pixels."""
     return pixels // MAX_QUANTILE_VALUES + 1 if pixels > MAX_QUANTILE_VALUES else 1
 
 
-def _sample(flat: torch.Tensor) -> torch.Tensor:
-    """``(B, P)`` → the values the percentiles use (``_stride``)."""
-    return flat[:, :: _stride(flat.shape[1])]
+def percentile_sample(flat: torch.Tensor) -> torch.Tensor:
+    """``(B, P)`` → the values the percentiles use (``percentile_stride``)."""
+    return flat[:, :: percentile_stride(flat.shape[1])]
 
 
 def _widen_flat(low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,7 +170,7 @@ def _widen_flat(low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, to
     return low, high
 
 
-def _relative(inverse: torch.Tensor, low: torch.Tensor, high: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+def relative(inverse: torch.Tensor, low: torch.Tensor, high: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
     """Inverse depth ``(B, ...)`` → [0, 1] between each map's ``low`` and ``high`` ``(B,)``; 0 where
     not ``ok``, whatever ``inverse`` holds there (NaN and ±inf included)."""
     shape = (-1,) + (1,) * (inverse.ndim - 1)
@@ -240,7 +180,7 @@ def _relative(inverse: torch.Tensor, low: torch.Tensor, high: torch.Tensor, ok: 
     return rel.mul_(weights(ok, rel.dtype)).nan_to_num_(0.0)
 
 
-def _interpolated(n: torch.Tensor, at: Callable[[torch.Tensor], torch.Tensor],
+def percentiles_at(n: torch.Tensor, at: Callable[[torch.Tensor], torch.Tensor],
                   dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """The 2nd and 98th percentiles of rows of ``n`` ``(B, 1)`` sorted values, given ``at(ranks)``:
     the values of ascending ranks ``(B, 2)``, in ``dtype``. torch.nanquantile's linear
@@ -284,11 +224,11 @@ def robust_range(inverse: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tens
     Exactly ``torch.nanquantile`` of the valid values, without its float64 sort: on a CPU each
     row is sorted by numpy, elsewhere two partial ``topk``s give the ends. Maps without valid
     values get NaN."""
-    values, ok = _sample(inverse.detach().flatten(1)), _sample(valid.flatten(1))  # (B, P)
+    values, ok = percentile_sample(inverse.detach().flatten(1)), percentile_sample(valid.flatten(1))  # (B, P)
     n = count(ok, 1, keepdim=True)  # (B, 1)
     at = (_ranks_by_sorting if values.device.type == "cpu" else _ranks_by_topk)(values, ok, n)
     dtype = stats_dtype(inverse.device)
-    return _interpolated(n, lambda rank: at(rank).to(dtype), dtype)
+    return percentiles_at(n, lambda rank: at(rank).to(dtype), dtype)
 
 
 def normalize_depth(depth: torch.Tensor, kind: str, valid: torch.Tensor | None = None,
@@ -308,183 +248,6 @@ def normalize_depth(depth: torch.Tensor, kind: str, valid: torch.Tensor | None =
     ok = valid_mask(x, kind, valid)
     inverse = to_inverse(x, kind)  # whatever it is where not ok (NaN, ±inf): no such pixel is read
     low, high = robust_range(inverse, ok & measured if measured is not None else ok)
-    return Normalized(_relative(inverse, low, high, ok), ok, low, high, lambda: torch.where(ok, inverse, 1.0))
+    return Normalized(relative(inverse, low, high, ok), ok, low, high, lambda: torch.where(ok, inverse, 1.0))
 
 
-@dataclasses.dataclass(frozen=True)
-class _CodeTable:
-    """What ``normalize_codes`` derives from a code table, once per table, kind and device:
-    each code's validity and inverse depth ``(K,)``, and the codes in ascending inverse depth
-    (``order``; ``None`` when already ascending, ``"reversed"`` when descending, as metric depth
-    in millimetres is) with their values in the stats' dtype."""
-
-    ok: torch.Tensor
-    inverse: torch.Tensor
-    order: torch.Tensor | str | None
-    ascending: torch.Tensor
-
-    def prefix(self, k: int) -> _CodeTable:
-        """The first ``k`` codes of a monotonic table (``order`` not a permutation), as views."""
-        ascending = self.ascending[:k] if self.order is None else self.ascending[self.ascending.numel() - k :]
-        return _CodeTable(self.ok[:k], self.inverse[:k], self.order, ascending)
-
-
-def _ranked(x: torch.Tensor, order: torch.Tensor | str | None) -> torch.Tensor:
-    """``(..., K)`` per-code values → in ascending inverse depth, by a ``_CodeTable.order`` (a flip
-    is 10× cheaper than indexing by a reversed order)."""
-    if order is None:
-        return x
-    return x.flip(-1) if isinstance(order, str) else x[..., order]
-
-
-# id(table) → (a weak reference to it, its derived views): tensors compare by value, so a
-# WeakKeyDictionary cannot hold them; an entry goes when its table does.
-_CODE_TABLES: dict[int, tuple[weakref.ref, dict[tuple[str, torch.device], _CodeTable]]] = {}
-
-
-def _code_table(table: torch.Tensor, kind: str, device: torch.device) -> _CodeTable:
-    ref, per_table = _CODE_TABLES.get(id(table), (None, {}))
-    if ref is None or ref() is not table:
-        per_table = {}
-        _CODE_TABLES[id(table)] = (weakref.ref(table), per_table)
-        weakref.finalize(table, _CODE_TABLES.pop, id(table), None)
-    if (kind, device) not in per_table:
-        t = table.to(device, work_dtype(table.dtype))
-        ok = valid_mask(t, kind)
-        inverse = to_inverse(torch.where(ok, t, torch.ones_like(t)), kind)
-        # Invalid codes count nothing, so their place in the order is free: a table monotonic
-        # over its valid codes (any linear encoding) needs no sort.
-        step = inverse[ok].diff()
-        if bool((step >= 0).all()):
-            order = None
-        elif bool((step <= 0).all()):
-            order = "reversed"
-        else:
-            order = torch.sort(torch.where(ok, inverse, torch.inf), stable=True).indices
-        values = inverse.to(stats_dtype(device))
-        per_table[(kind, device)] = _CodeTable(ok, inverse, order, _ranked(values, order))
-    return per_table[(kind, device)]
-
-
-def _table_rows(codes: torch.Tensor, k: int) -> torch.Tensor:
-    """``(B, P)`` codes → each pixel's row in the ``(B·K,)`` per-map tables of ``k`` codes each:
-    int32 where it fits (half the memory traffic of int64 in the add, the histogram and the
-    lookups; the values are the same)."""
-    b = codes.shape[0]
-    dtype = torch.int32 if b * k < 2**31 else torch.int64
-    index = codes.to(dtype)
-    return index + torch.arange(0, b * k, k, device=codes.device, dtype=dtype)[:, None] if b > 1 else index
-
-
-def normalize_codes(codes: torch.Tensor, table: torch.Tensor, kind: str) -> Normalized:
-    """Integer-coded maps ``(B, H, W)`` whose code ``k`` stands for the depth ``table[k]`` (NaN:
-    no measurement; ``perceptok.io.DepthCodes``) → exactly what ``normalize_depth`` gives for
-    ``table[codes]``, computed per code instead of per pixel: the percentiles come from a
-    histogram of each map's codes (linear time, no sort) and every pixel is one table lookup.
-    What depends on the table alone is computed once per table object (treat it as read-only)."""
-    check_kind(kind)
-    b, k = codes.shape[0], table.numel()
-    view = _code_table(table, kind, codes.device)
-    flat = codes.flatten(1)  # (B, P)
-    if codes.device.type == "cpu" and codes.numel():  # one compiled pass, each map into its own row
-        from perceptok.depth.histogram_kernel import code_histograms  # numba, imported on first use
-
-        counts = code_histograms(flat, _stride(flat.shape[1]), k)  # (B, K'), K' one past the largest code
-        if isinstance(view.order, torch.Tensor):  # a sorted table ranks every code
-            counts = F.pad(counts, (0, k - counts.shape[1]))
-        else:
-            # Codes above the largest present count nothing, and the rest of a monotonic table
-            # keeps its order: its prefix serves, with every per-code step a fraction of the work
-            # (depth in millimetres uses a few thousand of 65,536 codes). The same numbers.
-            k = counts.shape[1]
-            view = view.prefix(k)
-    else:  # one histogram for the batch, each map's codes shifted into its own rows
-        counts = torch.bincount(_sample(_table_rows(flat, k)).flatten(), minlength=b * k).view(b, k)
-    counts = counts * view.ok  # (B, K)
-    cum = _ranked(counts, view.order).cumsum(1)  # (B, K), codes by inverse depth
-    n = cum[:, -1:]  # (B, 1)
-    at = lambda r: view.ascending[torch.searchsorted(cum, r, right=True).clamp_max(k - 1)]  # noqa: E731
-    low, high = _interpolated(n, at, view.ascending.dtype)
-    rel_t = _relative(view.inverse.expand(b, k), low, high, view.ok.expand(b, k))  # (B, K)
-    lookup = CodeLookup(codes, torch.where(view.ok, rel_t, -1.0), n[:, 0] if _stride(flat.shape[1]) == 1 else None)
-    rows = functools.cache(lambda: _table_rows(flat, k).view(-1))  # made where a pixel is looked up here
-    look = lambda x: x.reshape(-1).index_select(0, rows()).view(codes.shape)  # noqa: E731
-    signed = functools.cache(lambda: look(lookup.signed))  # one lookup for both: -1 marks an invalid code
-    return Normalized(lambda: signed().clamp_min(0), lambda: signed() >= 0, low, high,
-                      lambda: look(view.inverse.expand(b, k)), lookup)
-
-
-def _sum2(x: torch.Tensor) -> torch.Tensor:
-    """Sums of 2×2 cells of ``(B, C, H, W)`` (odd sizes padded with zeros): ``(B, C, ⌈H/2⌉, ⌈W/2⌉)``.
-    Strided adds, about three times faster than ``avg_pool2d`` on CPUs."""
-    h, w = x.shape[-2:]
-    if h % 2 or w % 2:
-        x = F.pad(x, (0, w % 2, 0, h % 2))
-    rows = x[..., 0::2, :] + x[..., 1::2, :]
-    return rows[..., 0::2] + rows[..., 1::2]
-
-
-def fill_holes(x: torch.Tensor, valid: torch.Tensor, sync: bool = False, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Push-pull fill of ``(B, 1, H, W)`` maps that are 0 where not ``valid`` (as
-    ``normalize_depth`` leaves them): each hole takes the average of the measurements of the
-    finest 2ⁿ×2ⁿ cell around it that has any, blended bilinearly between cells; a map with no
-    measurement is 0. The pyramid goes down to 1×1, so nothing waits on the device;
-    ``sync=True`` stops at the first level where every cell has a measurement (the same
-    result, cheaper, one host sync a level). ``weight``: ``valid`` as ``x``'s dtype, where the
-    caller has it. An empty batch comes back as it is."""
-    if x.numel() == 0:
-        return x
-    levels = [(x, weights(valid, x.dtype) if weight is None else weight)]  # (sum of measured values, count of measurements) per cell
-    while max(levels[-1][0].shape[-2:]) > 1 and (len(levels) == 1 or not (sync and bool((levels[-1][1] > 0).all()))):
-        xs, ws = levels[-1]
-        levels.append((_sum2(xs), _sum2(ws)))
-    xs, ws = levels[-1]
-    filled = torch.where(ws > 0, xs / ws.clamp_min(1), torch.zeros_like(xs))
-    if len(levels) == 1:
-        return torch.where(valid, x, filled)
-    for xs, ws in reversed(levels[1:-1]):
-        up = _bilinear(filled, xs.shape[-2:], antialias=False)
-        filled = torch.where(ws > 0, xs / ws.clamp_min(1), up)
-    # full resolution: measured pixels keep their value, so only the holes need the coarser level
-    return torch.where(valid, x, _bilinear(filled, x.shape[-2:], antialias=False))
-
-
-@functools.lru_cache(maxsize=64)
-def _axis_weights(n_in: int, n_out: int, antialias: bool, dtype: torch.dtype) -> torch.Tensor:
-    """``(n_out, n_in)`` CPU weights of ``F.interpolate``'s bilinear resize along one axis (half-pixel
-    centres), read off by resizing an identity with it: row ``i`` weighs the inputs of output ``i``."""
-    eye = torch.eye(n_in, dtype=dtype, device="cpu").view(n_in, 1, 1, n_in)
-    out = F.interpolate(eye, size=(1, n_out), mode="bilinear", align_corners=False, antialias=antialias)
-    return out.view(n_in, n_out).T.contiguous()
-
-
-# The dense weights do (input ÷ output) times the work of F.interpolate's taps along an axis when
-# shrinking, input ÷ 2 when growing; BLAS pays that back where the smaller side is at most this.
-MATMUL_SIDE = 128
-
-
-def _bilinear(x: torch.Tensor, size: tuple[int, int], antialias: bool) -> torch.Tensor:
-    """``F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=antialias)`` of
-    ``(B, C, H, W)``. Float maps on a CPU whose smaller side, in or out, is at most ``MATMUL_SIDE``
-    on both axes (token grids, training crops) go through two matrix products with its very
-    weights (``_axis_weights``): 1.5–10× faster than its kernels there, equal within two ulps."""
-    *lead, h, w = x.shape
-    if (x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64)
-            or max(min(h, size[0]), min(w, size[1])) > MATMUL_SIDE):
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)
-    out = x.reshape(-1, h, w)  # (B·C, H, W)
-    if w != size[1]:
-        out = out @ _axis_weights(w, size[1], antialias, x.dtype).T
-    if h != size[0]:
-        out = _axis_weights(h, size[0], antialias, x.dtype) @ out
-    return out.view(*lead, *size)
-
-
-def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of ``(B, C, H, W)``, anti-aliased when shrinking. An empty batch is not
-    handed to the kernel: CUDA's anti-aliased one fails on it ("invalid argument")."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    if x.numel() == 0:
-        return x.new_empty((*x.shape[:-2], *size))
-    return _bilinear(x, size, antialias=True)

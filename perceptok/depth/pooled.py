@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from perceptok.depth.config import PooledDepthConfig
-from perceptok.depth.normalize import stats_dtype, weights
+from perceptok.depth.masks import weights
+from perceptok.depth.normalize import stats_dtype
 from perceptok.depth.tokenizer import GridDepthTokenizer
 from perceptok.registry import register_tokenizer
 

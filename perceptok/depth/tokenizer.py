@@ -24,10 +24,10 @@ import torch
 from perceptok.base import PerceptionTokenizer, TokenizerOutput
 from perceptok.depth.config import PRESETS, DepthTokenizerConfig
 from perceptok.depth.model import DepthVQVAE
-from perceptok.depth.normalize import (
-    DepthStats, Normalized, check_kind, fill_holes, from_inverse, normalize_codes, normalize_depth, resize, stats_dtype,
-    every, weights, work_dtype,
-)
+from perceptok.depth.code_tables import normalize_codes
+from perceptok.depth.masks import every, weights
+from perceptok.depth.normalize import DepthStats, Normalized, check_kind, from_inverse, normalize_depth, stats_dtype, work_dtype
+from perceptok.depth.resample import fill_holes, resize
 from perceptok.depth.text import SpanGrammar
 from perceptok.io.depth_files import DepthCodes, DepthMap, same_table
 from perceptok.registry import register_tokenizer
