@@ -16,7 +16,7 @@ from perceptok.cli import main
 from perceptok.depth.normalize import normalize_depth
 from perceptok.depth.onnx import export_onnx
 from perceptok.depth.onnx_check import check_onnx
-from perceptok.depth.tokenizer import model_input
+from perceptok.depth.resample import model_input
 from perceptok.io import DepthMap
 from perceptok.synthetic import render_scene
 from test_depth import ramp_map

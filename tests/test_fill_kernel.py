@@ -8,7 +8,7 @@ import torch
 
 from perceptok.depth.fill_kernel import _band, model_input_cpu
 from perceptok.depth.resample import _axis_weights
-from perceptok.depth.tokenizer import model_input, model_input_tensors
+from perceptok.depth.resample import model_input, model_input_tensors
 
 CASES = [  # (H, W), output size, fraction of holes
     ((480, 640), (80, 80), 0.05),  # a Kinect map to the network's input

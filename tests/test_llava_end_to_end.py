@@ -17,7 +17,8 @@ from perceptok import BoxTokenizer, PointTokenizer, PooledDepthTokenizer  # noqa
 from perceptok_llava.data import build_records  # noqa: E402
 from perceptok_llava.sources import coco_samples, manifest_samples, synthetic_samples  # noqa: E402
 from perceptok_llava.generate import generate_with_perception  # noqa: E402
-from perceptok_llava.train import LlavaTrainConfig, collate, is_checkpointing, load_trained, train_llava  # noqa: E402
+from perceptok_llava.checkpointing import is_checkpointing  # noqa: E402
+from perceptok_llava.train import LlavaTrainConfig, collate, load_trained, train_llava  # noqa: E402
 from perceptok_llava.vocab import add_perception_tokens  # noqa: E402
 
 
@@ -168,9 +169,9 @@ def test_gradient_checkpointing_only_where_memory_needs_it(tmp_path):
 def test_checkpointing_auto_without_layer_intervals(tmp_path, monkeypatch):
     """A transformers without ``every_n_layers`` offers only none or every layer: "auto" must not
     report an interval it could not set."""
-    from perceptok_llava import train
+    from perceptok_llava import checkpointing
 
-    monkeypatch.setattr(train, "_intervals", lambda model: False)
+    monkeypatch.setattr(checkpointing, "_intervals", lambda model: False)
     lm_tok = tiny_lm_tokenizer()
     toks = tokenizers()
     records = build_records(synthetic_samples(2, size=(64, 80)), **toks, seed=0)

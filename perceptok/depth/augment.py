@@ -21,8 +21,7 @@ from perceptok.depth.config import DepthTokenizerConfig
 from perceptok.depth.data import MapPool
 from perceptok.depth.masks import both, count, finite, weights
 from perceptok.depth.normalize import normalize_depth
-from perceptok.depth.resample import resize
-from perceptok.depth.tokenizer import model_input
+from perceptok.depth.resample import model_input, resize
 
 # Pixels per token cell at which crops are cut and measurements removed (at least the network's
 # cell_size): fine enough for scan lines and shadows, coarse enough to be cheap.

@@ -25,9 +25,8 @@ from perceptok.base import PerceptionTokenizer, TokenizerOutput
 from perceptok.depth.config import PRESETS, DepthTokenizerConfig
 from perceptok.depth.model import DepthVQVAE
 from perceptok.depth.code_tables import normalize_codes
-from perceptok.depth.masks import every, weights
 from perceptok.depth.normalize import DepthStats, Normalized, check_kind, from_inverse, normalize_depth, stats_dtype, work_dtype
-from perceptok.depth.resample import fill_holes, resize
+from perceptok.depth.resample import compiled_route, model_input, resize
 from perceptok.depth.text import SpanGrammar
 from perceptok.io.depth_files import DepthCodes, DepthMap, same_table
 from perceptok.registry import register_tokenizer
@@ -101,37 +100,6 @@ def _table_keys(maps: Sequence[Any]) -> list[int]:
         tables += [m.table] if k == len(tables) else []
         keys.append(k)
     return keys
-
-
-def _compiled(x: torch.Tensor) -> bool:
-    """Whether ``perceptok.depth.fill_kernel`` serves maps like ``x``: on a CPU, float32 or
-    float64, carrying no gradient."""
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad
-
-
-def model_input(rel: torch.Tensor, valid: torch.Tensor, size: tuple[int, int], holes: bool | None = None) -> torch.Tensor:
-    """Network input ``(B, 2, *size)`` from relative maps (0 where invalid) and validity masks
-    ``(B, 1, H, W)``: holes filled, resized, scaled to [-1, 1], with the resized validity as a
-    second channel. ``holes``: whether any pixel is invalid, where the caller knows (None: look,
-    one device sync). On a CPU, float32 and float64 maps that carry no gradient go through one
-    compiled loop a map (``perceptok.depth.fill_kernel``, 2–3× faster; the same numbers within
-    float rounding); ``model_input_tensors`` is the definition, and runs everywhere else."""
-    if _compiled(rel) and valid.shape == rel.shape and rel.shape[-1] > 0 and rel.shape[-2] > 0:
-        from perceptok.depth.fill_kernel import model_input_cpu  # numba, imported on first use
-
-        return model_input_cpu(rel, valid, size)
-    return model_input_tensors(rel, valid, size, holes)
-
-
-def model_input_tensors(rel: torch.Tensor, valid: torch.Tensor, size: tuple[int, int],
-                        holes: bool | None = None) -> torch.Tensor:
-    """``model_input`` in tensor operations, on any device and dtype."""
-    look = holes is None  # the caller already waits on the device: the fill may stop early too
-    if look:
-        holes = not every(valid)
-    weight = weights(valid, rel.dtype)
-    filled = fill_holes(rel, valid, sync=look, weight=weight) if holes else rel
-    return torch.cat([resize(filled, size) * 2 - 1, resize(weight, size)], dim=1)
 
 
 def as_tensor(x: Any) -> torch.Tensor:
@@ -444,7 +412,7 @@ class DepthTokenizer(GridDepthTokenizer):
 
     def _features(self, norm, grid):
         size = self.default_size(grid)
-        if norm.codes is not None and _compiled(norm.codes.signed):
+        if norm.codes is not None and compiled_route(norm.codes.signed):
             from perceptok.depth.fill_kernel import model_input_codes_cpu  # numba, imported on first use
 
             return model_input_codes_cpu(norm.codes, size)  # no per-pixel tensor of the maps at all
