@@ -21,7 +21,9 @@ is one row of a table on the logits' device. A step then advances each row's sta
 token with two list lookups (rows that beam search reorders are matched to the row they grew
 from) and masks the whole batch with views of the table's rows and one ``masked_fill``: one
 host sync for the batch and nothing copied to the device, the same cost after a 700-token
-prompt as after a short one. A first call, or a row with no parent, is read whole.
+prompt as after a short one. A first call, or a row with no parent, is read whole. The rules'
+tables are CPU tensors whatever torch's default device is; only the mask table goes to the
+logits' device, once.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class _Span:
         a grid marker)."""
         if not after:
             return torch.cat([self.codes, self.markers])
-        return self.codes if after - marked < self.length else torch.tensor([self.end])
+        return self.codes if after - marked < self.length else torch.tensor([self.end], device="cpu")
 
 
 @dataclasses.dataclass
@@ -101,7 +103,7 @@ class _Items:
             if self.close is None:
                 return None  # the item may end here
             options.append(self.close)
-        return torch.tensor(options)
+        return torch.tensor(options, dtype=torch.long, device="cpu")
 
     def may_start(self, state: tuple[int, bool, bool]) -> bool:
         """Whether free text may go on with a coordinate (only right after the opener)."""
@@ -137,10 +139,10 @@ class PerceptionLogitsProcessor:
         self.items: list[_Items] = []
         by_coords: dict[tuple[int, ...], _Items] = {}
         for name, tok in vocab.tokenizers.items():
-            ids = torch.tensor(vocab.lm_ids[name])
+            ids = torch.tensor(vocab.lm_ids[name], device="cpu")
             if name in vocab.delimiters and len(vocab.delimiters[name]) == 2:
                 d = vocab.delimiters[name]
-                markers = torch.tensor(vocab.markers.get(name, []), dtype=torch.long)
+                markers = torch.tensor(vocab.markers.get(name, []), dtype=torch.long, device="cpu")
                 self.spans.append(_Span(d["start"], d["end"], ids, getattr(tok, "tokens_per_map"), markers))
             elif isinstance(tok, CoordinateTokenizer):
                 key = tuple(vocab.lm_ids[name])
@@ -155,8 +157,8 @@ class PerceptionLogitsProcessor:
                                         _single_token(lm_tok, closer) if closer else None,
                                         opener.strip(), self._text_of)
         self.items = list(by_coords.values())
-        outside = [t for span in self.spans for t in (span.codes, span.markers, torch.tensor([span.end]))]
-        self.outside = torch.cat(outside) if outside else torch.zeros(0, dtype=torch.long)
+        outside = [t for span in self.spans for t in (span.codes, span.markers, torch.tensor([span.end], device="cpu"))]
+        self.outside = torch.cat(outside) if outside else torch.zeros(0, dtype=torch.long, device="cpu")
         self._starts = {sp.start: k for k, sp in enumerate(self.spans)}
         self.automaton = _Automaton.shared(self, vocab, lm_tok)
         self._prev: torch.Tensor | None = None  # the last call's input_ids, and each row's state after them
@@ -201,10 +203,10 @@ class PerceptionLogitsProcessor:
         """``(width,)`` bool: the LM ids forbidden next in ``state``."""
         allowed = self._allowed(state)
         if allowed is not None:
-            masked = torch.ones(width, dtype=torch.bool)
+            masked = torch.ones(width, dtype=torch.bool, device="cpu")
             masked[allowed] = False
             return masked
-        masked = torch.zeros(width, dtype=torch.bool)
+        masked = torch.zeros(width, dtype=torch.bool, device="cpu")
         masked[self.outside] = True
         for items, st in zip(self.items, state.items):
             if not items.may_start(st):  # a coordinate starts an item only after its opener

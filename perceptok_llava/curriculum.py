@@ -87,7 +87,7 @@ class CurriculumSampler:
             probs.update({t: (1 - share) / len(self.multi) for t in self.multi})
             return probs
         tau = self.temperature(stage)
-        logits = torch.tensor([self.weights[t] / tau for t in self.by_task], dtype=torch.float64)
+        logits = torch.tensor([self.weights[t] / tau for t in self.by_task], dtype=torch.float64, device="cpu")
         return dict(zip(self.by_task, torch.softmax(logits, 0).tolist()))
 
     def update_losses(self, losses: dict[str, float]) -> None:
@@ -102,12 +102,12 @@ class CurriculumSampler:
         probs = self.task_probabilities(stage)
         self.drawn[stage], self.drawn_weights[stage] = probs, dict(self.weights)
         names = list(probs)
-        picks = torch.multinomial(torch.tensor([probs[t] for t in names]), self.stage_size, replacement=True,
+        picks = torch.multinomial(torch.tensor([probs[t] for t in names], device="cpu"), self.stage_size, replacement=True,
                                   generator=g)
         out = []
         for k in picks.tolist():
             pool = self.by_task[names[k]]
-            out.append(pool[int(torch.randint(len(pool), (), generator=g))])
+            out.append(pool[int(torch.randint(len(pool), (), generator=g, device="cpu"))])
         b, w = self.batch_size, self.world_size
         return [i for start in range(self.rank * b, len(out), w * b) for i in out[start : start + b]]
 

@@ -108,7 +108,7 @@ def collate(records: list[dict], processor: Any, task_names: list[str] | None = 
         labels[i, start : start + n_prompt] = IGNORE
     batch["labels"] = labels
     if task_names is not None:
-        batch["task_index"] = torch.tensor([task_names.index(r["task"]) for r in records])
+        batch["task_index"] = torch.tensor([task_names.index(r["task"]) for r in records], device="cpu")
     return dict(batch)
 
 

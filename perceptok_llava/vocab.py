@@ -29,6 +29,7 @@ import torch
 
 from perceptok import PerceptionTokenizer, load
 from perceptok.checkpoint import write_text
+from perceptok.depth.tokenizer import as_tensor
 
 VOCAB_FILE = "perception_vocab.json"
 
@@ -51,14 +52,16 @@ class PerceptionVocab:
     markers: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
     def to_lm(self, name: str, local_ids: torch.Tensor) -> torch.Tensor:
-        """Local ids (any shape) → LM ids."""
-        return torch.tensor(self.lm_ids[name], dtype=torch.long)[torch.as_tensor(local_ids).long()]
+        """Local ids (any shape) → LM ids, on the ids' device."""
+        ids = as_tensor(local_ids)
+        return torch.tensor(self.lm_ids[name], dtype=torch.long, device=ids.device)[ids.long()]
 
     def from_lm(self, name: str, lm_ids: torch.Tensor) -> torch.Tensor:
-        """LM ids (any shape) → local ids, -1 where an id is not one of this tokenizer's."""
-        table = torch.full((max(self.lm_ids[name]) + 1,), -1, dtype=torch.long)
-        table[torch.tensor(self.lm_ids[name])] = torch.arange(len(self.lm_ids[name]))
-        ids = torch.as_tensor(lm_ids).long()
+        """LM ids (any shape) → local ids, -1 where an id is not one of this tokenizer's; on the
+        ids' device."""
+        ids = as_tensor(lm_ids).long()
+        table = torch.full((max(self.lm_ids[name]) + 1,), -1, dtype=torch.long, device=ids.device)
+        table[torch.tensor(self.lm_ids[name], device=ids.device)] = torch.arange(len(self.lm_ids[name]), device=ids.device)
         inside = (ids >= 0) & (ids < len(table))
         return torch.where(inside, table[ids.clamp(0, len(table) - 1)], torch.full_like(ids, -1))
 

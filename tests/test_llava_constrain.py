@@ -199,3 +199,21 @@ def test_kosmos2_items_keep_their_object_tags_when_sampled_hot():
     finished = _check_items(texts, r"<object>(?:<patch_index_\d+>)*(?:</object>)?", "</object>", "<patch_index_",
                             lambda text, n: kosmos.parse(text))
     assert finished >= 16
+
+
+def test_rules_are_host_tables_whatever_the_default_device():
+    """The rules' tables are CPU tensors whatever torch's default device is (a script that sets
+    ``torch.set_default_device("cuda")`` must still be constrained; ``meta`` stands in for it): a
+    processor made and run under it masks CPU logits by the rules: after ``<DEPTH_START>`` only
+    codes and grid markers, in free text no code."""
+    lm_tok, _, vocab = tiny_llama_with_vocab({"depth": PooledDepthTokenizer(), "boxes": BoxTokenizer.from_preset("aurora")},
+                                             seed=1)  # its own vocabulary: the automaton is built here
+    start = vocab.delimiters["depth"]["start"]
+    ids = torch.tensor([[5, 6, start], [5, 6, 7]])
+    with torch.device("meta"):
+        out = PerceptionLogitsProcessor(vocab, lm_tok)(ids, torch.zeros(2, len(lm_tok), device="cpu"))
+    assert out.device.type == "cpu"
+    allowed = set(torch.isfinite(out[0]).nonzero()[:, 0].tolist())
+    assert allowed == set(vocab.lm_ids["depth"]) | set(vocab.markers.get("depth", []))
+    assert not torch.isfinite(out[1, vocab.lm_ids["depth"]]).any() and torch.isfinite(out[1]).sum() > 100
+

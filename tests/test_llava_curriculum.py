@@ -57,6 +57,18 @@ def test_deterministic_and_sharded_across_ranks():
     assert merged == a.stage_indices(4)
 
 
+def test_draws_are_host_side_whatever_the_default_device():
+    """The sampler draws on the CPU with a CPU generator: a script that sets
+    ``torch.set_default_device("cuda")`` gets the same draws (here ``meta`` stands in for it, and
+    any tensor the sampler made on the default device would fail against the CPU generator)."""
+    import torch
+
+    for schedule in ("linear", "temperature"):
+        plain = CurriculumSampler(TASKS, ATOMIC, samples_per_stage=100, seed=5, schedule=schedule).stage_indices(3)
+        with torch.device("meta"):
+            assert CurriculumSampler(TASKS, ATOMIC, samples_per_stage=100, seed=5, schedule=schedule).stage_indices(3) == plain
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="schedule"):
         CurriculumSampler(TASKS, ATOMIC, 10, schedule="cosine")

@@ -37,6 +37,8 @@ def test_text_only_llama_gets_depth_boxes_and_points():
     local = torch.tensor([[0, 5, 127]])
     assert torch.equal(vocab.from_lm("depth", vocab.to_lm("depth", local)), local)
     assert vocab.from_lm("depth", torch.tensor([0, 10_000])).tolist() == [-1, -1]
+    with torch.device("meta"):  # a table made without the ids' device would land on meta and fail
+        assert torch.equal(vocab.from_lm("depth", vocab.to_lm("depth", local)), local)
     # descriptive init: <PIXEL_120> starts as the mean of the LM's rows for "PIXEL 120"
     pieces = lm_tok("PIXEL 120", add_special_tokens=False)["input_ids"]
     weight = model.get_input_embeddings().weight
