@@ -198,6 +198,49 @@ def test_coco_boxes_to_shards(shared_data, tmp_path):
     assert parsed.ids.tolist() == row["ids"] and parsed.labels == row["labels"]
 
 
+def test_coco_images_are_encoded_a_shard_at_once_and_a_bad_one_costs_only_itself(shared_data, tmp_path):
+    """Each shard's images go through the box tokenizer as one batch; where one image is bad (an
+    inverted box, a box of three numbers, an annotation without a box, an image without its height)
+    the shard is retried image by image: every good image gets the row that encoding it alone
+    gives, and each bad one is in errors.jsonl with its reason."""
+    from perceptok.shards import tokenize_boxes
+
+    coco = json.loads((shared_data / "boxes" / "voc100" / "instances.json").read_text())
+    first = {}
+    for a in coco["annotations"]:
+        first.setdefault(a["image_id"], a)
+    ids = [im["id"] for im in coco["images"]]
+    first[ids[3]]["bbox"] = [50, 50, -10, 20]
+    first[ids[40]]["bbox"] = [1, 2, 3]
+    del first[ids[41]]["bbox"]
+    del coco["images"][70]["height"]
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps(coco))
+    tok = perceptok.BoxTokenizer.from_preset("aurora")
+    calls = []
+    encode = tok.encode
+    tok.encode = lambda boxes, **kw: (calls.append(len(boxes)), encode(boxes, **kw))[1]
+    summary = tokenize_boxes(path, tmp_path / "out", tok, "boxes:aurora", shard_size=30, progress=False)
+    assert (summary.rows, summary.skipped) == (96, 4)
+    # shard 0 at once (its inverted box fails in encode), then image by image; shards 1 and 2 fail
+    # before encoding (a box missing, a height missing), so only their good images reach encode,
+    # one by one; shard 3 at once
+    assert calls == [30] + [1] * 30 + [1] * 29 * 2 + [10]
+    errors = {e["id"]: e["reason"] for e in map(json.loads, (tmp_path / "out" / "errors.jsonl").read_text().splitlines())}
+    assert set(errors) == {str(ids[3]), str(ids[40]), str(ids[41]), str(ids[70])}
+    assert "inverted" in errors[str(ids[3])] and "(N, 4)" in errors[str(ids[40])] and "bbox" in errors[str(ids[41])]
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    rows = rows_by_id(tmp_path / "out")
+    for im in coco["images"][::7]:
+        if str(im["id"]) in errors:
+            continue
+        anns = [a for a in coco["annotations"] if a["image_id"] == im["id"]]
+        alone = encode([a["bbox"] for a in anns], canvas_size=(im["height"], im["width"]), format="xywh",
+                       labels=[names[a["category_id"]] for a in anns])
+        row = rows[str(im["id"])]
+        assert row["ids"] == alone.ids.tolist() and row["text"] == tok.to_text(alone) and row["count"] == len(anns)
+
+
 def test_python_api_matches_the_command(shared_data, tmp_path):
     tok = perceptok.load("depth")
     items = manifest_items(shared_data / "depth" / "manifest.jsonl")[:4]

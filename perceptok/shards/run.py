@@ -332,6 +332,28 @@ class _Image:
     source: str
 
 
+def _box_rows(tokenizer: CoordinateTokenizer, images: list[dict[str, Any]], anns: dict[Any, list[dict[str, Any]]],
+              names: dict[Any, str]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The rows of COCO ``images`` (their boxes in ``anns``, category names in ``names``), encoded
+    and written as text in one batch; where the batch fails, image by image, so that only a bad
+    image is skipped (with its reason)."""
+    try:
+        boxes = [[a["bbox"] for a in anns.get(im["id"], [])] for im in images]
+        labels = [[names.get(a["category_id"], str(a["category_id"])) for a in anns.get(im["id"], [])] for im in images]
+        enc = tokenizer.encode(boxes, canvas_size=[(im["height"], im["width"]) for im in images], labels=labels,
+                               format="xywh", return_tensors="np")
+        texts = tokenizer.to_text(enc)
+    except (ValueError, TypeError, KeyError) as err:
+        if len(images) > 1:
+            done = [_box_rows(tokenizer, [im], anns, names) for im in images]
+            return [r for rows, _ in done for r in rows], [e for _, errors in done for e in errors]
+        im = images[0]
+        return [], [{"id": str(im.get("id")), "source": im.get("file_name", ""), "reason": f"{type(err).__name__}: {err}"}]
+    return [{"id": str(im["id"]), "file_name": im.get("file_name", ""), "ids": enc.ids[j, :n].tolist(), "text": texts[j],
+             "labels": labels[j], "count": int(n), "height": im["height"], "width": im["width"]}
+            for j, (im, n) in enumerate(zip(images, enc.counts))], []
+
+
 def tokenize_boxes(coco: str | Path, out: str | Path, tokenizer: CoordinateTokenizer, tokenizer_name: str,
                    shard_size: int = 1000, progress: bool = True) -> TokenizeSummary:
     """Tokenize the boxes of every image of a COCO detection file into Parquet shards: per image
@@ -357,19 +379,7 @@ def tokenize_boxes(coco: str | Path, out: str | Path, tokenizer: CoordinateToken
     bar = tqdm(total=sum(min(shard_size, len(items) - k * shard_size) for k in todo), unit="image",
                disable=not progress, desc="tokenize boxes")
     for k in todo:
-        rows, errors = [], []
-        for im in images[k * shard_size : (k + 1) * shard_size]:
-            boxes = [a["bbox"] for a in anns.get(im["id"], [])]
-            labels = [names.get(a["category_id"], str(a["category_id"])) for a in anns.get(im["id"], [])]
-            try:
-                enc = tokenizer.encode(boxes, canvas_size=(im["height"], im["width"]), labels=labels, format="xywh")
-            except (ValueError, TypeError, KeyError) as err:
-                errors.append({"id": str(im.get("id")), "source": im.get("file_name", ""),
-                               "reason": f"{type(err).__name__}: {err}"})
-                continue
-            rows.append({"id": str(im["id"]), "file_name": im.get("file_name", ""), "ids": enc.ids.tolist(),
-                         "text": tokenizer.to_text(enc), "labels": labels, "count": len(boxes),
-                         "height": im["height"], "width": im["width"]})
+        rows, errors = _box_rows(tokenizer, images[k * shard_size : (k + 1) * shard_size], anns, names)
         store.write(k, _box_table(rows), errors)
         summary.rows += len(rows)
         summary.skipped += len(errors)
