@@ -55,3 +55,42 @@ def test_text_round_trip_10k(benchmark):
     out = benchmark.pedantic(lambda: tok.from_text(tok.to_text(ids)), rounds=5, warmup_rounds=1)
     assert torch.equal(out, ids)
     benchmark.extra_info["boxes_per_s"] = 10_000 / benchmark.stats["mean"]
+
+
+def coco_like(images: int = 20_000, seed: int = 0) -> tuple[list, list, list]:
+    """``images`` COCO-like images of 480×640 with 0–14 labelled xywh pixel boxes each: the boxes,
+    the labels (80 class names) and the canvas sizes."""
+    g = torch.Generator().manual_seed(seed)
+    counts = torch.randint(0, 15, (images,), generator=g).tolist()
+    boxes, labels = [], []
+    for n in counts:
+        xy = torch.rand(n, 2, generator=g, dtype=torch.float64) * torch.tensor([600.0, 440.0], dtype=torch.float64)
+        wh = 1 + torch.rand(n, 2, generator=g, dtype=torch.float64) * (torch.tensor([640.0, 480.0], dtype=torch.float64) - 1 - xy)
+        boxes.append(torch.cat([xy, wh], 1).tolist())
+        labels.append([f"class {int(c)}" for c in torch.randint(0, 80, (n,), generator=g)])
+    return boxes, labels, [(480, 640)] * images
+
+
+def test_coco_like_batch_encode_and_text(benchmark):
+    """A dataset's images as one batch (what ``perceptok tokenize boxes`` does a shard at a time)."""
+    tok = BoxTokenizer.from_preset("aurora")
+    boxes, labels, sizes = coco_like()
+    texts = benchmark.pedantic(lambda: tok.to_text(tok.encode(boxes, canvas_size=sizes, labels=labels, format="xywh",
+                                                              return_tensors="np")), rounds=5, warmup_rounds=1)
+    assert len(texts) == len(boxes) and texts[1] == tok.to_text(tok.encode(boxes[1], canvas_size=sizes[1],
+                                                                          labels=labels[1], format="xywh"))
+    benchmark.extra_info["images_per_s"] = len(boxes) / benchmark.stats["mean"]
+
+
+def test_coco_like_image_by_image_baseline(benchmark):
+    """The same images through the same tokenizer one image at a time."""
+    tok = BoxTokenizer.from_preset("aurora")
+    boxes, labels, sizes = coco_like()
+
+    def loop():
+        return [tok.to_text(tok.encode(b, canvas_size=s, labels=lab, format="xywh", return_tensors="np"))
+                for b, lab, s in zip(boxes, labels, sizes)]
+
+    texts = benchmark.pedantic(loop, rounds=3, warmup_rounds=1)
+    assert len(texts) == len(boxes)
+    benchmark.extra_info["images_per_s"] = len(boxes) / benchmark.stats["mean"]

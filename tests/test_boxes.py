@@ -148,6 +148,18 @@ def test_bad_boxes_raise_clear_errors(bad, match):
         BoxTokenizer.from_preset("aurora").encode(bad, canvas_size=CANVAS)
 
 
+def test_a_bad_box_in_a_batch_is_named_by_image_and_index():
+    """A batch is validated at once; the error still says which image and which of its boxes."""
+    tok = BoxTokenizer.from_preset("aurora")
+    good = [[0, 0, 10, 10]]
+    with pytest.raises(ValueError, match=r"box 1 of image 2 \[5\.0, 5\.0, 4\.0, 9\.0\] \(as x1 y1 x2 y2\) is inverted"):
+        tok.encode([good, [], good + [[5, 5, 4, 9]]], canvas_size=CANVAS)
+    with pytest.raises(ValueError, match=r"box 0 of image 1 lies outside the 100×50 \(H×W\) image"):
+        tok.encode([good, [[0, 0, 60, 10]]], canvas_size=[CANVAS, (100, 50)])
+    with pytest.raises(ValueError, match=r"box 0 of image 0 has NaN"):
+        tok.encode([[[0, float("nan"), 1, 1]]], canvas_size=[CANVAS])
+
+
 def test_clip_on_request_and_outside_boxes_still_fail():
     tok = BoxTokenizer.from_preset("aurora")
     clipped = tok.encode([[-3, 0, 400, 240]], canvas_size=CANVAS, clip=True).ids

@@ -219,7 +219,8 @@ def test_coco_images_are_encoded_a_shard_at_once_and_a_bad_one_costs_only_itself
     tok = perceptok.BoxTokenizer.from_preset("aurora")
     calls = []
     encode = tok.encode
-    tok.encode = lambda boxes, **kw: (calls.append(len(boxes)), encode(boxes, **kw))[1]
+    tok.encode = lambda boxes, **kw: (calls.append(len(kw["canvas_size"]) if isinstance(kw["canvas_size"], list) else 1),
+                                      encode(boxes, **kw))[1]
     summary = tokenize_boxes(path, tmp_path / "out", tok, "boxes:aurora", shard_size=30, progress=False)
     assert (summary.rows, summary.skipped) == (96, 4)
     # shard 0 at once (its inverted box fails in encode), then image by image; shards 1 and 2 fail
@@ -228,7 +229,7 @@ def test_coco_images_are_encoded_a_shard_at_once_and_a_bad_one_costs_only_itself
     assert calls == [30] + [1] * 30 + [1] * 29 * 2 + [10]
     errors = {e["id"]: e["reason"] for e in map(json.loads, (tmp_path / "out" / "errors.jsonl").read_text().splitlines())}
     assert set(errors) == {str(ids[3]), str(ids[40]), str(ids[41]), str(ids[70])}
-    assert "inverted" in errors[str(ids[3])] and "(N, 4)" in errors[str(ids[40])] and "bbox" in errors[str(ids[41])]
+    assert "box 0 [50.0, 50.0, 40.0, 70.0] (as x1 y1 x2 y2) is inverted" in errors[str(ids[3])] and "(N, 4)" in errors[str(ids[40])] and "bbox" in errors[str(ids[41])]
     names = {c["id"]: c["name"] for c in coco["categories"]}
     rows = rows_by_id(tmp_path / "out")
     for im in coco["images"][::7]:

@@ -8,6 +8,7 @@ Image sizes are ``canvas_size=(H, W)``, torchvision's convention.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,18 +33,18 @@ def _check_format(format: str) -> str:
 
 
 def box_convert(boxes: np.ndarray, src: str, dst: str) -> np.ndarray:
-    """``(N, 4)`` boxes between "xyxy", "xywh" and "cxcywh" (torchvision's definitions, in numpy,
+    """``(..., 4)`` boxes between "xyxy", "xywh" and "cxcywh" (torchvision's definitions, in numpy,
     without importing torchvision or torch, which take seconds)."""
-    a, b, c, d = np.moveaxis(boxes, -1, 0)
+    lo, hi = boxes[..., :2], boxes[..., 2:]
     if src == "xywh":
-        a, b, c, d = a, b, a + c, b + d
+        lo, hi = lo, lo + hi
     elif src == "cxcywh":
-        a, b, c, d = a - c / 2, b - d / 2, a + c / 2, b + d / 2
+        lo, hi = lo - hi / 2, lo + hi / 2
     if dst == "xywh":
-        a, b, c, d = a, b, c - a, d - b
+        lo, hi = lo, hi - lo
     elif dst == "cxcywh":
-        a, b, c, d = (a + c) / 2, (b + d) / 2, c - a, d - b
-    return np.stack([a, b, c, d], axis=-1)
+        lo, hi = (lo + hi) / 2, hi - lo
+    return np.concatenate([lo, hi], axis=-1)
 
 
 def _is_bounding_boxes(x: Any) -> bool:
@@ -65,7 +66,8 @@ class BoxTokenizer(CoordinateTokenizer):
     item_kind = "box"
     input_width = 4
 
-    def _to_points(self, boxes: Any, canvas_size: CanvasSize | None, clip: bool, format: str = "xyxy") -> np.ndarray:
+    def _read(self, boxes: Any, canvas_size: CanvasSize | None, name: Callable[[int], str],
+              format: str = "xyxy") -> tuple[np.ndarray, CanvasSize | None]:
         if _is_bounding_boxes(boxes):
             format = boxes.format.name.lower()
             if format not in BOX_FORMATS:
@@ -74,23 +76,25 @@ class BoxTokenizer(CoordinateTokenizer):
                 raise ValueError(f"canvas_size {tuple(canvas_size)} disagrees with the BoundingBoxes' {tuple(boxes.canvas_size)}")
             canvas_size = tuple(boxes.canvas_size)
         t = as_float_array(boxes, 4, "box")
-        check_finite(t, "box")
-        t = box_convert(t, _check_format(format), "xyxy") if format != "xyxy" else t
-        xy = normalise(t.reshape(-1, 2, 2), canvas_size, "box")  # (N, 2 corners, x y)
-        self._check_extent(xy, t, "inverted or empty")
-        xy = check_range(xy, clip, canvas_size, "box")
+        check_finite(t, name)
+        return (box_convert(t, _check_format(format), "xyxy") if format != "xyxy" else t), canvas_size
+
+    def _to_points(self, boxes: np.ndarray, canvas: np.ndarray | None, clip: bool, name: Callable[[int], str]) -> np.ndarray:
+        xy = normalise(boxes.reshape(-1, 2, 2), canvas)  # (M, 2 corners, x y)
+        self._check_extent(xy, boxes, "inverted or empty", name)
+        xy = check_range(xy, clip, canvas, name)
         if clip:
-            self._check_extent(xy, t, "outside the image, so clipping leaves it empty")
+            self._check_extent(xy, boxes, "outside the image, so clipping leaves it empty", name)
         return xy
 
     @staticmethod
-    def _check_extent(xy: np.ndarray, raw: np.ndarray, why: str) -> None:
-        size = xy[:, 1] - xy[:, 0]  # (N, 2): width, height
+    def _check_extent(xy: np.ndarray, raw: np.ndarray, why: str, name: Callable[[int], str]) -> None:
+        size = xy[:, 1] - xy[:, 0]  # (M, 2): width, height
         bad = (size <= 0).any(-1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"box {i} {raw[i].tolist()} (as x1 y1 x2 y2) is {why}: boxes need x2 > x1 and "
+                f"{name(i)} {raw[i].tolist()} (as x1 y1 x2 y2) is {why}: boxes need x2 > x1 and "
                 "y2 > y1; check the box format (xyxy / xywh / cxcywh) and drop empty boxes"
             )
 

@@ -62,6 +62,9 @@ def _label_pattern(template: str, forbidden: str, loose: bool, lazy: bool = Fals
     return out.lit(parts[-1]).build()
 
 
+LABELS_KEPT = 65_536  # distinct checked labels a grammar remembers
+
+
 class ItemGrammar:
     """Labels and parsing of items of ``points_per_item`` points in one layout.
 
@@ -93,6 +96,7 @@ class ItemGrammar:
         self._steps = self._item_steps()
         L = layout
         self._label = re.compile(_label_pattern(L.label, L.label_forbidden, loose=False))
+        self._checked: dict[str, str] = {}  # labels that passed check_label (class names recur)
         self._sep = re.compile(r"\s*" + re.escape(L.separator.strip()) + r"\s*" if L.separator.strip() else r"\s*")
         self._group_sep = re.compile(r"\s*" + re.escape(L.group_sep.strip()) + r"\s*") if L.grouped else None
         self._item_re = re.compile(self._loose_item())
@@ -147,6 +151,9 @@ class ItemGrammar:
     # --- labels ------------------------------------------------------------------------------
 
     def check_label(self, label: str) -> str:
+        checked = self._checked.get(label)
+        if checked is not None:
+            return checked
         forbidden = self.layout.label_forbidden + "\x00"
         bad = sorted({c for c in label if c in forbidden})
         if not label.strip() or bad:
@@ -155,6 +162,8 @@ class ItemGrammar:
                 f"label {label!r} cannot be written in this layout: labels must be non-empty and "
                 f"free of {shown} and control characters (found {bad})"
             )
+        if len(self._checked) < LABELS_KEPT:
+            self._checked[label] = label.strip()
         return label.strip()
 
     def label_text(self, label: str | None) -> str:

@@ -16,7 +16,7 @@ import abc
 import dataclasses
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -28,7 +28,7 @@ from perceptok.coordinates.grammar import ItemGrammar
 from perceptok.coordinates.layouts import LAYOUTS
 from perceptok.coordinates.quantize import ids_to_points, points_to_ids, smart_resize
 from perceptok.coordinates.render import TableRenderer
-from perceptok.coordinates.validate import as_numpy, check_canvas, is_torch_tensor
+from perceptok.coordinates.validate import as_numpy, check_canvas, is_torch_tensor, item_canvases
 
 if TYPE_CHECKING:
     from perceptok.coordinates.kernels import TextKernels
@@ -169,8 +169,17 @@ class CoordinateTokenizer(PerceptionTokenizer):
     # --- input handling (subclasses turn raw items into normalised points) -------------------
 
     @abc.abstractmethod
-    def _to_points(self, items: Any, canvas_size: CanvasSize | None, clip: bool, **kwargs: Any) -> np.ndarray:
-        """One image's items → ``(N, P, 2)`` normalised x, y in [0, 1], validated (float64)."""
+    def _read(self, items: Any, canvas_size: CanvasSize | None, name: Callable[[int], str],
+              **kwargs: Any) -> tuple[np.ndarray, CanvasSize | None]:
+        """One image's items → ``(N, input_width)`` float64, finite, in the form ``_to_points``
+        takes (boxes as x1 y1 x2 y2), and the image's canvas (the items' own where they carry
+        one). ``name(i)`` names item ``i`` in an error."""
+
+    @abc.abstractmethod
+    def _to_points(self, items: np.ndarray, canvas: np.ndarray | None, clip: bool, name: Callable[[int], str]) -> np.ndarray:
+        """``_read``'s items of any number of images, joined ``(M, input_width)`` → ``(M, P, 2)``
+        normalised x, y in [0, 1], validated (float64), in a few array operations. ``canvas``:
+        each item's ``(M, 2)`` (H, W) (``validate.item_canvases``), or None."""
 
     def _is_batch(self, x: Any) -> bool:
         if _is_tensor_like(x):
@@ -205,25 +214,39 @@ class CoordinateTokenizer(PerceptionTokenizer):
             clip: clip coordinates outside the image onto its border instead of raising.
             return_tensors: ``"pt"`` for torch tensors, ``"np"`` for numpy arrays.
         """
+        kind = self.item_kind
         if not self._is_batch(x):
-            points = self._to_points(x, canvas_size, clip, **kwargs)  # (N, P, 2)
-            ids = points_to_ids(points, self.config, self._far, self._sides(canvas_size))  # (N, T)
+            items, canvas = self._read(x, canvas_size, lambda i: f"{kind} {i}", **kwargs)  # (N, W)
+            canvas = check_canvas(canvas)
+            points = self._to_points(items, item_canvases([canvas], [len(items)]), clip, lambda i: f"{kind} {i}")  # (N, P, 2)
+            ids = points_to_ids(points, self.config, self._far, self._sides(canvas))  # (N, T)
             if labels is not None:
                 labels = self._check_labels(labels, len(ids))
             return _encoding(ids, np.asarray(len(ids)), labels, return_tensors)
+        # A batch: each image's items read on their own (its format, shape and canvas), then every
+        # item of the batch validated, normalised and quantised together.
         images = list(as_numpy(x))
-        sizes = self._batch_canvas_sizes(canvas_size, len(images))
-        points = [self._to_points(item, size, clip, **kwargs) for item, size in zip(images, sizes)]
-        counts = np.array([len(p) for p in points], dtype=np.int64)
+        read = [self._read(item, size, lambda i, b=b: f"{kind} {i} of image {b}", **kwargs)
+                for b, (item, size) in enumerate(zip(images, self._batch_canvas_sizes(canvas_size, len(images))))]
+        counts = np.array([len(items) for items, _ in read], dtype=np.int64)
+        sizes = [check_canvas(size) for _, size in read]
+        first = np.concatenate([[0], np.cumsum(counts)])  # each image's first item
+
+        def name(i: int) -> str:
+            b = int(np.searchsorted(first, i, side="right")) - 1
+            return f"{kind} {i - first[b]} of image {b}"
+
+        joined = np.concatenate([items for items, _ in read]) if read else np.zeros((0, self.input_width))
+        points = self._to_points(joined, item_canvases(sizes, counts), clip, name)  # (sum N, P, 2)
         sides = None
         if self.config.quantization == "pixel":  # (sum N, 1, 2): each item's image's resized (W, H)
-            sides = np.concatenate([np.broadcast_to(self._sides(size), (len(p), 1, 2)) for p, size in zip(points, sizes)])
-        flat = points_to_ids(np.concatenate(points) if points else np.zeros((0, self.points_per_item, 2)),
-                             self.config, self._far, sides)  # (sum N, T)
+            sides = np.repeat(np.concatenate([self._sides(size) for size in sizes]).reshape(-1, 1, 2), counts, axis=0) \
+                if sizes else np.zeros((0, 1, 2))
+        flat = points_to_ids(points, self.config, self._far, sides)  # (sum N, T)
         ids = _padded(flat, counts, self.tokens_per_item)
         if labels is not None:
-            if len(labels) != len(points):
-                raise ValueError(f"got labels for {len(labels)} images but {len(points)} images")
+            if len(labels) != len(counts):
+                raise ValueError(f"got labels for {len(labels)} images but {len(counts)} images")
             labels = [self._check_labels(lab, int(n)) for lab, n in zip(labels, counts)]
         return _encoding(ids, counts, labels, return_tensors)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,11 +43,12 @@ def as_float_array(x: Any, width: int, what: str) -> np.ndarray:
     return a
 
 
-def check_finite(a: np.ndarray, what: str) -> None:
+def check_finite(a: np.ndarray, name: Callable[[int], str]) -> None:
+    """Refuse rows of ``a`` ``(M, W)`` with a NaN or infinite value; ``name(i)`` names row ``i``."""
     bad = ~np.isfinite(a).all(-1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{what} {i} has NaN or infinite coordinates {a[i].tolist()}; drop or fix it")
+        raise ValueError(f"{name(i)} has NaN or infinite coordinates {a[i].tolist()}; drop or fix it")
 
 
 def check_canvas(canvas_size: Any) -> tuple[float, float] | None:
@@ -62,25 +64,42 @@ def check_canvas(canvas_size: Any) -> tuple[float, float] | None:
     return h, w
 
 
-def normalise(xy: np.ndarray, canvas_size: tuple[int, int] | None, what: str) -> np.ndarray:
-    """Divide ``(..., 2)`` x, y pixel coordinates by the canvas ``(H, W)``."""
-    canvas = check_canvas(canvas_size)
+def item_canvases(canvases: Sequence[tuple[float, float] | None], counts: Sequence[int]) -> np.ndarray | None:
+    """Each item's canvas ``(M, 2)`` (H, W) from its image's (checked ``check_canvas`` values) and
+    the images' item counts; NaN for items of images without one (normalised input); None where
+    no image has one."""
+    if all(c is None for c in canvases):
+        return None
+    per_image = np.array([(math.nan, math.nan) if c is None else c for c in canvases], dtype=np.float64).reshape(-1, 2)
+    return np.repeat(per_image, counts, axis=0)
+
+
+def normalise(xy: np.ndarray, canvas: np.ndarray | None) -> np.ndarray:
+    """Divide ``(M, P, 2)`` x, y pixel coordinates by each item's canvas ``(M, 2)`` (H, W; NaN: the
+    item is normalised already)."""
     if canvas is None:
         return xy
-    h, w = canvas
-    return xy / np.array([w, h])
+    wh = np.where(np.isnan(canvas), 1.0, canvas)[:, None, ::-1]  # (M, 1, 2): W, H
+    return xy / wh
 
 
-def check_range(xy: np.ndarray, clip: bool, canvas_size: tuple[int, int] | None, what: str) -> np.ndarray:
-    """Refuse (or, with ``clip``, clamp) normalised ``(N, P, 2)`` coordinates outside [0, 1]."""
+def check_range(xy: np.ndarray, clip: bool, canvas: np.ndarray | None, name: Callable[[int], str]) -> np.ndarray:
+    """Refuse (or, with ``clip``, clamp) normalised ``(M, P, 2)`` coordinates outside [0, 1];
+    ``canvas`` as ``normalise`` takes it, ``name(i)`` names item ``i``."""
     eps = 1e-9
     outside = ((xy < -eps) | (xy > 1 + eps)).any(axis=(1, 2))
     if outside.any() and not clip:
         i = int(np.flatnonzero(outside)[0])
-        where = f"the {canvas_size[0]}×{canvas_size[1]} (H×W) image" if canvas_size else "[0, 1]"
-        hint = "" if canvas_size else "; for pixel coordinates pass canvas_size=(H, W)"
+        pixels = canvas is not None and not np.isnan(canvas[i]).any()
+        where = f"the {_side(canvas[i][0])}×{_side(canvas[i][1])} (H×W) image" if pixels else "[0, 1]"
+        hint = "" if pixels else "; for pixel coordinates pass canvas_size=(H, W)"
         raise ValueError(
-            f"{what} {i} lies outside {where}: normalised {xy[i].flatten().tolist()}{hint}; "
+            f"{name(i)} lies outside {where}: normalised {xy[i].flatten().tolist()}{hint}; "
             "pass clip=True to clip onto the border"
         )
     return np.clip(xy, 0.0, 1.0)
+
+
+def _side(v: float) -> int | float:
+    """A canvas side as the user wrote it: 480, not 480.0."""
+    return int(v) if float(v).is_integer() else v

@@ -8,6 +8,7 @@ Axis legend: ``B`` images, ``N`` points per image (a keypoint set is one image's
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,11 +38,13 @@ class PointTokenizer(CoordinateTokenizer):
     item_kind = "point"
     input_width = 2
 
-    def _to_points(self, points: Any, canvas_size: CanvasSize | None, clip: bool) -> np.ndarray:
+    def _read(self, points: Any, canvas_size: CanvasSize | None, name: Callable[[int], str]) -> tuple[np.ndarray, CanvasSize | None]:
         t = as_float_array(points, 2, "point")
-        check_finite(t, "point")
-        xy = normalise(t.reshape(-1, 1, 2), canvas_size, "point")  # (N, 1, 2)
-        return check_range(xy, clip, canvas_size, "point")
+        check_finite(t, name)
+        return t, canvas_size
+
+    def _to_points(self, points: np.ndarray, canvas: np.ndarray | None, clip: bool, name: Callable[[int], str]) -> np.ndarray:
+        return check_range(normalise(points.reshape(-1, 1, 2), canvas), clip, canvas, name)  # (M, 1, 2)
 
     def _items_from_points(self, points: np.ndarray) -> np.ndarray:
         return points.reshape(len(points), 2).astype(np.float32)  # (N, 1, 2) -> (N, 2)

@@ -340,18 +340,22 @@ def _box_rows(tokenizer: CoordinateTokenizer, images: list[dict[str, Any]], anns
     try:
         boxes = [[a["bbox"] for a in anns.get(im["id"], [])] for im in images]
         labels = [[names.get(a["category_id"], str(a["category_id"])) for a in anns.get(im["id"], [])] for im in images]
-        enc = tokenizer.encode(boxes, canvas_size=[(im["height"], im["width"]) for im in images], labels=labels,
-                               format="xywh", return_tensors="np")
-        texts = tokenizer.to_text(enc)
+        canvas = [(im["height"], im["width"]) for im in images]
+        if len(images) == 1:  # alone, so that an error names the image's own box, not "image 0" of a batch
+            enc = tokenizer.encode(boxes[0], canvas_size=canvas[0], labels=labels[0], format="xywh", return_tensors="np")
+            ids, counts, texts = enc.ids[None], [len(enc.ids)], [tokenizer.to_text(enc)]
+        else:
+            enc = tokenizer.encode(boxes, canvas_size=canvas, labels=labels, format="xywh", return_tensors="np")
+            ids, counts, texts = enc.ids, enc.counts, tokenizer.to_text(enc)
     except (ValueError, TypeError, KeyError) as err:
         if len(images) > 1:
             done = [_box_rows(tokenizer, [im], anns, names) for im in images]
             return [r for rows, _ in done for r in rows], [e for _, errors in done for e in errors]
         im = images[0]
         return [], [{"id": str(im.get("id")), "source": im.get("file_name", ""), "reason": f"{type(err).__name__}: {err}"}]
-    return [{"id": str(im["id"]), "file_name": im.get("file_name", ""), "ids": enc.ids[j, :n].tolist(), "text": texts[j],
+    return [{"id": str(im["id"]), "file_name": im.get("file_name", ""), "ids": ids[j, :n].tolist(), "text": texts[j],
              "labels": labels[j], "count": int(n), "height": im["height"], "width": im["width"]}
-            for j, (im, n) in enumerate(zip(images, enc.counts))], []
+            for j, (im, n) in enumerate(zip(images, counts))], []
 
 
 def tokenize_boxes(coco: str | Path, out: str | Path, tokenizer: CoordinateTokenizer, tokenizer_name: str,
