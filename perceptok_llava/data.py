@@ -17,6 +17,8 @@ Tasks, each atomic or multi-task:
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 import string
 from collections.abc import Iterable, Sequence
 
@@ -37,6 +39,7 @@ MULTI_TASKS = ("relative_depth_cot", "relative_depth_direct", "counting_cot", "c
 MARK_SIDE = 336  # the original's image side for the distance rule
 MIN_POINT_DISTANCE = 20  # pixels on the 336-px image
 MIN_DEPTH_GAP = 20 / 255  # in relative inverse depth
+RECORD_BATCH = 32  # samples whose depth maps build_records encodes (and estimates) in one call
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,24 +121,25 @@ def _mark_points(image: Image.Image, points: np.ndarray, letters: str) -> Image.
 
 
 def _pick_points(rel: torch.Tensor, ok: torch.Tensor, k: int, rng: np.random.Generator, tries: int = 200) -> np.ndarray | None:
-    """k valid pixels (x, y) ≥ 20 px apart on the 336-px image, with pairwise depth gaps ≥ 20/255."""
+    """k valid pixels (x, y) ≥ 20 px apart on the 336-px image, with pairwise depth gaps ≥ 20/255:
+    the first of ``tries`` random draws of k pixels (all drawn and checked at once) that keeps
+    both rules. A draw repeats a pixel at times, which the distance rule refuses, so a kept
+    draw is k distinct pixels, uniform over the sets that keep the rules."""
     h, w = rel.shape
-    ys, xs = np.nonzero(ok.numpy())
     scale = np.array([MARK_SIDE / w, MARK_SIDE / h])
-    margin = 0.06
-    inside = (xs > margin * w) & (xs < (1 - margin) * w) & (ys > margin * h) & (ys < (1 - margin) * h)
-    xs, ys = xs[inside], ys[inside]
+    margin = 0.06  # candidates lie strictly inside it: margin·side < coordinate < (1 - margin)·side
+    y0, y1, x0, x1 = math.floor(margin * h) + 1, math.ceil((1 - margin) * h), math.floor(margin * w) + 1, math.ceil((1 - margin) * w)
+    ys, xs = np.nonzero(ok.numpy()[y0:y1, x0:x1])  # row-major, as over the whole map
+    ys, xs = ys + y0, xs + x0
     if len(xs) < k:  # counted after the margin: fewer candidates than points is no sample, not an error
         return None
-    for _ in range(tries):
-        pick = rng.choice(len(xs), k, replace=False)
-        pts = np.stack([xs[pick], ys[pick]], 1).astype(np.float64)
-        d = np.linalg.norm((pts[:, None] - pts[None]) * scale, axis=-1) + np.eye(k) * 1e9
-        vals = rel[ys[pick], xs[pick]].numpy()
-        gaps = np.abs(vals[:, None] - vals[None]) + np.eye(k) * 1e9
-        if d.min() >= MIN_POINT_DISTANCE and gaps.min() >= MIN_DEPTH_GAP:
-            return pts
-    return None
+    pick = rng.integers(len(xs), size=(tries, k))
+    pts = np.stack([xs[pick], ys[pick]], -1).astype(np.float64)  # (tries, k, 2)
+    apart = np.linalg.norm((pts[:, :, None] - pts[:, None]) * scale, axis=-1) + np.eye(k) * 1e9  # (tries, k, k)
+    vals = rel.numpy()[ys[pick], xs[pick]]  # (tries, k)
+    gaps = np.abs(vals[:, :, None] - vals[:, None]) + np.eye(k) * 1e9
+    kept = (apart.min((1, 2)) >= MIN_POINT_DISTANCE) & (gaps.min((1, 2)) >= MIN_DEPTH_GAP)  # (tries,)
+    return pts[int(np.argmax(kept))] if kept.any() else None
 
 
 @dataclasses.dataclass
@@ -208,22 +212,26 @@ def build_records(samples: Iterable[Sample], depth: GridDepthTokenizer, boxes: B
         raise ValueError(f"unknown tasks {sorted(unknown)}; choose from {ATOMIC_TASKS + MULTI_TASKS}")
     rng = np.random.default_rng(seed)
     records: list[dict] = []
-    for sample in samples:
-        if sample.depth is None and estimator is not None:
-            sample = dataclasses.replace(sample, depth=estimator([sample.image])[0])
+    samples = iter(samples)
+    while chunk := list(itertools.islice(samples, RECORD_BATCH)):
+        missing = [i for i, s in enumerate(chunk) if s.depth is None] if estimator is not None else []
+        for i, estimate in zip(missing, estimator([chunk[i].image for i in missing]) if missing else []):
+            chunk[i] = dataclasses.replace(chunk[i], depth=estimate)
         if square:
-            sample = pad_to_square(sample)
-        if sample.depth is not None:
-            records += _depth_records(sample, depth, points, tasks, rng, point_counts)
-        if sample.boxes is not None and sample.labels:
-            records += _box_records(sample, boxes, tasks, rng)
+            chunk = [pad_to_square(s) for s in chunk]
+        maps = [s.depth for s in chunk if s.depth is not None]
+        texts = iter(depth.to_text(depth.encode(maps)) if maps else [])  # with each map's grid marker where it has one
+        for sample in chunk:
+            if sample.depth is not None:
+                records += _depth_records(sample, next(texts), points, tasks, rng, point_counts)
+            if sample.boxes is not None and sample.labels:
+                records += _box_records(sample, boxes, tasks, rng)
     return records
 
 
-def _depth_records(sample: Sample, depth: GridDepthTokenizer, points: PointTokenizer, tasks: set[str],
+def _depth_records(sample: Sample, depth_text: str, points: PointTokenizer, tasks: set[str],
                    rng: np.random.Generator, point_counts: Sequence[int]) -> list[dict]:
     out = []
-    depth_text = depth.to_text(depth.encode(sample.depth))  # with the map's grid marker where it has one
     if "depth_generation" in tasks:
         out.append(dict(id=f"{sample.id}/depth", task="depth_generation", image=sample.image,
                         prompt=_depth_prompt(), target=depth_text))

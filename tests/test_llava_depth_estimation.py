@@ -56,3 +56,25 @@ def test_another_model_does_not_reuse_the_cache(tmp_path):
     c = again(images)
     assert again.model_key == first.model_key and again.estimated == 0
     assert np.allclose(c[0].values.numpy(), a[0].values.numpy())
+
+
+def test_records_estimate_the_depth_of_many_samples_at_once():
+    """``build_records`` gives depth to RGB-only samples through the estimator a chunk of samples
+    at a time (one call for up to ``RECORD_BATCH`` images, which the pipeline batches), and encodes
+    their maps together; the records are those of the same samples with the estimates given."""
+    import dataclasses
+
+    from perceptok import BoxTokenizer, PointTokenizer, load
+    from perceptok_llava.data import RECORD_BATCH, build_records
+    from perceptok_llava.sources import synthetic_samples
+
+    estimator = MonocularDepth(*tiny_depth_anything(), batch_size=8, device=-1)
+    calls = []
+    estimate = estimator.__call__
+    count = lambda images: (calls.append(len(images)), estimate(images))[1]  # noqa: E731
+    rgb = [dataclasses.replace(s, depth=None) for s in synthetic_samples(RECORD_BATCH + 3, size=(48, 64))]
+    toks = dict(depth=load("depth"), boxes=BoxTokenizer.from_preset("aurora"), points=PointTokenizer.from_preset("aurora"))
+    records = build_records(rgb, **toks, estimator=count, tasks=["depth_generation"], seed=0)
+    assert calls == [RECORD_BATCH, 3] and len(records) == RECORD_BATCH + 3
+    given = [dataclasses.replace(s, depth=m) for s, m in zip(rgb, estimate([s.image for s in rgb]))]
+    assert [r["target"] for r in records] == [r["target"] for r in build_records(given, **toks, tasks=["depth_generation"], seed=0)]
