@@ -216,9 +216,12 @@ class CoordinateTokenizer(PerceptionTokenizer):
         """
         kind = self.item_kind
         if not self._is_batch(x):
-            items, canvas = self._read(x, canvas_size, lambda i: f"{kind} {i}", **kwargs)  # (N, W)
+            def name(i: int) -> str:
+                return f"{kind} {i}"
+
+            items, canvas = self._read(x, canvas_size, name, **kwargs)  # (N, W)
             canvas = check_canvas(canvas)
-            points = self._to_points(items, item_canvases([canvas], [len(items)]), clip, lambda i: f"{kind} {i}")  # (N, P, 2)
+            points = self._to_points(items, item_canvases([canvas], [len(items)]), clip, name)  # (N, P, 2)
             ids = points_to_ids(points, self.config, self._far, self._sides(canvas))  # (N, T)
             if labels is not None:
                 labels = self._check_labels(labels, len(ids))
@@ -232,12 +235,12 @@ class CoordinateTokenizer(PerceptionTokenizer):
         sizes = [check_canvas(size) for _, size in read]
         first = np.concatenate([[0], np.cumsum(counts)])  # each image's first item
 
-        def name(i: int) -> str:
+        def in_batch(i: int) -> str:
             b = int(np.searchsorted(first, i, side="right")) - 1
             return f"{kind} {i - first[b]} of image {b}"
 
         joined = np.concatenate([items for items, _ in read]) if read else np.zeros((0, self.input_width))
-        points = self._to_points(joined, item_canvases(sizes, counts), clip, name)  # (sum N, P, 2)
+        points = self._to_points(joined, item_canvases(sizes, counts), clip, in_batch)  # (sum N, P, 2)
         sides = None
         if self.config.quantization == "pixel":  # (sum N, 1, 2): each item's image's resized (W, H)
             sides = np.repeat(np.concatenate([self._sides(size) for size in sizes]).reshape(-1, 1, 2), counts, axis=0) \
