@@ -191,10 +191,10 @@ def _prepare(tok: GridDepthTokenizer, maps: list[tuple[int, DepthMap | DepthCode
 def _collate(batch: list[tuple[int, Any]], tokenizer: GridDepthTokenizer | None = None) -> Joined:
     """Where a worker made the batch. With ``tokenizer`` (the workers do the pixel work and run
     the network): its maps prepared (``_prepare``), joined per kind and encoded into their rows'
-    values (``_row_values``, with the text). Without: its code
-    maps stacked per size and table (so that a batch crosses to the main process as a few
-    tensors, not one or three per map). The rest (value maps for the main process, images,
-    reasons for skipping) as it is; maps that fail to prepare become reasons."""
+    values (``_row_values``, the text included). Without: its code maps stacked per size and
+    table (so that a batch crosses to the main process as a few tensors, not one or three per
+    map). The rest (value maps for the main process, images, reasons for skipping) as it is;
+    maps that fail to prepare become reasons."""
     maps: dict[str, list[tuple[int, DepthMap | DepthCodes]]] = {}
     codes: dict[tuple[Any, ...], list[tuple[int, DepthCodes]]] = {}
     rest = []
