@@ -4,6 +4,7 @@ and ``perceptok tokenize depth`` folders, each as ``Sample`` objects for ``build
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,8 @@ from PIL import Image
 
 from perceptok.io import DepthMap, read_manifest
 from perceptok.synthetic import render_scene
+
+DECODE_ROWS = 32  # token rows that shard_samples decodes in one call
 
 
 @dataclasses.dataclass
@@ -58,7 +61,8 @@ def shard_samples(folder: str | Path) -> Iterator[Sample]:
     dataset is tokenized once (for RGB images the costly part: the depth-estimation model) and
     curricula are built from it many times.
 
-    Each row's map is decoded back to its units (``perceptok.shards.decode_row``) and
+    Each row's map is decoded back to its units (``perceptok.shards.decode_rows``, a chunk of
+    rows at a time) and
     ``build_records`` re-encodes it on the square image the model sees (padding changes the
     tokens). Images come from the row's source for ``--images`` runs and from the manifest's
     ``rgb`` for ``--manifest`` runs; relative paths are read from the current folder, as the
@@ -66,7 +70,7 @@ def shard_samples(folder: str | Path) -> Iterator[Sample]:
     weights that made the tokens.
     """
     from perceptok import load
-    from perceptok.shards import decode_row, load_rows, metadata
+    from perceptok.shards import decode_rows, load_rows, metadata
     from perceptok.shards.store import tokenizer_identity
 
     meta = metadata(folder)
@@ -85,15 +89,19 @@ def shard_samples(folder: str | Path) -> Iterator[Sample]:
     else:
         raise ValueError(f"{folder} was tokenized from {kind} (depth without images) and the curriculum needs the "
                          "images: tokenize a manifest with rgb entries, or --images DIR --depth-model ID")
-    for row in load_rows(folder):
-        path = row["source"] if rgb_of is None else rgb_of.get(row["id"])
-        if path is None:
-            continue  # a manifest entry without rgb: nothing to look at
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{folder}: image {path} of row {row['id']!r} not found; run from the folder the "
-                                    "tokenize run was started in")
-        values = decode_row(tok, row)  # (H, W) in the map's units
-        yield Sample(row["id"], Image.open(path).convert("RGB"), DepthMap(values, torch.isfinite(values), row["kind"]))
+    rows = iter(load_rows(folder))
+    while chunk := list(itertools.islice(rows, DECODE_ROWS)):
+        seen = []
+        for row in chunk:
+            path = row["source"] if rgb_of is None else rgb_of.get(row["id"])
+            if path is None:
+                continue  # a manifest entry without rgb: nothing to look at
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{folder}: image {path} of row {row['id']!r} not found; run from the folder "
+                                        "the tokenize run was started in")
+            seen.append((row, path))
+        for (row, path), values in zip(seen, decode_rows(tok, [row for row, _ in seen])):  # (H, W) in the map's units
+            yield Sample(row["id"], Image.open(path).convert("RGB"), DepthMap(values, torch.isfinite(values), row["kind"]))
 
 
 def coco_samples(instances: str | Path, images_dir: str | Path | None = None) -> Iterator[Sample]:

@@ -20,7 +20,7 @@ from PIL import Image
 import perceptok
 from perceptok.cli.main import main as cli
 from perceptok.io import read_depth, read_manifest
-from perceptok.shards import decode_row, load_rows, manifest_items, metadata, tokenize_depth
+from perceptok.shards import decode_row, decode_rows, load_rows, manifest_items, metadata, tokenize_depth
 
 datasets = pytest.importorskip("datasets")  # the tokenize extra; in every dev install
 
@@ -73,6 +73,15 @@ def test_manifest_to_shards_and_back(shared_data, tmp_path):
     back = decode_row(tok, row)
     assert back.shape == depth.values.shape
     assert torch.allclose(back, tok.decode(enc.ids[None], stats=enc.stats)[0], rtol=1e-5, atol=1e-5)
+    every = [rows[e.id] for e in entries]  # two sizes, and the same tokens read as other kinds: decoded together
+    every += [dict(every[0], kind="disparity", id="d"), dict(every[1], kind="relative_inverse", id="r")]
+    assert len({(r["kind"], r["height"], r["width"]) for r in every}) == 4
+    for units in (True, False):
+        together = decode_rows(tok, every, units=units)
+        for r, m in zip(every, together):  # batches change float rounding in the decoder, nothing more
+            alone = decode_row(tok, r, units=units)
+            assert m.shape == alone.shape == (r["height"], r["width"])
+            assert torch.allclose(m, alone, rtol=1e-5, atol=1e-6, equal_nan=True), r["id"]
     meta = metadata(out)
     assert meta["tokenizer"]["type"] == tok.tokenizer_type and len(meta["tokenizer"]["sha256"]) == 64
     assert (out / "errors.jsonl").read_text() == ""

@@ -1,8 +1,8 @@
 """Dataset-scale tokenization into resumable Parquet shards (``perceptok tokenize``)."""
 
-from perceptok.shards.read import decode_row, load_rows, metadata
+from perceptok.shards.read import decode_row, decode_rows, load_rows, metadata
 from perceptok.shards.run import TokenizeSummary, tokenize_boxes, tokenize_depth
 from perceptok.shards.sources import DepthItem, dataset_items, folder_items, image_items, manifest_items
 
-__all__ = ["DepthItem", "TokenizeSummary", "dataset_items", "decode_row", "folder_items", "image_items",
+__all__ = ["DepthItem", "TokenizeSummary", "dataset_items", "decode_row", "decode_rows", "folder_items", "image_items",
            "load_rows", "manifest_items", "metadata", "tokenize_boxes", "tokenize_depth"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,26 @@ def load_rows(out: str | Path) -> Any:
 def decode_row(tok: GridDepthTokenizer, row: dict[str, Any], units: bool = True) -> torch.Tensor:
     """The ``(height, width)`` depth map of a depth row, in the input's units (``units=False``:
     relative inverse depth in [0, 1])."""
-    ids = torch.tensor(row["ids"], dtype=torch.long)
-    grid = tuple(row["grid"])
-    if not units:
-        return tok.decode(ids, size=(row["height"], row["width"]), grids=grid)
-    stats = DepthStats(torch.tensor([row["low"]], dtype=torch.float64), torch.tensor([row["high"]], dtype=torch.float64),
-                       row["kind"], [(row["height"], row["width"])], [grid])
-    return tok.decode(ids[None], stats=stats)[0]
+    return decode_rows(tok, [row], units)[0]
+
+
+def decode_rows(tok: GridDepthTokenizer, rows: Sequence[dict[str, Any]], units: bool = True) -> list[torch.Tensor]:
+    """``decode_row`` of many rows at once: rows of one kind (with ``units``) or one size (without)
+    are decoded in one call, in which maps of one grid and size share the decoder's batches."""
+    maps: list[torch.Tensor] = [torch.empty(0)] * len(rows)
+    groups: dict[Any, list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(row["kind"] if units else (row["height"], row["width"]), []).append(i)
+    for key, index in groups.items():
+        ids = torch.tensor([rows[i]["ids"] for i in index], dtype=torch.long, device="cpu")  # (b, N)
+        grids = [tuple(rows[i]["grid"]) for i in index]
+        if units:
+            stats = DepthStats(torch.tensor([rows[i]["low"] for i in index], dtype=torch.float64, device="cpu"),
+                               torch.tensor([rows[i]["high"] for i in index], dtype=torch.float64, device="cpu"),
+                               key, [(rows[i]["height"], rows[i]["width"]) for i in index], grids)
+            out = tok.decode(ids, stats=stats)
+        else:
+            out = tok.decode(ids, size=key, grids=grids)
+        for i, m in zip(index, out):
+            maps[i] = m
+    return maps
