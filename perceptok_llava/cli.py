@@ -125,7 +125,7 @@ def _train(args: argparse.Namespace) -> None:
         estimator = MonocularDepth(args.depth_model, cache_dir=Path(args.out) / "depth_cache")
     builders = {k: tokenizers.get(k) or load(k) for k in ("depth", "boxes", "points")}
     records = build_records(load_samples(args.data, args.seed), builders["depth"], builders["boxes"], builders["points"],
-                            seed=args.seed, estimator=estimator)
+                            seed=args.seed, estimator=estimator, progress=int(os.environ.get("RANK", "0")) == 0)
     cfg = LlavaTrainConfig(out=args.out, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lr=args.lr,
                            batch_size=args.batch_size, grad_accum=args.grad_accum, stages=args.stages,
                            samples_per_stage=args.samples_per_stage, schedule=args.schedule,

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
 
 from perceptok import BoxTokenizer, PointTokenizer
 from perceptok.depth import GridDepthTokenizer
@@ -193,7 +194,7 @@ def _relative_prompt(k: int, cot: bool) -> str:
 
 def build_records(samples: Iterable[Sample], depth: GridDepthTokenizer, boxes: BoxTokenizer, points: PointTokenizer,
                   seed: int = 0, tasks: Iterable[str] = ATOMIC_TASKS + MULTI_TASKS, estimator=None,
-                  square: bool = True, point_counts: Sequence[int] = (2, 3, 4, 5)) -> list[dict]:
+                  square: bool = True, point_counts: Sequence[int] = (2, 3, 4, 5), progress: bool = False) -> list[dict]:
     """Records of every requested task that each sample supports.
 
     ``estimator`` (a ``MonocularDepth``) gives depth to samples that have none. ``square``: pad
@@ -202,7 +203,8 @@ def build_records(samples: Iterable[Sample], depth: GridDepthTokenizer, boxes: B
     describe. Generation pads the same way (``generate_with_perception``). ``point_counts``: how
     many points a relative-depth question marks, drawn uniformly per sample (2 is BLINK's, 3–5
     HardBLINK's). Relative-depth records also hold ``answer`` ("(A)"), ``points`` (``k`` × [x, y]
-    pixels in the record's image) and ``letters``.
+    pixels in the record's image) and ``letters``. ``progress``: a bar of samples done (with an
+    estimator, a large dataset takes a while).
     """
     if not point_counts or any(not 2 <= int(k) <= 5 for k in point_counts):
         raise ValueError(f"point_counts must be numbers from 2 to 5 (lettered A–E), got {tuple(point_counts)}")
@@ -213,6 +215,7 @@ def build_records(samples: Iterable[Sample], depth: GridDepthTokenizer, boxes: B
     rng = np.random.default_rng(seed)
     records: list[dict] = []
     samples = iter(samples)
+    bar = tqdm(unit="sample", desc="curriculum records", disable=not progress)
     while chunk := list(itertools.islice(samples, RECORD_BATCH)):
         missing = [i for i, s in enumerate(chunk) if s.depth is None] if estimator is not None else []
         for i, estimate in zip(missing, estimator([chunk[i].image for i in missing]) if missing else []):
@@ -226,6 +229,8 @@ def build_records(samples: Iterable[Sample], depth: GridDepthTokenizer, boxes: B
                 records += _depth_records(sample, next(texts), points, tasks, rng, point_counts)
             if sample.boxes is not None and sample.labels:
                 records += _box_records(sample, boxes, tasks, rng)
+        bar.update(len(chunk))
+    bar.close()
     return records
 
 

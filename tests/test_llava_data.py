@@ -34,6 +34,15 @@ def test_synthetic_records_cover_every_task_with_exact_answers():
             assert TOKS["boxes"].parse(r["target"].split(" There are")[0]).counts == n
 
 
+def test_records_show_their_progress_when_asked(capsys):
+    """A large dataset (with a depth model, an hour) shows a bar of samples done; quiet by default."""
+    build_records(synthetic_samples(3, size=(48, 64)), **TOKS, tasks=["depth_generation"])
+    assert "curriculum records" not in capsys.readouterr().err
+    build_records(synthetic_samples(3, size=(48, 64)), **TOKS, tasks=["depth_generation"], progress=True)
+    err = capsys.readouterr().err
+    assert "curriculum records: 3sample" in err, err  # the count of samples done, with no total known
+
+
 def test_marked_points_are_drawn():
     sample = next(synthetic_samples(1, seed=3, size=(96, 128)))
     records = build_records([sample], **TOKS, tasks=["relative_depth_direct"], seed=2)
