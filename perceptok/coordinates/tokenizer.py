@@ -243,7 +243,8 @@ class CoordinateTokenizer(PerceptionTokenizer):
         points = self._to_points(joined, item_canvases(sizes, counts), clip, in_batch)  # (sum N, P, 2)
         sides = None
         if self.config.quantization == "pixel":  # (sum N, 1, 2): each item's image's resized (W, H)
-            sides = np.repeat(np.concatenate([self._sides(size) for size in sizes]).reshape(-1, 1, 2), counts, axis=0) \
+            per_size = {size: self._sides(size) for size in dict.fromkeys(sizes)}  # images share a few sizes
+            sides = np.repeat(np.concatenate([per_size[size] for size in sizes]).reshape(-1, 1, 2), counts, axis=0) \
                 if sizes else np.zeros((0, 1, 2))
         flat = points_to_ids(points, self.config, self._far, sides)  # (sum N, T)
         ids = _padded(flat, counts, self.tokens_per_item)
