@@ -88,20 +88,27 @@ def chat(prompt: str, target: str | None = None) -> str:
 
 def collate(records: list[dict], processor: Any, task_names: list[str] | None = None) -> dict[str, torch.Tensor]:
     """Tokenise records with their images; labels cover only the answer (and the end token).
-    With ``task_names``, ``task_index`` ``(B,)`` says which task each record is."""
+    With ``task_names``, ``task_index`` ``(B,)`` says which task each record is.
+
+    The images are processed once: the prompts alone are tokenised as text, with each image token
+    repeated as often as the processor repeated it in that row."""
     lm_tok = processor.tokenizer
     texts = [chat(r["prompt"], r["target"]) + lm_tok.eos_token for r in records]
-    images = [r["image"] for r in records]
-    batch = processor(text=texts, images=images, return_tensors="pt", padding=True)
-    prompts = processor(text=[chat(r["prompt"]) for r in records], images=images, return_tensors="pt", padding=True)
-    labels = batch["input_ids"].clone()
-    labels[batch["attention_mask"] == 0] = IGNORE
+    batch = processor(text=texts, images=[r["image"] for r in records], return_tensors="pt", padding=True)
+    image_token, ids, mask = processor.image_token, batch["input_ids"], batch["attention_mask"]
+    expanded = []
+    for i, r in enumerate(records):
+        prompt = chat(r["prompt"])
+        copies = int((ids[i] == processor.image_token_id).sum()) // max(1, prompt.count(image_token))
+        expanded.append(prompt.replace(image_token, image_token * copies))
+    prompts = lm_tok(expanded, add_special_tokens=True)["input_ids"]
+    labels = ids.clone()
+    labels[mask == 0] = IGNORE
     right = lm_tok.padding_side == "right"
-    for i in range(len(records)):
-        n_prompt = int(prompts["attention_mask"][i].sum())
-        start = 0 if right else int((batch["attention_mask"][i] == 0).sum())
-        p_start = 0 if right else int((prompts["attention_mask"][i] == 0).sum())
-        if not torch.equal(batch["input_ids"][i, start : start + n_prompt], prompts["input_ids"][i, p_start : p_start + n_prompt]):
+    for i, prompt_ids in enumerate(prompts):
+        start = 0 if right else int((mask[i] == 0).sum())
+        n_prompt = len(prompt_ids)
+        if ids[i, start : start + n_prompt].tolist() != prompt_ids:
             raise ValueError(f"record {records[i].get('id', i)!r}: the prompt's tokens are not a prefix of prompt + "
                              "target (the tokenizer merges across the boundary), so the answer cannot be masked "
                              "exactly; start the target with a space or a special token")

@@ -45,6 +45,30 @@ def test_labels_cover_only_the_answer():
         assert "How many" not in lm_tok.decode(kept)
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_labels_start_where_the_processors_own_prompt_ends(side):
+    """collate processes the images once and tokenises the prompts as text; the answer must start
+    exactly where the processor, given the prompt and its image, ends."""
+    from perceptok_llava.train import chat
+
+    lm_tok = tiny_lm_tokenizer()
+    lm_tok.padding_side = side
+    processor = tiny_processor(lm_tok)
+    records = build_records(synthetic_samples(6, size=(64, 80)), **tokenizers())
+    records = [records[i] for i in torch.randperm(len(records), generator=torch.Generator().manual_seed(0))[:8]]
+    batch = collate(records, processor)
+    prompts = processor(text=[chat(r["prompt"]) for r in records], images=[r["image"] for r in records],
+                        return_tensors="pt", padding=True)
+    assert len({int(m.sum()) for m in batch["attention_mask"]}) > 1  # rows of different lengths: padding matters
+    for i in range(len(records)):
+        n_prompt, n_all = int(prompts["attention_mask"][i].sum()), int(batch["attention_mask"][i].sum())
+        real = (batch["attention_mask"][i] == 1).nonzero().flatten()
+        assert (batch["labels"][i, real[:n_prompt]] == -100).all()
+        assert torch.equal(batch["labels"][i, real[n_prompt:]], batch["input_ids"][i, real[n_prompt:]])
+        assert n_all > n_prompt + 1
+        assert (batch["labels"][i, batch["attention_mask"][i] == 0] == -100).all()
+
+
 def test_train_save_reload_generate(tmp_path, shared_data):
     torch.manual_seed(0)
     lm_tok = tiny_lm_tokenizer()
