@@ -236,7 +236,7 @@ def main() -> None:
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
     emit(phase="train", steps=len(result["losses"]), losses=[round(x, 3) for x in result["losses"]],
          s_per_step=round(train_s / len(result["losses"]), 2), peak_gib=peak,
-         gradient_checkpointing=result["gradient_checkpointing"])
+         gradient_checkpointing=result["gradient_checkpointing"], padding=round(result["padding"], 4))
     model, vocab, image = result["model"], result["vocab"], records[0]["image"]
     # no checkpointing where memory allows (what "auto" picks), every layer checkpointed for comparison
     shapes = [(0, 2)] if args.tiny else [(0, 2), (0, 8), (0, 16), (0, 32), (1, 16)]

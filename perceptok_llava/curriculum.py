@@ -14,6 +14,14 @@ Deterministic per (seed, stage, task weights); every stage holds a whole number 
 under DDP every rank gets the same number of batches in every stage and stages start on the same
 step everywhere. A stage is drawn when iteration reaches it, so losses reported with
 ``update_losses`` before then (the same on every rank: reduce them first) steer it.
+
+Given the records' lengths in tokens, records of like length share a batch: a batch pads to its
+longest record, and a depth chain of thought is a third longer than a counting answer (LLaVA-1.5
+trains with ``group_by_modality_length`` for the same reason). A stage's draws are cut into windows
+of ``group_size`` records, each window is sorted by length and cut into global batches, and those
+are shuffled within the window. A window of one optimiser step (ranks × batch × accumulation) keeps
+every step's records as drawn and only sorts who shares a micro-batch; a window of the whole stage
+saves the most padding but makes steps of one kind of record.
 """
 
 from __future__ import annotations
@@ -41,17 +49,25 @@ class CurriculumSampler:
         rank, world_size: this rank's share: batches rank, rank + world_size, … of each stage
             (1 rank: the whole global order, for a loader that shards it, such as accelerate's).
         batch_size: records per batch per rank; ``world_size`` × ``batch_size`` divides every stage.
+        lengths: every record's length in tokens, to batch records of like length together
+            (``None``: batches in the order drawn).
+        group_size: records sorted together, a multiple of ``world_size`` × ``batch_size`` (default:
+            the whole stage); a stage holds a whole number of groups.
     """
 
     def __init__(self, tasks: Sequence[str], atomic_tasks: Sequence[str], samples_per_stage: int, stages: int = 10,
                  schedule: str = "linear", tau0: float = 1.0, lam: float = 4.0, weights: dict[str, float] | None = None,
-                 seed: int = 0, rank: int = 0, world_size: int = 1, batch_size: int = 1):
+                 seed: int = 0, rank: int = 0, world_size: int = 1, batch_size: int = 1,
+                 lengths: Sequence[int] | None = None, group_size: int | None = None):
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
         if samples_per_stage < 1 or batch_size < 1 or stages < 1:
             raise ValueError("samples_per_stage, batch_size and stages must be positive")
+        if lengths is not None and len(lengths) != len(tasks):
+            raise ValueError(f"lengths has {len(lengths)} entries for {len(tasks)} records; give one per record")
+        self.lengths = None if lengths is None else torch.as_tensor(lengths, device="cpu")
         self.by_task: dict[str, list[int]] = {}
         for i, t in enumerate(tasks):
             self.by_task.setdefault(t, []).append(i)
@@ -69,7 +85,11 @@ class CurriculumSampler:
         self.drawn: dict[int, dict[str, float]] = {}
         self.drawn_weights: dict[int, dict[str, float]] = {}
         unit = world_size * batch_size
+        if group_size is not None and (group_size < 1 or group_size % unit):
+            raise ValueError(f"group_size {group_size} must be a multiple of world_size × batch_size = {unit}")
+        unit = group_size or unit  # a stage holds whole groups (so windows of one step start with the stage)
         self.stage_size = math.ceil(samples_per_stage / unit) * unit  # records per stage over all ranks
+        self.group_size = group_size or self.stage_size
 
     def atomic_share(self, stage: int) -> float:
         """The linear schedule's atomic share: 1.0, 0.9, …, 0.1 over 10 stages."""
@@ -109,7 +129,15 @@ class CurriculumSampler:
             pool = self.by_task[names[k]]
             out.append(pool[int(torch.randint(len(pool), (), generator=g, device="cpu"))])
         b, w = self.batch_size, self.world_size
+        if self.lengths is not None:
+            out = sum((self._by_length(out[k : k + self.group_size], g) for k in range(0, len(out), self.group_size)), [])
         return [i for start in range(self.rank * b, len(out), w * b) for i in out[start : start + b]]
+
+    def _by_length(self, window: list[int], g: torch.Generator) -> list[int]:
+        """``window`` sorted by length, its global batches in random order."""
+        ordered = torch.tensor(window, device="cpu")[self.lengths[window].argsort(descending=True, stable=True)]
+        batches = ordered.view(-1, self.world_size * self.batch_size)
+        return batches[torch.randperm(len(batches), generator=g, device="cpu")].flatten().tolist()
 
     def __iter__(self) -> Iterator[int]:
         for stage in range(self.stages):

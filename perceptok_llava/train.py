@@ -4,9 +4,10 @@ Default recipe (``LlavaTrainConfig``): LoRA on the language model's linear layer
 vision tower), ``trainable_token_indices`` for the new rows of ``embed_tokens`` and ``lm_head``
 (not the whole matrices), the projector trained at a tenth of the learning rate, labels masked to
 the answer, the curriculum sampler, bf16 where the GPU has it, gradient checkpointing where memory
-needs it, and the optional reconstruction loss through ``decode_soft``. One process, or many under ``torchrun`` /
-``accelerate launch`` (DDP, or FSDP / DeepSpeed from an accelerate config; each rank reads its own
-shard of every curriculum stage).
+needs it, and the optional reconstruction loss through ``decode_soft``. Batches hold records of like
+length (less padding) and are prepared by worker processes while the GPU trains. One process, or
+many under ``torchrun`` / ``accelerate launch`` (DDP, or FSDP / DeepSpeed from an accelerate config;
+each rank reads its own shard of every curriculum stage).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from perceptok_llava.vocab import PerceptionVocab, add_perception_tokens
 
 LM_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 IGNORE = -100
+GROUPINGS = ("step", "stage", "off")
 
 
 @dataclasses.dataclass
@@ -63,6 +66,15 @@ class LlavaTrainConfig:
     # which a trial step on the longest batch fits in memory on every rank (full checkpointing
     # costs about a third more compute, which a large GPU need not pay).
     gradient_checkpointing: bool | str = "auto"
+    # Records of like length share a micro-batch (less padding; see CurriculumSampler), sorted
+    # within each optimiser step ("step": every step's records as drawn, so only with several
+    # ranks or accumulation), within each curriculum stage ("stage": the least padding, steps of
+    # one kind of record), or not at all ("off").
+    group_by_length: str = "step"
+    # Processes that prepare batches (images and tokens) while the model trains; None: 4 on a
+    # GPU (at most the CPUs per local process), 0 (in the training process) on a CPU, whose
+    # cores the model needs.
+    workers: int | None = None
     seed: int = 0
     # Stop after this much wall time (rank 0's clock, broadcast, so every rank stops together).
     minutes: float | None = None
@@ -74,6 +86,10 @@ class LlavaTrainConfig:
             raise ValueError(f"finetune must be 'lora' or 'full', got {self.finetune!r}")
         if self.recon_weight < 0:
             raise ValueError(f"recon_weight must be ≥ 0, got {self.recon_weight}")
+        if self.group_by_length not in GROUPINGS:
+            raise ValueError(f"group_by_length must be one of {GROUPINGS}, got {self.group_by_length!r}")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers must be ≥ 0, got {self.workers}")
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError(f"minutes must be positive, got {self.minutes}")
         if self.gradient_checkpointing not in (True, False, "auto"):
@@ -230,13 +246,15 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     """Add the perception vocabularies, train with the curriculum, save to ``cfg.out``.
 
     Runs under ``accelerate`` (one process, ``torchrun``/``accelerate launch`` DDP, or FSDP and
-    DeepSpeed from an accelerate config). Returns the per-step losses and the saved paths."""
+    DeepSpeed from an accelerate config). Returns the per-step losses, the saved paths and the padding share of the batches."""
     from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
     from transformers import get_cosine_schedule_with_warmup
 
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
     accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", gradient_accumulation_steps=cfg.grad_accum,
-                              cpu=not torch.cuda.is_available())
+                              cpu=not cuda, dataloader_config=DataLoaderConfiguration(non_blocking=cuda))
     torch.manual_seed(cfg.seed)
     check_image_tokens(model, processor, records[0])
     vocab = add_perception_tokens(model, processor.tokenizer, tokenizers)
@@ -251,16 +269,19 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     opt = torch.optim.AdamW([{"params": others, "lr": cfg.lr}, {"params": projector, "lr": cfg.projector_lr}],
                             weight_decay=0.0)
     task_names = sorted({r["task"] for r in records})
+    lengths = token_lengths(records, processor.tokenizer)
     # One global curriculum order; accelerate's prepared loader gives each rank every
     # num_processes-th batch, and every stage holds a whole number of batches on every rank.
+    global_batch = cfg.batch_size * accelerator.num_processes
     sampler = CurriculumSampler([r["task"] for r in records], ATOMIC_TASKS, cfg.samples_per_stage, stages=cfg.stages,
-                                schedule=cfg.schedule, seed=cfg.seed,
-                                batch_size=cfg.batch_size * accelerator.num_processes)
-    loader = DataLoader(records, batch_size=cfg.batch_size, sampler=sampler,
-                        collate_fn=functools.partial(collate, processor=processor, task_names=task_names))
+                                schedule=cfg.schedule, seed=cfg.seed, batch_size=global_batch,
+                                lengths=None if cfg.group_by_length == "off" else lengths,
+                                group_size=global_batch * cfg.grad_accum if cfg.group_by_length == "step" else None)
+    loader = DataLoader(records, batch_size=cfg.batch_size, sampler=sampler, num_workers=loader_workers(cfg.workers),
+                        pin_memory=cuda, collate_fn=functools.partial(collate, processor=processor, task_names=task_names))
     checkpointing = int(cfg.gradient_checkpointing is True)  # every n-th layer; 0: none
     if cfg.gradient_checkpointing == "auto":  # decided before DDP wraps the model, which must see every rank alike
-        checkpointing = least_checkpointing(model, loader.collate_fn(longest(records, cfg.batch_size)), accelerator)
+        checkpointing = least_checkpointing(model, loader.collate_fn(longest(records, lengths, cfg.batch_size)), accelerator)
     model, opt, loader = accelerator.prepare(model, opt, loader)
     steps = max(1, math.ceil(len(loader) / cfg.grad_accum))
     schedule = get_cosine_schedule_with_warmup(opt, max(1, round(0.03 * steps)), steps)
@@ -269,10 +290,13 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     task_means: dict[str, float] = {}  # latest mean answer loss per task (temperature schedule)
     losses: list[float] = []
     running = 0.0
+    slots = torch.zeros(2, device=accelerator.device, dtype=torch.float64)  # (tokens, token slots) seen
     bar = tqdm(total=steps, desc="train llava", disable=not progress or not accelerator.is_main_process)
     model.train()
     for batch in loader:
         task_index = batch.pop("task_index")
+        slots[0] += batch["attention_mask"].sum()
+        slots[1] += batch["attention_mask"].numel()
         with accelerator.accumulate(model):
             out = model(**batch)
             loss = out.loss
@@ -299,6 +323,8 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
         if clock.expired():
             break
     bar.close()
+    tokens, total = accelerator.reduce(slots, reduction="sum").tolist()
+    padding = 1 - tokens / max(total, 1)  # the share of the batches' token slots that were padding
     accelerator.wait_for_everyone()
     out_dir = Path(cfg.out)
     unwrapped = accelerator.unwrap_model(model)
@@ -308,16 +334,35 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
         vocab.save(out_dir)
         log = {"losses": losses, "config": dataclasses.asdict(cfg), "gradient_checkpointing": checkpointing,
                "stage_probabilities": sampler.drawn,
-               "stage_weights": sampler.drawn_weights, "task_losses": task_means}
+               "stage_weights": sampler.drawn_weights, "task_losses": task_means,
+               "padding": padding}
         (out_dir / "train_log.json").write_text(json.dumps(log))
     accelerator.wait_for_everyone()
     return {"losses": losses, "out": str(out_dir), "vocab": vocab, "model": unwrapped,
-            "gradient_checkpointing": checkpointing}
+            "gradient_checkpointing": checkpointing, "padding": padding}
 
 
-def longest(records: list[dict], n: int) -> list[dict]:
-    """The ``n`` records with the longest text: the batch that needs the most memory."""
-    return sorted(records, key=lambda r: len(r["prompt"]) + len(r["target"]), reverse=True)[:n]
+def loader_workers(asked: int | None) -> int:
+    """``asked``, or by default 4 on a GPU, at most the CPUs of each local process less one for
+    the process itself (``LOCAL_WORLD_SIZE``: torchrun's and accelerate's processes on this
+    machine), and 0 on a CPU."""
+    if asked is not None:
+        return asked
+    if not torch.cuda.is_available():
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(4, cpus // int(os.environ.get("LOCAL_WORLD_SIZE", "1")) - 1))
+
+
+def token_lengths(records: list[dict], lm_tok: Any) -> list[int]:
+    """Every record's text in LM tokens: prompt, answer and end token, in one tokenizer call (the
+    image's tokens, the same for every record of LLaVA-1.5, are left out)."""
+    return [len(ids) for ids in lm_tok([chat(r["prompt"], r["target"]) + lm_tok.eos_token for r in records])["input_ids"]]
+
+
+def longest(records: list[dict], lengths: list[int], n: int) -> list[dict]:
+    """The ``n`` records with the most tokens: the batch that needs the most memory."""
+    return [records[i] for i in sorted(range(len(records)), key=lengths.__getitem__, reverse=True)[:n]]
 
 
 def load_trained(out: str | Path, base_model: str | Path, dtype: torch.dtype | None = None,

@@ -40,10 +40,11 @@ def main(base: str, out: str, minutes: float) -> None:
     tokenizers = {"depth": load("depth:pooled"), "boxes": load("boxes"), "points": load("points")}
     records = build_records(synthetic_samples(3, size=(64, 80)), tokenizers["depth"], tokenizers["boxes"],
                             tokenizers["points"], seed=0)
-    # 301 records a stage do not divide into 3 ranks × batch 2; grad_accum 2 leaves a partial window;
-    # the time limit ends training long before the 2 stages are done
+    # 301 records a stage do not divide into steps of 3 ranks × batch 2 × grad_accum 2; batches are
+    # prepared by a worker process on each rank and sorted by length within each step; the time
+    # limit ends training long before the 2 stages are done
     cfg = LlavaTrainConfig(out=out, lora_r=4, lora_alpha=8, batch_size=2, grad_accum=2, stages=2,
-                           samples_per_stage=301, gradient_checkpointing="auto", minutes=minutes)
+                           samples_per_stage=301, gradient_checkpointing="auto", workers=1, minutes=minutes)
     result = train_llava(model, processor, tokenizers, records, cfg, progress=False)
     digest = hashlib.sha256()
     for name, p in sorted(result["model"].named_parameters()):

@@ -78,6 +78,60 @@ def test_bad_arguments():
         CurriculumSampler(TASKS, ATOMIC, 10, rank=2, world_size=2)
 
 
+# token lengths of the records above: by task (a depth chain of thought is the longest) with spread
+LENGTHS = [130 + i % 7 for i in range(50)] + [60 + i % 20 for i in range(50)] + [200 + i % 9 for i in range(30)] + \
+          [40 + i % 5 for i in range(30)]
+
+
+def padding(indices, batch):
+    """The share of a batch's slots that are padding, each batch padded to its longest record."""
+    rows = [[LENGTHS[i] for i in indices[k : k + batch]] for k in range(0, len(indices), batch)]
+    return 1 - sum(map(sum, rows)) / sum(max(r) * len(r) for r in rows)
+
+
+@pytest.mark.parametrize("world, batch", [(1, 8), (3, 2)])
+def test_records_of_like_length_share_a_batch(world, batch):
+    """With lengths and no group size, a stage holds the same records, in batches of like length
+    in random order."""
+    plain = CurriculumSampler(TASKS, ATOMIC, 96, stages=3, seed=2, schedule="temperature", batch_size=world * batch)
+    grouped = [CurriculumSampler(TASKS, ATOMIC, 96, stages=3, seed=2, schedule="temperature", rank=r, world_size=world,
+                                 batch_size=batch, lengths=LENGTHS) for r in range(world)]
+    for stage in range(3):
+        shards = [g.stage_indices(stage) for g in grouped]
+        assert len({len(s) for s in shards}) == 1
+        assert Counter(sum(shards, [])) == Counter(plain.stage_indices(stage))
+        for shard in shards:
+            assert padding(shard, batch) < padding(plain.stage_indices(stage), batch) / 3
+        firsts = [LENGTHS[s[0]] for s in shards]
+        assert max(firsts) - min(firsts) < 25  # a global batch's ranks hold neighbours in length
+    batches = [LENGTHS[grouped[0].stage_indices(1)[k]] for k in range(0, 96 // world, batch)]
+    assert batches != sorted(batches) and batches != sorted(batches, reverse=True)  # not longest first
+    with pytest.raises(ValueError, match="one per record"):
+        CurriculumSampler(TASKS, ATOMIC, 10, lengths=LENGTHS[:-1])
+
+
+def test_sorting_within_an_optimiser_step_keeps_its_records():
+    """group_size = one optimiser step (3 ranks × 2 records × 4 accumulated): every step holds the
+    records drawn for it, the stage is rounded up to whole steps, and the ranks' micro-batches
+    pad less than unsorted."""
+    world, batch, step = 3, 2, 24
+    plain = CurriculumSampler(TASKS, ATOMIC, 50, stages=2, seed=1, batch_size=world * batch, group_size=step)
+    ranks = [CurriculumSampler(TASKS, ATOMIC, 50, stages=2, seed=1, rank=r, world_size=world, batch_size=batch,
+                               lengths=LENGTHS, group_size=step) for r in range(world)]
+    unsorted = [CurriculumSampler(TASKS, ATOMIC, 50, stages=2, seed=1, rank=r, world_size=world, batch_size=batch,
+                                  group_size=step) for r in range(world)]
+    assert plain.stage_size == ranks[0].stage_size == 72  # 50 rounded up to 3 steps of 24
+    for stage in range(2):
+        drawn, shards = plain.stage_indices(stage), [r.stage_indices(stage) for r in ranks]
+        per_rank = step // world  # each rank's records in one step
+        for k in range(3):
+            mine = sum((s[k * per_rank : (k + 1) * per_rank] for s in shards), [])
+            assert Counter(mine) == Counter(drawn[k * step : (k + 1) * step])
+        assert sum(padding(s, batch) for s in shards) < sum(padding(u.stage_indices(stage), batch) for u in unsorted) / 2
+    with pytest.raises(ValueError, match="multiple of"):
+        CurriculumSampler(TASKS, ATOMIC, 10, world_size=3, batch_size=2, group_size=8)
+
+
 @pytest.mark.parametrize("samples, world, batch", [(64, 3, 1), (25, 3, 2), (7, 2, 4)])
 def test_every_rank_gets_the_same_batches_in_every_stage(samples, world, batch):
     """Issue 13: 64 records a stage on 3 ranks gave 22/21/21 records, so rank 0 ran one step more

@@ -127,22 +127,25 @@ def test_training_entry_point_under_torchrun_gloo(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "perceptok_llava", "train",
            "--model", str(tmp_path / "base"), "--tokenizers", "depth=depth:pooled,boxes,points", "--data", "synthetic:3",
            "--out", str(tmp_path / "run"), "--lora-r", "4", "--batch-size", "2", "--stages", "2",
-           "--samples-per-stage", "8", "--gradient-checkpointing", "off"]
+           "--samples-per-stage", "8", "--gradient-checkpointing", "off", "--group-by-length", "stage", "--workers", "1"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     printed = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert len(printed) == 1 and printed[0]["steps"] == 4  # 16 samples / 2 ranks / batch 2
+    log = json.loads((tmp_path / "run" / "train_log.json").read_text())
+    assert log["config"]["group_by_length"] == "stage" and log["config"]["workers"] == 1 and 0 <= log["padding"] < 1
     assert (tmp_path / "run" / "adapter_model.safetensors").exists()
     assert (tmp_path / "run" / "perception_vocab.json").exists()
 
 
 def test_three_ranks_uneven_records_grad_accum_and_a_time_limit(tmp_path):
     """accelerate's prepared DataLoader over the curriculum: 3 gloo ranks, 301 records a stage,
-    batch 2, grad_accum 2, a time limit read on rank 0 only while the other ranks' clocks
-    run 2 and 3 times as fast, and gradient checkpointing "auto" with rank 1 alone needing every
-    layer checkpointed (every rank must choose that, after the same number of trial steps). Every rank must take the same optimiser steps and end with the same weights; a
-    rank with one batch more (the old [rank::world] shards) or one that stopped on its own clock
-    would block the others in all-reduce until the timeout below."""
+    batch 2, grad_accum 2, a loader worker on each rank, a time limit read on rank 0 only while
+    the other ranks' clocks run 2 and 3 times as fast, and gradient checkpointing "auto" with
+    rank 1 alone needing every layer checkpointed (every rank must choose that, after the same
+    number of trial steps). Every rank must take the same optimiser steps and end with the same
+    weights; a rank with one batch more (the old [rank::world] shards) or one that stopped on its
+    own clock would block the others in all-reduce until the timeout below."""
     import json
     import subprocess
     import sys
@@ -159,7 +162,7 @@ def test_three_ranks_uneven_records_grad_accum_and_a_time_limit(tmp_path):
     ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in range(3)]
     assert len({r["steps"] for r in ranks}) == 1 and len({r["weights"] for r in ranks}) == 1
     assert [r["checkpointing"] for r in ranks] == [1, 1, 1]  # rank 1 alone needed every layer checkpointed
-    assert 1 <= ranks[0]["steps"] < 50  # stopped by the clock: 2 stages of 51 micro-batches / 2 would be 51 steps
+    assert 1 <= ranks[0]["steps"] < 50  # stopped by the clock: 2 stages of 26 whole steps would be 52
 
 
 def test_gradient_checkpointing_only_where_memory_needs_it(tmp_path):
@@ -229,6 +232,28 @@ def test_temperature_schedule_follows_the_training_losses(tmp_path):
     assert weights["3"] != weights["0"] and set(weights["3"]) == set(last)
     hardest = max(weights["3"], key=weights["3"].get)
     assert max(last, key=last.get) == hardest and last[hardest] > first[hardest]
+
+
+def test_workers_and_length_groups_change_speed_not_training(tmp_path):
+    """Batches prepared in worker processes train exactly as those prepared in the training
+    process; grouping records by length pads less (the run reports its padding share)."""
+    toks = tokenizers()
+    records = build_records(synthetic_samples(4, size=(64, 80)), **toks, seed=0)
+    runs = {}
+    for workers, grouped in ((0, "stage"), (2, "stage"), (0, "off")):
+        torch.manual_seed(0)
+        lm_tok = tiny_lm_tokenizer()  # training adds the perception tokens to it
+        model = tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>"))
+        cfg = LlavaTrainConfig(out=str(tmp_path / f"{workers}{grouped}"), lora_r=4, lora_alpha=8, batch_size=4,
+                               stages=2, samples_per_stage=16, gradient_checkpointing=False, workers=workers,
+                               group_by_length=grouped)
+        runs[workers, grouped] = train_llava(model, tiny_processor(lm_tok), toks, records, cfg, progress=False)
+    assert runs[2, "stage"]["losses"] == runs[0, "stage"]["losses"] and len(runs[2, "stage"]["losses"]) == 8
+    assert runs[0, "stage"]["padding"] < runs[0, "off"]["padding"] / 2
+    with pytest.raises(ValueError, match="workers"):
+        LlavaTrainConfig(out="x", workers=-1)
+    with pytest.raises(ValueError, match="group_by_length"):
+        LlavaTrainConfig(out="x", group_by_length=True)
 
 
 def test_full_fine_tuning_trains_every_weight_and_reloads_without_an_adapter(tmp_path):

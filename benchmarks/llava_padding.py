@@ -1,0 +1,69 @@
+"""How much of a LLaVA training batch is padding, by batch layout and ``group_by_length``: the
+curriculum of ``perceptok-llava train`` (linear schedule, 10 stages of 2,000 records, the CLI's
+defaults) over records built from synthetic scenes, each record's length its text in tokens (the
+perception tokens added to a tokenizer trained here, so a depth map is 102 tokens, as in LLaMA's)
+plus LLaVA-1.5's 575 image tokens. Padding costs a GPU what real tokens cost, so ``1 - padding``
+bounds the tokens/s a layout can reach.
+
+Run: ``.venv/bin/python benchmarks/llava_padding.py``
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from llava_fixtures import tiny_lm_tokenizer  # noqa: E402
+from perceptok import BoxTokenizer, PointTokenizer, load  # noqa: E402
+from perceptok_llava.curriculum import CurriculumSampler  # noqa: E402
+from perceptok_llava.data import ATOMIC_TASKS, build_records  # noqa: E402
+from perceptok_llava.sources import synthetic_samples  # noqa: E402
+from perceptok_llava.train import token_lengths  # noqa: E402
+from perceptok_llava.vocab import add_perception_tokens  # noqa: E402
+
+IMAGE_TOKENS = 575  # llava-1.5 at 336 px: 24 × 24 patches, the class token dropped
+LAYOUTS = ((1, 16, 1), (1, 4, 4), (8, 4, 1), (8, 16, 1))  # (GPUs, micro-batch, accumulation)
+
+
+def record_lengths(samples: int = 300) -> tuple[list[str], list[int]]:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizers = {"depth": load("depth"), "boxes": BoxTokenizer.from_preset("aurora"),
+                  "points": PointTokenizer.from_preset("aurora")}
+    lm_tok = tiny_lm_tokenizer(vocab_size=2000)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=len(lm_tok), hidden_size=16, intermediate_size=32,
+                                      num_hidden_layers=1, num_attention_heads=2))
+    add_perception_tokens(lm, lm_tok, tokenizers)
+    records = build_records(synthetic_samples(samples, size=(240, 320)), tokenizers["depth"], tokenizers["boxes"],
+                            tokenizers["points"], seed=0)
+    return [r["task"] for r in records], [n + IMAGE_TOKENS for n in token_lengths(records, lm_tok)]
+
+
+def padding(tasks: list[str], lengths: list[int], world: int, batch: int, accum: int, grouping: str) -> float:
+    """The padding share of every micro-batch of every rank over the whole curriculum."""
+    real = slots = 0
+    for rank in range(world):
+        sampler = CurriculumSampler(tasks, ATOMIC_TASKS, 2000, stages=10, seed=0, rank=rank, world_size=world,
+                                    batch_size=batch, lengths=None if grouping == "off" else lengths,
+                                    group_size=world * batch * accum if grouping == "step" else None)
+        order = list(sampler)
+        for k in range(0, len(order), batch):
+            rows = [lengths[i] for i in order[k : k + batch]]
+            real, slots = real + sum(rows), slots + max(rows) * len(rows)
+    return 1 - real / slots
+
+
+def main() -> None:
+    tasks, lengths = record_lengths()
+    print(json.dumps({"records": len(lengths), "tokens": {"min": min(lengths), "mean": round(sum(lengths) / len(lengths)),
+                                                          "max": max(lengths)}}))
+    for world, batch, accum in LAYOUTS:
+        row = {g: round(padding(tasks, lengths, world, batch, accum, g), 4) for g in ("off", "step", "stage")}
+        print(json.dumps({"gpus": world, "batch": batch, "grad_accum": accum, "padding": row}))
+
+
+if __name__ == "__main__":
+    main()
