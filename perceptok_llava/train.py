@@ -170,37 +170,36 @@ def apply_lora(model: Any, vocab: PerceptionVocab, cfg: LlavaTrainConfig) -> Any
 def reconstruction_loss(logits: torch.Tensor, labels: torch.Tensor, vocab: PerceptionVocab, name: str = "depth") -> torch.Tensor:
     """MSE between decode_soft of the predicted code distributions and the decoded target codes,
     over every complete depth span among the labels (AURORA §3.3), each decoded on its own grid
-    (a grid marker after the start token names it; the first grid without one)."""
+    (a grid marker after the start token names it; the first grid without one).
+
+    logits ``(B, T, V)``, labels ``(B, T)``. Every span of the batch is found and gathered at once
+    (two reads of the host: where the spans start, and which are whole on which grid)."""
     tok = vocab.tokenizers[name]
     if not isinstance(tok, GridDepthTokenizer) or not hasattr(tok, "decode_soft"):
         return logits.new_zeros(())
-    code_ids = torch.tensor(vocab.lm_ids[name], device=logits.device)
-    grid_of = dict(zip(vocab.markers.get(name, []), tok.config.grids[1:]))
-    start = vocab.delimiters[name]["start"]
-    n = tok.tokens_per_map
-    by_grid: dict[tuple[int, int], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
-    for row in range(labels.shape[0]):
-        for pos in (labels[row] == start).nonzero().flatten().tolist():
-            first = int(labels[row, pos + 1]) if pos + 1 < labels.shape[1] else -1
-            grid = grid_of.get(first, tok.config.grids[0])
-            pos += first in grid_of  # the codes start after the marker
-            span = labels[row, pos + 1 : pos + 1 + n]
-            if len(span) < n or not torch.isin(span, code_ids).all():
-                continue
-            probs, targets = by_grid.setdefault(grid, ([], []))
-            # logits at position p predict token p + 1
-            probs.append(logits[row, pos : pos + n][:, code_ids].float().softmax(-1))
-            targets.append(vocab.from_lm(name, span.cpu()))
-    if not by_grid:
-        return logits.new_zeros(())
+    n, device = tok.tokens_per_map, labels.device
+    code_ids = torch.tensor(vocab.lm_ids[name], device=device)
+    markers = torch.tensor(vocab.markers.get(name, []), dtype=labels.dtype, device=device)
+    rows, pos = (labels == vocab.delimiters[name]["start"]).nonzero(as_tuple=True)  # (S,) each
+    padded = F.pad(labels, (0, n + 2), value=IGNORE)  # a span cut off by the end reads IGNORE
+    is_marker = padded[rows, pos + 1][:, None] == markers  # (S, markers)
+    marked = is_marker.any(1)
+    grid = torch.where(marked, is_marker.int().argmax(1) + 1, 0)  # index into tok.config.grids
+    at = (pos + 1 + marked)[:, None] + torch.arange(n, device=device)  # (S, n): the codes' positions
+    spans = padded[rows[:, None], at]
+    whole = torch.where(torch.isin(spans, code_ids).all(1), grid, -1).tolist()
     errors, count = logits.new_zeros(()), 0
-    for grid, (probs, targets) in by_grid.items():
-        pred = tok.decode_soft(torch.stack(probs), grid)
+    for g in sorted(set(whole) - {-1}):
+        pick = torch.tensor([k for k, w in enumerate(whole) if w == g], device=device)
+        # logits at position p predict token p + 1; only the code columns are gathered
+        picked = logits[rows[pick][:, None, None], at[pick][:, :, None] - 1, code_ids]  # (S_g, n, codes)
+        pred = tok.decode_soft(picked.float().softmax(-1), tok.config.grids[g])
         with torch.no_grad():
-            truth = tok.decode_soft(F.one_hot(torch.stack(targets), tok.vocab_size).float(), grid)
+            targets = vocab.from_lm(name, spans[pick])
+            truth = tok.decode_soft(F.one_hot(targets, tok.vocab_size).float(), tok.config.grids[g])
         errors = errors + F.mse_loss(pred, truth.to(pred.device), reduction="sum").to(errors.dtype)
         count += pred.numel()
-    return errors / count
+    return errors / count if count else errors
 
 
 class TaskLosses:

@@ -71,3 +71,44 @@ def test_reconstruction_loss_reads_each_span_on_its_grid(setup):
     as_square = torch.nn.functional.mse_loss(tok.decode_soft(probs, (10, 10)), tok.decode_soft(
         torch.nn.functional.one_hot(codes, tok.vocab_size).float()[None], (10, 10)))
     assert not torch.allclose(loss, as_square)
+
+
+def test_reconstruction_loss_over_a_batch_equals_span_by_span(setup):
+    """Rows with several spans on different grids, a span cut off by the end of the row and one
+    with a stray token: the batched loss is the MSE over exactly the whole spans, each decoded on
+    its own grid, as if computed span by span."""
+    lm_tok, _, vocab = setup
+    tok = vocab.tokenizers["depth"]
+    start, end = vocab.delimiters["depth"]["start"], vocab.delimiters["depth"]["end"]
+    g = torch.Generator().manual_seed(1)
+
+    def span(marker):
+        codes = torch.randint(0, tok.vocab_size, (100,), generator=g)
+        head = [start] + ([vocab.markers["depth"][marker]] if marker is not None else [])
+        return head, codes, head + vocab.to_lm("depth", codes).tolist() + [end]
+
+    text = lm_tok("depth", add_special_tokens=False)["input_ids"]
+    rows, whole = [], []  # whole: (row, position of the first code, codes, grid)
+    for layout in ([None, 3], [0], [2, None]):
+        row = list(text)
+        for marker in layout:
+            head, codes, ids = span(marker)
+            whole.append((len(rows), len(row) + len(head), codes, tok.config.grids[0 if marker is None else marker + 1]))
+            row += ids + text
+        rows.append(row)
+    head, codes, ids = span(None)
+    broken = ids[:50] + [text[0]] + ids[51:]  # a stray token among the codes: not a whole span
+    rows[1] += broken + ids[:60]  # and a span cut off by the end of the row
+    width = max(map(len, rows))
+    labels = torch.tensor([r + [-100] * (width - len(r)) for r in rows])
+    logits = torch.randn(len(rows), width, len(lm_tok) + 200, generator=g)
+    code_ids = torch.tensor(vocab.lm_ids["depth"])
+    errors, count = 0.0, 0
+    for r, first, codes, grid in whole:
+        pred = tok.decode_soft(logits[r, first - 1 : first + 99][:, code_ids].softmax(-1)[None], grid)
+        truth = tok.decode_soft(torch.nn.functional.one_hot(codes, tok.vocab_size).float()[None], grid)
+        errors += float(((pred - truth) ** 2).sum())
+        count += pred.numel()
+    assert len({w[3] for w in whole}) == 4 and len(whole) == 5
+    assert torch.allclose(reconstruction_loss(logits, labels, vocab), torch.tensor(errors / count), rtol=1e-5)
+    assert float(reconstruction_loss(logits, torch.full_like(labels, -100), vocab)) == 0.0
