@@ -210,13 +210,17 @@ class TaskLosses:
         self.totals = torch.zeros(2, len(names), device=device, dtype=torch.float64)  # (sum, count) per task
 
     def add(self, logits: torch.Tensor, labels: torch.Tensor, task_index: torch.Tensor) -> None:
-        ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE,
-                             reduction="none").view(labels.shape[0], -1)  # (B, T-1): token t predicts t + 1
-        counted = (labels[:, 1:] != IGNORE).sum(1)
-        per_record = ce.sum(1) / counted.clamp_min(1)
+        """Each record's mean loss over its answer tokens (logits ``(B, T, V)`` at the answer
+        positions only, not the whole batch in float32), added to its task's sums."""
+        target = labels[:, 1:]  # token t predicts t + 1
+        rows, cols = (target != IGNORE).nonzero(as_tuple=True)
+        ce = F.cross_entropy(logits[rows, cols].float(), target[rows, cols], reduction="none")
+        sums = torch.zeros(labels.shape[0], device=ce.device, dtype=torch.float64).index_add_(0, rows, ce.double())
+        counted = (target != IGNORE).sum(1)
         seen = (counted > 0).double()
-        self.totals[0].index_add_(0, task_index.to(self.totals.device), (per_record.double() * seen))
-        self.totals[1].index_add_(0, task_index.to(self.totals.device), seen)
+        task_index = task_index.to(self.totals.device)
+        self.totals[0].index_add_(0, task_index, sums / counted.clamp_min(1) * seen)
+        self.totals[1].index_add_(0, task_index, seen)
 
     def reduce(self, accelerator: Any) -> dict[str, float]:
         """Means over every rank since the last call (tasks not seen are left out); resets."""

@@ -347,3 +347,30 @@ def test_generation_restores_the_padding_side_when_the_processor_fails():
     with pytest.raises(ValueError):  # two prompts, one image
         generate_with_perception(model, processor, vocab, [image], ["<image>\nHow many?", "<image>\nHow many?"])
     assert lm_tok.padding_side == "right"
+
+
+def test_task_losses_are_each_records_answer_loss_averaged_per_task():
+    """The temperature schedule's per-task losses: each record's mean cross-entropy over its own
+    answer tokens (label t scored by the logits at t - 1), averaged over the records of a task;
+    records without an answer token and tasks not seen are left out."""
+    from accelerate import Accelerator
+
+    from perceptok_llava.train import TaskLosses
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 9, 30, generator=g)
+    labels = torch.full((4, 9), -100)
+    labels[0, 5:8] = torch.tensor([3, 4, 5])
+    labels[1, 2:9] = torch.randint(0, 30, (7,), generator=g)
+    labels[3, 8] = 7
+    losses = TaskLosses(["a", "b", "c"], torch.device("cpu"))
+    losses.add(logits, labels, torch.tensor([0, 1, 0, 0]))
+
+    def record(i):
+        at = (labels[i] != -100).nonzero().flatten()
+        return float(torch.nn.functional.cross_entropy(logits[i, at - 1], labels[i, at]))
+
+    means = losses.reduce(Accelerator(cpu=True))
+    assert set(means) == {"a", "b"}  # c unseen; record 2 has no answer and does not count for a
+    assert means["a"] == pytest.approx((record(0) + record(3)) / 2) and means["b"] == pytest.approx(record(1))
+    assert losses.reduce(Accelerator(cpu=True)) == {}  # reset after reading
