@@ -249,7 +249,8 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     """Add the perception vocabularies, train with the curriculum, save to ``cfg.out``.
 
     Runs under ``accelerate`` (one process, ``torchrun``/``accelerate launch`` DDP, or FSDP and
-    DeepSpeed from an accelerate config). Returns the per-step losses, the saved paths and the padding share of the batches."""
+    DeepSpeed from an accelerate config). Returns the per-step losses, the saved paths and the
+    share of the batches' token slots that were padding."""
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
     from transformers import get_cosine_schedule_with_warmup
