@@ -26,7 +26,7 @@ from perceptok import BoxTokenizer, PointTokenizer, load  # noqa: E402
 from perceptok_llava.curriculum import CurriculumSampler  # noqa: E402
 from perceptok_llava.data import ATOMIC_TASKS, build_records  # noqa: E402
 from perceptok_llava.sources import synthetic_samples  # noqa: E402
-from perceptok_llava.train import token_lengths  # noqa: E402
+from perceptok_llava.batches import token_lengths  # noqa: E402
 from perceptok_llava.vocab import add_perception_tokens  # noqa: E402
 
 IMAGE_TOKENS = 575  # llava-1.5 at 336 px: 24 × 24 patches, the class token dropped
@@ -68,7 +68,8 @@ def trained_loss(grouping: str) -> dict:
     from test_llava_end_to_end import tiny_processor, tokenizers
 
     from llava_fixtures import tiny_llava
-    from perceptok_llava.train import LlavaTrainConfig, collate, train_llava
+    from perceptok_llava.batches import collate
+    from perceptok_llava.train import LlavaTrainConfig, train_llava
 
     lm_tok = tiny_lm_tokenizer()
     torch.manual_seed(0)

@@ -26,7 +26,8 @@ from llava_fixtures import tiny_llama_with_vocab, tiny_lm_tokenizer  # noqa: E40
 from perceptok import BoxTokenizer, PointTokenizer, load  # noqa: E402
 from perceptok_llava.data import build_records  # noqa: E402
 from perceptok_llava.sources import synthetic_samples  # noqa: E402
-from perceptok_llava.train import chat, collate, reconstruction_loss  # noqa: E402
+from perceptok_llava.batches import chat, collate  # noqa: E402
+from perceptok_llava.losses import reconstruction_loss  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from perceptok.depth import GridDepthTokenizer
 from perceptok.depth.resample import resize
 from perceptok_llava.constrain import PerceptionLogitsProcessor
 from perceptok_llava.data import SquareFrame
-from perceptok_llava.train import chat
+from perceptok_llava.batches import chat
 from perceptok_llava.vocab import PerceptionVocab
 
 

@@ -22,18 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from perceptok.depth import GridDepthTokenizer
+from perceptok_llava.batches import check_image_tokens, collate, longest, token_lengths
 from perceptok_llava.checkpointing import least_checkpointing, set_checkpointing
 from perceptok_llava.curriculum import CurriculumSampler
 from perceptok_llava.data import ATOMIC_TASKS
+from perceptok_llava.losses import TaskLosses, reconstruction_loss
 from perceptok_llava.vocab import PerceptionVocab, add_perception_tokens
 
 LM_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-IGNORE = -100
 GROUPINGS = ("step", "stage", "off")
 
 
@@ -96,62 +95,6 @@ class LlavaTrainConfig:
             raise ValueError(f"gradient_checkpointing must be True, False or 'auto', got {self.gradient_checkpointing!r}")
 
 
-def chat(prompt: str, target: str | None = None) -> str:
-    """LLaVA-1.5's conversation format."""
-    text = f"USER: {prompt} ASSISTANT:"
-    return text if target is None else f"{text} {target}"
-
-
-def collate(records: list[dict], processor: Any, task_names: list[str] | None = None) -> dict[str, torch.Tensor]:
-    """Tokenise records with their images; labels cover only the answer (and the end token).
-    With ``task_names``, ``task_index`` ``(B,)`` says which task each record is.
-
-    The images are processed once: the prompts alone are tokenised as text, with each image token
-    repeated as often as the processor repeated it in that row."""
-    lm_tok = processor.tokenizer
-    texts = [chat(r["prompt"], r["target"]) + lm_tok.eos_token for r in records]
-    batch = processor(text=texts, images=[r["image"] for r in records], return_tensors="pt", padding=True)
-    image_token, ids, mask = processor.image_token, batch["input_ids"], batch["attention_mask"]
-    expanded = []
-    for i, r in enumerate(records):
-        prompt = chat(r["prompt"])
-        copies = int((ids[i] == processor.image_token_id).sum()) // max(1, prompt.count(image_token))
-        expanded.append(prompt.replace(image_token, image_token * copies))
-    prompts = lm_tok(expanded, add_special_tokens=True)["input_ids"]
-    labels = ids.clone()
-    labels[mask == 0] = IGNORE
-    right = lm_tok.padding_side == "right"
-    for i, prompt_ids in enumerate(prompts):
-        start = 0 if right else int((mask[i] == 0).sum())
-        n_prompt = len(prompt_ids)
-        if ids[i, start : start + n_prompt].tolist() != prompt_ids:
-            raise ValueError(f"record {records[i].get('id', i)!r}: the prompt's tokens are not a prefix of prompt + "
-                             "target (the tokenizer merges across the boundary), so the answer cannot be masked "
-                             "exactly; start the target with a space or a special token")
-        labels[i, start : start + n_prompt] = IGNORE
-    batch["labels"] = labels
-    if task_names is not None:
-        batch["task_index"] = torch.tensor([task_names.index(r["task"]) for r in records], device="cpu")
-    return dict(batch)
-
-
-def check_image_tokens(model: Any, processor: Any, record: dict) -> None:
-    """The processor must expand ``<image>`` into exactly as many tokens as the vision tower gives
-    features; ``patch_size``, ``vision_feature_select_strategy`` and ``num_additional_image_tokens``
-    out of step make it off by one, which fails late and obscurely."""
-    vision = model.config.vision_config
-    side = vision.image_size // vision.patch_size
-    strategy = getattr(model.config, "vision_feature_select_strategy", "default")
-    expected = side * side + (1 if strategy == "full" else 0)
-    batch = processor(text=[chat(record["prompt"])], images=[record["image"]], return_tensors="pt")
-    found = int((batch["input_ids"] == model.config.image_token_index).sum())
-    if found != expected:
-        raise ValueError(
-            f"the processor writes {found} image tokens but the vision tower gives {expected} features; set the "
-            "processor's patch_size, vision_feature_select_strategy and num_additional_image_tokens to match the model"
-        )
-
-
 def apply_lora(model: Any, vocab: PerceptionVocab, cfg: LlavaTrainConfig) -> Any:
     """LoRA on the LM's linear layers, the new token rows, and the projector; with
     ``cfg.finetune == "full"``, every weight instead."""
@@ -165,68 +108,6 @@ def apply_lora(model: Any, vocab: PerceptionVocab, cfg: LlavaTrainConfig) -> Any
                       trainable_token_indices={"embed_tokens": ids, "lm_head": ids},
                       modules_to_save=["multi_modal_projector"])
     return get_peft_model(model, lora)
-
-
-def reconstruction_loss(logits: torch.Tensor, labels: torch.Tensor, vocab: PerceptionVocab, name: str = "depth") -> torch.Tensor:
-    """MSE between decode_soft of the predicted code distributions and the decoded target codes,
-    over every complete depth span among the labels (AURORA §3.3), each decoded on its own grid
-    (a grid marker after the start token names it; the first grid without one).
-
-    logits ``(B, T, V)``, labels ``(B, T)``. Every span of the batch is found and gathered at once
-    (two reads of the host: where the spans start, and which are whole on which grid)."""
-    tok = vocab.tokenizers[name]
-    if not isinstance(tok, GridDepthTokenizer) or not hasattr(tok, "decode_soft"):
-        return logits.new_zeros(())
-    n, device = tok.tokens_per_map, labels.device
-    code_ids = torch.tensor(vocab.lm_ids[name], device=device)
-    markers = torch.tensor(vocab.markers.get(name, []), dtype=labels.dtype, device=device)
-    rows, pos = (labels == vocab.delimiters[name]["start"]).nonzero(as_tuple=True)  # (S,) each
-    padded = F.pad(labels, (0, n + 2), value=IGNORE)  # a span cut off by the end reads IGNORE
-    is_marker = padded[rows, pos + 1][:, None] == markers  # (S, markers)
-    marked = is_marker.any(1)
-    grid = torch.where(marked, is_marker.int().argmax(1) + 1, 0)  # index into tok.config.grids
-    at = (pos + 1 + marked)[:, None] + torch.arange(n, device=device)  # (S, n): the codes' positions
-    spans = padded[rows[:, None], at]
-    whole = torch.where(torch.isin(spans, code_ids).all(1), grid, -1).tolist()
-    errors, count = logits.new_zeros(()), 0
-    for g in sorted(set(whole) - {-1}):
-        pick = torch.tensor([k for k, w in enumerate(whole) if w == g], device=device)
-        # logits at position p predict token p + 1; only the code columns are gathered
-        picked = logits[rows[pick][:, None, None], at[pick][:, :, None] - 1, code_ids]  # (S_g, n, codes)
-        pred = tok.decode_soft(picked.float().softmax(-1), tok.config.grids[g])
-        with torch.no_grad():
-            targets = vocab.from_lm(name, spans[pick])
-            truth = tok.decode_soft(F.one_hot(targets, tok.vocab_size).float(), tok.config.grids[g])
-        errors = errors + F.mse_loss(pred, truth.to(pred.device), reduction="sum").to(errors.dtype)
-        count += pred.numel()
-    return errors / count if count else errors
-
-
-class TaskLosses:
-    """Per-task sums and counts of per-record answer losses between optimiser steps."""
-
-    def __init__(self, names: list[str], device: torch.device):
-        self.names = names
-        self.totals = torch.zeros(2, len(names), device=device, dtype=torch.float64)  # (sum, count) per task
-
-    def add(self, logits: torch.Tensor, labels: torch.Tensor, task_index: torch.Tensor) -> None:
-        """Each record's mean loss over its answer tokens (logits ``(B, T, V)`` at the answer
-        positions only, not the whole batch in float32), added to its task's sums."""
-        target = labels[:, 1:]  # token t predicts t + 1
-        rows, cols = (target != IGNORE).nonzero(as_tuple=True)
-        ce = F.cross_entropy(logits[rows, cols].float(), target[rows, cols], reduction="none")
-        sums = torch.zeros(labels.shape[0], device=ce.device, dtype=torch.float64).index_add_(0, rows, ce.double())
-        counted = (target != IGNORE).sum(1)
-        seen = (counted > 0).double()
-        task_index = task_index.to(self.totals.device)
-        self.totals[0].index_add_(0, task_index, sums / counted.clamp_min(1) * seen)
-        self.totals[1].index_add_(0, task_index, seen)
-
-    def reduce(self, accelerator: Any) -> dict[str, float]:
-        """Means over every rank since the last call (tasks not seen are left out); resets."""
-        totals = accelerator.reduce(self.totals, reduction="sum")
-        self.totals.zero_()
-        return {name: float(totals[0, i] / totals[1, i]) for i, name in enumerate(self.names) if totals[1, i] > 0}
 
 
 class _StopClock:
@@ -356,17 +237,6 @@ def loader_workers(asked: int | None) -> int:
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(0, min(4, cpus // int(os.environ.get("LOCAL_WORLD_SIZE", "1")) - 1))
-
-
-def token_lengths(records: list[dict], lm_tok: Any) -> list[int]:
-    """Every record's text in LM tokens: prompt, answer and end token, in one tokenizer call (the
-    image's tokens, the same for every record of LLaVA-1.5, are left out)."""
-    return [len(ids) for ids in lm_tok([chat(r["prompt"], r["target"]) + lm_tok.eos_token for r in records])["input_ids"]]
-
-
-def longest(records: list[dict], lengths: list[int], n: int) -> list[dict]:
-    """The ``n`` records with the most tokens: the batch that needs the most memory."""
-    return [records[i] for i in sorted(range(len(records)), key=lengths.__getitem__, reverse=True)[:n]]
 
 
 def load_trained(out: str | Path, base_model: str | Path, dtype: torch.dtype | None = None,

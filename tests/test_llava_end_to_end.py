@@ -18,7 +18,8 @@ from perceptok_llava.data import build_records  # noqa: E402
 from perceptok_llava.sources import coco_samples, manifest_samples, synthetic_samples  # noqa: E402
 from perceptok_llava.generate import generate_with_perception  # noqa: E402
 from perceptok_llava.checkpointing import is_checkpointing  # noqa: E402
-from perceptok_llava.train import LlavaTrainConfig, collate, load_trained, train_llava  # noqa: E402
+from perceptok_llava.batches import collate  # noqa: E402
+from perceptok_llava.train import LlavaTrainConfig, load_trained, train_llava  # noqa: E402
 from perceptok_llava.vocab import add_perception_tokens  # noqa: E402
 
 
@@ -49,7 +50,7 @@ def test_labels_cover_only_the_answer():
 def test_labels_start_where_the_processors_own_prompt_ends(side):
     """collate processes the images once and tokenises the prompts as text; the answer must start
     exactly where the processor, given the prompt and its image, ends."""
-    from perceptok_llava.train import chat
+    from perceptok_llava.batches import chat
 
     lm_tok = tiny_lm_tokenizer()
     lm_tok.padding_side = side
@@ -324,7 +325,7 @@ def test_gpu_smoke_script_runs_tiny_on_cpu():
 def test_mismatched_processor_is_caught_before_training():
     from transformers import CLIPImageProcessor, LlavaProcessor
 
-    from perceptok_llava.train import check_image_tokens
+    from perceptok_llava.batches import check_image_tokens
 
     lm_tok = tiny_lm_tokenizer()
     model = tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>"))
@@ -355,7 +356,7 @@ def test_task_losses_are_each_records_answer_loss_averaged_per_task():
     records without an answer token and tasks not seen are left out."""
     from accelerate import Accelerator
 
-    from perceptok_llava.train import TaskLosses
+    from perceptok_llava.losses import TaskLosses
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(4, 9, 30, generator=g)

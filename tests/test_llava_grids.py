@@ -13,7 +13,7 @@ import perceptok  # noqa: E402
 from llava_fixtures import tiny_llama_with_vocab  # noqa: E402
 from perceptok_llava.constrain import PerceptionLogitsProcessor  # noqa: E402
 from perceptok_llava.generate import parse_perception  # noqa: E402
-from perceptok_llava.train import reconstruction_loss  # noqa: E402
+from perceptok_llava.losses import reconstruction_loss  # noqa: E402
 from perceptok_llava.vocab import PerceptionVocab  # noqa: E402
 
 

@@ -21,7 +21,7 @@ from perceptok.io import DepthMap
 from perceptok_llava.data import build_records, pad_to_square
 from perceptok_llava.sources import Sample, manifest_samples, synthetic_samples
 from perceptok_llava.experiment.config import POINT_COUNTS, QUESTION_TASKS, ExperimentSize
-from perceptok_llava.train import chat
+from perceptok_llava.batches import chat
 
 SPECIAL = ["<unk>", "<s>", "</s>", "<image>", "<pad>"]
 _PERCEPTION = re.compile(r"<[A-Z][A-Z_]*\d*>")  # the perception tokens added later as whole tokens
