@@ -44,6 +44,8 @@ class LlavaTrainConfig:
     # vision tower too), for a model trained from scratch (``perceptok-llava experiment``).
     finetune: str = "lora"
     # LoRA rank, alpha and dropout (the original: r=128, α=256, 0.05, and whole embedding matrices).
+    # A dropout above 0 keeps a copy of every adapted layer's input and its mask for the backward
+    # pass: half as much activation memory again (benchmarks/lora_activations.py).
     lora_r: int = 64
     lora_alpha: int = 128
     lora_dropout: float = 0.05
@@ -83,6 +85,8 @@ class LlavaTrainConfig:
             raise ValueError("lora_r, batch_size, grad_accum and stages must be positive")
         if self.finetune not in ("lora", "full"):
             raise ValueError(f"finetune must be 'lora' or 'full', got {self.finetune!r}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.recon_weight < 0:
             raise ValueError(f"recon_weight must be ≥ 0, got {self.recon_weight}")
         if self.group_by_length not in GROUPINGS:

@@ -128,13 +128,15 @@ def test_training_entry_point_under_torchrun_gloo(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "perceptok_llava", "train",
            "--model", str(tmp_path / "base"), "--tokenizers", "depth=depth:pooled,boxes,points", "--data", "synthetic:3",
            "--out", str(tmp_path / "run"), "--lora-r", "4", "--batch-size", "2", "--stages", "2",
-           "--samples-per-stage", "8", "--gradient-checkpointing", "off", "--group-by-length", "stage", "--workers", "1"]
+           "--samples-per-stage", "8", "--gradient-checkpointing", "off", "--group-by-length", "stage", "--workers", "1",
+           "--lora-dropout", "0"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     printed = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert len(printed) == 1 and printed[0]["steps"] == 4  # 16 samples / 2 ranks / batch 2
     log = json.loads((tmp_path / "run" / "train_log.json").read_text())
     assert log["config"]["group_by_length"] == "stage" and log["config"]["workers"] == 1 and 0 <= log["padding"] < 1
+    assert log["config"]["lora_dropout"] == 0
     assert (tmp_path / "run" / "adapter_model.safetensors").exists()
     assert (tmp_path / "run" / "perception_vocab.json").exists()
 
@@ -255,6 +257,8 @@ def test_workers_and_length_groups_change_speed_not_training(tmp_path):
         LlavaTrainConfig(out="x", workers=-1)
     with pytest.raises(ValueError, match="group_by_length"):
         LlavaTrainConfig(out="x", group_by_length=True)
+    with pytest.raises(ValueError, match="lora_dropout"):
+        LlavaTrainConfig(out="x", lora_dropout=1.0)
 
 
 def test_full_fine_tuning_trains_every_weight_and_reloads_without_an_adapter(tmp_path):
@@ -309,12 +313,13 @@ def test_gpu_smoke_script_runs_tiny_on_cpu():
     out = subprocess.run([sys.executable, str(script), "--tiny", "--steps", "2"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     phases = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert [p["phase"] for p in phases] == ["build", "train", "train_throughput", "train_throughput", "train_profile",
+    assert [p["phase"] for p in phases] == ["build", "train"] + ["train_throughput"] * 3 + ["train_profile",
                                             "generate", "generate"] + ["generation"] * 10 + ["generation_table", "done"]
-    profile = phases[4]
+    profile = phases[5]
     assert profile["busy_ms"] > 0 and profile["busy_ms_by_kind"]["matmul"] > 0 and len(profile["top"]) == 10
     assert phases[1]["gradient_checkpointing"] == 0  # "auto" on a CPU with room to spare
-    assert [p["checkpointing"] for p in phases[2:4]] == [0, 1] and all(p["tokens_per_s"] > 0 for p in phases[2:4])
+    assert [(p["checkpointing"], p["lora_dropout"]) for p in phases[2:5]] == [(0, 0.05), (1, 0.05), (0, 0.0)]
+    assert all(p["tokens_per_s"] > 0 for p in phases[2:5])
     assert all(p["well_formed"] for p in phases if p["phase"] == "generate")
     table = phases[-2]["tokens_per_s"]  # a failed phase would be a string naming its error
     assert table == {p["run"]: p["tokens_per_s"] for p in phases if p["phase"] == "generation"}
