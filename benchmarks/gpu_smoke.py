@@ -2,8 +2,9 @@
 LLaVA-1.5-7B shapes (bf16), the default recipe (LoRA r=64 + new token rows + projector) for a
 few curriculum steps on synthetic scenes (gradient checkpointing "auto": the interval it chose); then
 training throughput without checkpointing at batch 16 and 32, with every layer checkpointed at 16,
-and without LoRA dropout at 16 and 32 (tokens/s, MFU and peak memory, median of 3 steps after a
-warm-up; "out_of_memory" where it does not fit; batch 2 and 8 are in BENCHMARKS.md from session 7),
+without LoRA dropout at 16 and 32, and with 16 records packed two a row (tokens/s without padding,
+MFU and peak memory, median of 3 steps after a warm-up; "out_of_memory" where it does not fit;
+batch 2 and 8 are in BENCHMARKS.md from session 7),
 where the time of a training step at batch 16 goes (torch.profiler: matrix products, attention,
 optimiser, the rest, and the device's idle share), constrained generation of a depth map (strictly
 well formed, tokens/s, peak memory), and the generation table of issue 13 (plain vs constrained;
@@ -89,29 +90,32 @@ def _median_seconds(fn, device: torch.device, repeats: int = 3) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def _training_step(model, processor, records, device: torch.device, batch: int):
-    """One optimiser step of the trained adapter at ``batch`` (a callable) and its tokens."""
+def _training_step(model, processor, records, device: torch.device, batch: int, per_row: int = 1):
+    """One optimiser step of the trained adapter at ``batch`` records, ``per_row`` packed in a row
+    (a callable), and its tokens (padding not counted)."""
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5)
-    inputs = {k: v.to(device) for k, v in collate([records[i % len(records)] for i in range(batch)], processor).items()}
+    inputs = collate([records[i % len(records)] for i in range(batch)], processor, per_row=per_row)
+    tokens = int(inputs["attention_mask"].sum()) if per_row == 1 else int((inputs.pop("segment") >= 0).sum())
+    inputs = {k: v.to(device) for k, v in inputs.items()}
 
     def step():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = model(**inputs).loss
+            loss = model(**inputs, use_cache=False).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return step, int(inputs["attention_mask"].sum())
+    return step, tokens
 
 
-def train_throughput(model, processor, records, device: torch.device, batch: int, repeats: int) -> dict:
+def train_throughput(model, processor, records, device: torch.device, batch: int, repeats: int, per_row: int = 1) -> dict:
     """Optimiser steps of the trained adapter at ``batch``: tokens/s and MFU (6 × parameters ×
     tokens over the GPU's dense bf16 peak), median of ``repeats`` steps after a warm-up."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    step, tokens = _training_step(model, processor, records, device, batch)
+    step, tokens = _training_step(model, processor, records, device, batch, per_row)
     seconds = _median_seconds(step, device, repeats)
     n = sum(p.numel() for p in model.parameters())
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else ""
@@ -256,14 +260,17 @@ def main() -> None:
     model, vocab, image = result["model"], result["vocab"], records[0]["image"]
     # no checkpointing where memory allows (what "auto" picks), every layer checkpointed for
     # comparison, and LoRA without dropout (the default recipe's 0.05 keeps copies of activations)
-    shapes = [(0, 2, 0.05), (1, 2, 0.05), (0, 2, 0.0)] if args.tiny else \
-        [(0, 16, 0.05), (0, 32, 0.05), (1, 16, 0.05), (0, 16, 0.0), (0, 32, 0.0)]  # 2 and 8: session 7
-    for checkpointing, batch, dropout in shapes:
+    # and records packed two a row
+    shapes = [(0, 2, 0.05, 1), (1, 2, 0.05, 1), (0, 2, 0.0, 1), (0, 4, 0.05, 2)] if args.tiny else \
+        [(0, 16, 0.05, 1), (0, 32, 0.05, 1), (1, 16, 0.05, 1), (0, 16, 0.0, 1), (0, 32, 0.0, 1),
+         (0, 16, 0.05, 2)]  # batch 2 and 8: session 7
+    for checkpointing, batch, dropout, per_row in shapes:
         set_checkpointing(model, checkpointing)
         set_lora_dropout(model, dropout)
-        row = measured(budget, train_throughput, model, processor, records, device, batch, repeats=1 if args.tiny else 3)
+        row = measured(budget, train_throughput, model, processor, records, device, batch,
+                       repeats=1 if args.tiny else 3, per_row=per_row)
         emit(**(row if isinstance(row, dict) else {"phase": "train_throughput", "batch": batch, "error": row}),
-             checkpointing=checkpointing, lora_dropout=dropout)
+             checkpointing=checkpointing, lora_dropout=dropout, per_row=per_row)
     set_checkpointing(model, 0)
     set_lora_dropout(model, 0.05)
     row = measured(budget, train_profile, model, processor, records, device, 2 if args.tiny else 16)

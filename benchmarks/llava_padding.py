@@ -1,8 +1,8 @@
-"""How much of a LLaVA training batch is padding, by batch layout and ``group_by_length``: the
-curriculum of ``perceptok-llava train`` (linear schedule, 10 stages of 2,000 records, the CLI's
-defaults) over records built from synthetic scenes, each record's length its text in tokens (the
-perception tokens added to a tokenizer trained here, so a depth map is 102 tokens, as in LLaMA's)
-plus LLaVA-1.5's 575 image tokens. Padding costs a GPU what real tokens cost, so ``1 - padding``
+"""How much of a LLaVA training batch is padding, by batch layout, ``group_by_length`` and packing
+(two or four records a row): the curriculum of ``perceptok-llava train`` (linear schedule, 10 stages of
+2,000 records, the CLI's defaults) over records built from synthetic scenes, each record's length
+its text in tokens (the perception tokens added to a tokenizer trained here, so a depth map is 102
+tokens, as in LLaMA's) plus LLaVA-1.5's 575 image tokens. Padding costs a GPU what real tokens cost, so ``1 - padding``
 bounds the tokens/s a layout can reach.
 
 ``--train`` also trains the end-to-end test's tiny LLaVA (48 steps of 4, one process) with each
@@ -26,7 +26,7 @@ from perceptok import BoxTokenizer, PointTokenizer, load  # noqa: E402
 from perceptok_llava.curriculum import CurriculumSampler  # noqa: E402
 from perceptok_llava.data import ATOMIC_TASKS, build_records  # noqa: E402
 from perceptok_llava.sources import synthetic_samples  # noqa: E402
-from perceptok_llava.batches import token_lengths  # noqa: E402
+from perceptok_llava.batches import pack_rows, token_lengths  # noqa: E402
 from perceptok_llava.vocab import add_perception_tokens  # noqa: E402
 
 IMAGE_TOKENS = 575  # llava-1.5 at 336 px: 24 × 24 patches, the class token dropped
@@ -47,8 +47,10 @@ def record_lengths(samples: int = 300) -> tuple[list[str], list[int]]:
     return [r["task"] for r in records], [n + IMAGE_TOKENS for n in token_lengths(records, lm_tok)]
 
 
-def padding(tasks: list[str], lengths: list[int], world: int, batch: int, accum: int, grouping: str) -> float:
-    """The padding share of every micro-batch of every rank over the whole curriculum."""
+def padding(tasks: list[str], lengths: list[int], world: int, batch: int, accum: int, grouping: str,
+            per_row: int = 1) -> float:
+    """The padding share of every micro-batch of every rank over the whole curriculum, with
+    ``per_row`` records packed in a row."""
     real = slots = 0
     for rank in range(world):
         sampler = CurriculumSampler(tasks, ATOMIC_TASKS, 2000, stages=10, seed=0, rank=rank, world_size=world,
@@ -56,7 +58,8 @@ def padding(tasks: list[str], lengths: list[int], world: int, batch: int, accum:
                                     group_size=world * batch * accum if grouping == "step" else None)
         order = list(sampler)
         for k in range(0, len(order), batch):
-            rows = [lengths[i] for i in order[k : k + batch]]
+            records = [lengths[i] for i in order[k : k + batch]]
+            rows = [sum(records[i] for i in row) for row in pack_rows(records, per_row)]
             real, slots = real + sum(rows), slots + max(rows) * len(rows)
     return 1 - real / slots
 
@@ -95,6 +98,8 @@ def main() -> None:
                                                           "max": max(lengths)}}))
     for world, batch, accum in LAYOUTS:
         row = {g: round(padding(tasks, lengths, world, batch, accum, g), 4) for g in ("off", "step", "stage")}
+        for per_row in (2, 4):
+            row[f"off, pack {per_row}"] = round(padding(tasks, lengths, world, batch, accum, "off", per_row=per_row), 4)
         print(json.dumps({"gpus": world, "batch": batch, "grad_accum": accum, "padding": row}))
     if args.train:
         for grouping in ("off", "step", "stage"):

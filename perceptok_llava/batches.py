@@ -1,6 +1,6 @@
 """LLaVA training batches: LLaVA-1.5's conversation format, records tokenised with their images and
-labels masked to the answer, and the records' lengths in tokens (for batching like lengths
-together and for the memory trial on the longest batch)."""
+labels masked to the answer, several records packed end to end in a row, and the records' lengths
+in tokens (for batching like lengths together and for the memory trial on the longest batch)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ def chat(prompt: str, target: str | None = None) -> str:
     return text if target is None else f"{text} {target}"
 
 
-def collate(records: list[dict], processor: Any, task_names: list[str] | None = None) -> dict[str, torch.Tensor]:
+def collate(records: list[dict], processor: Any, task_names: list[str] | None = None,
+            per_row: int = 1) -> dict[str, torch.Tensor]:
     """Tokenise records with their images; labels cover only the answer (and the end token).
-    With ``task_names``, ``task_index`` ``(B,)`` says which task each record is.
+    With ``task_names``, ``task_index`` ``(B,)`` says which task each record is; with
+    ``per_row`` > 1 the records are packed (``pack``).
 
     The images are processed once: the prompts alone are tokenised as text, with each image token
     repeated as often as the processor repeated it in that row."""
@@ -47,7 +49,62 @@ def collate(records: list[dict], processor: Any, task_names: list[str] | None = 
     batch["labels"] = labels
     if task_names is not None:
         batch["task_index"] = torch.tensor([task_names.index(r["task"]) for r in records], device="cpu")
-    return dict(batch)
+    return dict(batch) if per_row == 1 else pack(dict(batch), per_row, lm_tok.pad_token_id)
+
+
+def pack(batch: dict[str, torch.Tensor], per_row: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """A padded batch of B records (one image each) → ⌈B / per_row⌉ rows of up to ``per_row``
+    records end to end, so that rows pad to the longest pair (say) rather than each record to the
+    longest record.
+
+    Rows as ``pack_rows`` deals them. ``position_ids``
+    ``(R, T)`` restart at 0 with every record and ``attention_mask`` is left out: transformers
+    then masks attention block by block (a record sees only itself; the model must be called
+    with ``use_cache=False``). ``pixel_values`` and ``task_index`` follow the records' new order;
+    ``segment`` ``(R, T)`` is each token's record in that order, -1 for padding. Labels never
+    cross records: each record starts with its masked prompt."""
+    n = batch["input_ids"].shape[0]
+    expected = {"input_ids", "attention_mask", "labels", "pixel_values", "task_index"}
+    images = batch["pixel_values"].shape[0] if "pixel_values" in batch else 0
+    if set(batch) - expected or images != n:
+        raise ValueError(f"packing needs one image a record and only the fields {sorted(expected)}; got {images} "
+                         f"images for {n} records and the fields {sorted(batch)}: train with one record a row")
+    real = batch["attention_mask"].bool()
+    lengths = real.sum(1).tolist()
+    rows = pack_rows(lengths, per_row)
+    order = [i for row in rows for i in row]
+    width = max(sum(lengths[i] for i in row) for row in rows)
+    shape, cpu = (len(rows), width), torch.device("cpu")  # host tensors, whatever the default device
+    out = {"input_ids": torch.full(shape, pad_id, dtype=batch["input_ids"].dtype, device=cpu),
+           "labels": torch.full(shape, IGNORE, dtype=batch["labels"].dtype, device=cpu),
+           "position_ids": torch.zeros(shape, dtype=torch.long, device=cpu),
+           "segment": torch.full(shape, -1, dtype=torch.long, device=cpu)}
+    for r, row in enumerate(rows):
+        at = 0
+        for i in row:
+            k = lengths[i]
+            out["input_ids"][r, at : at + k] = batch["input_ids"][i][real[i]]
+            out["labels"][r, at : at + k] = batch["labels"][i][real[i]]
+            out["position_ids"][r, at : at + k] = torch.arange(k, device=cpu)
+            out["segment"][r, at : at + k] = order.index(i)
+            at += k
+        out["position_ids"][r, at:] = torch.arange(width - at, device=cpu)  # the padding: a block of its own
+    out["pixel_values"] = batch["pixel_values"][order]
+    if "task_index" in batch:
+        out["task_index"] = batch["task_index"][order]
+    return out
+
+
+def pack_rows(lengths: list[int], per_row: int) -> list[list[int]]:
+    """Records (their lengths) dealt into ⌈n / per_row⌉ rows of at most ``per_row``: longest first,
+    each to the row with the fewest tokens so far (the rows come out nearly even)."""
+    rows: list[list[int]] = [[] for _ in range(-(-len(lengths) // per_row))]
+    totals = [0] * len(rows)
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        row = min((r for r in range(len(rows)) if len(rows[r]) < per_row), key=totals.__getitem__)
+        rows[row].append(i)
+        totals[row] += lengths[i]
+    return rows
 
 
 def check_image_tokens(model: Any, processor: Any, record: dict) -> None:

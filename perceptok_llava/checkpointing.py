@@ -58,7 +58,7 @@ def _runs_out_of_memory(model: Any, batch: dict[str, torch.Tensor], accelerator:
     optimiser and DDP will add held aside; True on every rank if any rank ran out of memory (one
     collective, so the ranks stay in step)."""
     model.to(accelerator.device)
-    batch = {k: v.to(accelerator.device) for k, v in batch.items() if k != "task_index"}
+    batch = {k: v.to(accelerator.device) for k, v in batch.items() if k not in ("task_index", "segment")}
     failed = False
     held: list[torch.Tensor] = []  # on a GPU, room for what training adds: AdamW's two moments, DDP's buckets
     try:
@@ -66,7 +66,7 @@ def _runs_out_of_memory(model: Any, batch: dict[str, torch.Tensor], accelerator:
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
             held.append(torch.empty(3 * trainable, dtype=torch.float32, device=accelerator.device))
         with accelerator.autocast():
-            loss = model(**batch).loss
+            loss = model(**batch, use_cache=False).loss
         loss.backward()
     except torch.OutOfMemoryError:
         failed = True

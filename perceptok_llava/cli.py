@@ -130,8 +130,8 @@ def _train(args: argparse.Namespace) -> None:
                            lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum, stages=args.stages,
                            samples_per_stage=args.samples_per_stage, schedule=args.schedule,
                            recon_weight=args.recon_weight, gradient_checkpointing=CHECKPOINTING[args.gradient_checkpointing],
-                           group_by_length=args.group_by_length, workers=args.workers, seed=args.seed,
-                           minutes=args.minutes)
+                           group_by_length=args.group_by_length, pack=args.pack, workers=args.workers,
+                           seed=args.seed, minutes=args.minutes)
     result = train_llava(model, processor, tokenizers, records, cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"out": result["out"], "steps": len(result["losses"]),
@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="records of like length share a micro-batch, sorted within each optimiser step (its "
                         "records unchanged; helps with several processes or --grad-accum), within each curriculum "
                         "stage (least padding; steps of one kind of record), or off (default: step)")
+    t.add_argument("--pack", type=int, default=1,
+                   help="records end to end in each row, attention masked record by record (default: 1, one "
+                        "record a row padded to the longest; 2 pads far less)")
     t.add_argument("--workers", type=int, help="processes preparing batches while the model trains "
                    "(default: 4 on a GPU, at most the CPUs per process less one; 0 on a CPU)")
     t.add_argument("--seed", type=int, default=0, help="seed of data building and sampling (default: 0)")

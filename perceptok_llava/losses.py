@@ -55,18 +55,23 @@ class TaskLosses:
         self.names = names
         self.totals = torch.zeros(2, len(names), device=device, dtype=torch.float64)  # (sum, count) per task
 
-    def add(self, logits: torch.Tensor, labels: torch.Tensor, task_index: torch.Tensor) -> None:
-        """Each record's mean loss over its answer tokens (logits ``(B, T, V)`` at the answer
-        positions only, not the whole batch in float32), added to its task's sums."""
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, task_index: torch.Tensor,
+            segment: torch.Tensor | None = None) -> None:
+        """Each record's mean loss over its answer tokens, added to its task's sums. logits
+        ``(B, T, V)`` are read at the answer positions only (not the whole batch in float32);
+        ``segment`` ``(B, T)`` names each token's record in packed rows (default: row i is record
+        i), and ``task_index`` gives each record's task."""
         target = labels[:, 1:]  # token t predicts t + 1
         rows, cols = (target != IGNORE).nonzero(as_tuple=True)
-        ce = F.cross_entropy(logits[rows, cols].float(), target[rows, cols], reduction="none")
-        sums = torch.zeros(labels.shape[0], device=ce.device, dtype=torch.float64).index_add_(0, rows, ce.double())
-        counted = (target != IGNORE).sum(1)
+        ce = F.cross_entropy(logits[rows, cols].float(), target[rows, cols], reduction="none").double()
+        record = rows if segment is None else segment[:, 1:][rows, cols].to(rows.device)
+        n = len(task_index)
+        sums = torch.zeros(n, device=ce.device, dtype=torch.float64).index_add_(0, record, ce)
+        counted = torch.zeros(n, device=ce.device, dtype=torch.float64).index_add_(0, record, torch.ones_like(ce))
         seen = (counted > 0).double()
         task_index = task_index.to(self.totals.device)
-        self.totals[0].index_add_(0, task_index, sums / counted.clamp_min(1) * seen)
-        self.totals[1].index_add_(0, task_index, seen)
+        self.totals[0].index_add_(0, task_index, (sums / counted.clamp_min(1) * seen).to(self.totals.device))
+        self.totals[1].index_add_(0, task_index, seen.to(self.totals.device))
 
     def reduce(self, accelerator: Any) -> dict[str, float]:
         """Means over every rank since the last call (tasks not seen are left out); resets."""

@@ -72,6 +72,10 @@ class LlavaTrainConfig:
     # ranks or accumulation), within each curriculum stage ("stage": the least padding, steps of
     # one kind of record), or not at all ("off").
     group_by_length: str = "step"
+    # Records end to end in each row (1: one record a row, padded to the longest). More than 1
+    # rows pad far less, attention masked record by record (transformers reads the restarts of
+    # position_ids); with sdpa the mask is dense, so attention costs as for the whole row.
+    pack: int = 1
     # Processes that prepare batches (images and tokens) while the model trains; None: 4 on a
     # GPU (at most the CPUs per local process), 0 (in the training process) on a CPU, whose
     # cores the model needs.
@@ -91,6 +95,8 @@ class LlavaTrainConfig:
             raise ValueError(f"recon_weight must be ≥ 0, got {self.recon_weight}")
         if self.group_by_length not in GROUPINGS:
             raise ValueError(f"group_by_length must be one of {GROUPINGS}, got {self.group_by_length!r}")
+        if self.pack < 1:
+            raise ValueError(f"pack must be ≥ 1 (records a row), got {self.pack}")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers must be ≥ 0, got {self.workers}")
         if self.minutes is not None and self.minutes <= 0:
@@ -167,7 +173,8 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
                                 lengths=None if cfg.group_by_length == "off" else lengths,
                                 group_size=global_batch * cfg.grad_accum if cfg.group_by_length == "step" else None)
     loader = DataLoader(records, batch_size=cfg.batch_size, sampler=sampler, num_workers=loader_workers(cfg.workers),
-                        pin_memory=cuda, collate_fn=functools.partial(collate, processor=processor, task_names=task_names))
+                        pin_memory=cuda,
+                        collate_fn=functools.partial(collate, processor=processor, task_names=task_names, per_row=cfg.pack))
     checkpointing = int(cfg.gradient_checkpointing is True)  # every n-th layer; 0: none
     if cfg.gradient_checkpointing == "auto":  # decided before DDP wraps the model, which must see every rank alike
         checkpointing = least_checkpointing(model, loader.collate_fn(longest(records, lengths, cfg.batch_size)), accelerator)
@@ -183,18 +190,19 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     bar = tqdm(total=steps, desc="train llava", disable=not progress or not accelerator.is_main_process)
     model.train()
     for batch in loader:
-        task_index = batch.pop("task_index")
-        slots[0] += batch["attention_mask"].sum()
-        slots[1] += batch["attention_mask"].numel()
+        task_index, segment = batch.pop("task_index"), batch.pop("segment", None)
+        real = batch["attention_mask"] if segment is None else segment >= 0
+        slots[0] += real.sum()
+        slots[1] += real.numel()
         with accelerator.accumulate(model):
-            out = model(**batch)
+            out = model(**batch, use_cache=False)  # without a cache, packed rows are masked record by record
             loss = out.loss
             if cfg.recon_weight > 0 and "depth" in vocab.tokenizers:
                 loss = loss + cfg.recon_weight * reconstruction_loss(out.logits, batch["labels"], vocab)
             accelerator.backward(loss)
             running += loss.detach() / cfg.grad_accum
             if cfg.schedule == "temperature":
-                task_loss.add(out.logits.detach(), batch["labels"], task_index)
+                task_loss.add(out.logits.detach(), batch["labels"], task_index, segment)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()

@@ -70,6 +70,51 @@ def test_labels_start_where_the_processors_own_prompt_ends(side):
         assert (batch["labels"][i, batch["attention_mask"][i] == 0] == -100).all()
 
 
+def test_packed_rows_give_every_record_its_own_logits_and_the_same_loss():
+    """Records packed end to end (position_ids restarting, no attention mask) must each see only
+    themselves: their logits equal those of the record alone, the batch loss equals the padded
+    batch's (the same answer tokens), and the per-task losses are the same."""
+    from accelerate import Accelerator
+
+    from perceptok_llava.batches import pack
+    from perceptok_llava.losses import TaskLosses
+
+    torch.manual_seed(0)
+    lm_tok = tiny_lm_tokenizer()
+    model = tiny_llava(len(lm_tok) + 200, lm_tok.convert_tokens_to_ids("<image>")).eval()
+    processor = tiny_processor(lm_tok)
+    add_perception_tokens(model, lm_tok, tokenizers())
+    records = build_records(synthetic_samples(3, size=(64, 80)), **tokenizers(), seed=0)[:7]
+    tasks = sorted({r["task"] for r in records})
+    padded = collate(records, processor, task_names=tasks)
+    packed = collate(records, processor, task_names=tasks, per_row=3)
+    assert packed["input_ids"].shape[0] == 3 and "attention_mask" not in packed
+    real = int(padded["attention_mask"].sum())
+    assert int((packed["segment"] >= 0).sum()) == real
+    assert packed["input_ids"].numel() - real < padded["input_ids"].numel() - real  # less padding
+    model_inputs = {k: v for k, v in packed.items() if k not in ("task_index", "segment")}
+    with torch.no_grad():
+        out = model(**model_inputs, use_cache=False)
+        assert torch.allclose(out.loss, model(**{k: v for k, v in padded.items() if k != "task_index"}).loss, atol=1e-5)
+        for k in range(len(records)):
+            row, cols = (packed["segment"] == k).nonzero(as_tuple=True)
+            original = [i for i in range(len(records)) if torch.equal(
+                padded["input_ids"][i][padded["attention_mask"][i].bool()], packed["input_ids"][row, cols])]
+            assert original, k
+            alone = collate([records[original[0]]], processor)
+            logits = model(input_ids=alone["input_ids"], pixel_values=alone["pixel_values"]).logits[0]
+            assert torch.allclose(out.logits[row, cols], logits, atol=1e-4)
+    by_row, by_segment = TaskLosses(tasks, torch.device("cpu")), TaskLosses(tasks, torch.device("cpu"))
+    with torch.no_grad():
+        by_row.add(model(**{k: v for k, v in padded.items() if k != "task_index"}).logits, padded["labels"],
+                   padded["task_index"])
+    by_segment.add(out.logits, packed["labels"], packed["task_index"], packed["segment"])
+    rows, segments = by_row.reduce(Accelerator(cpu=True)), by_segment.reduce(Accelerator(cpu=True))
+    assert rows.keys() == segments.keys() and all(abs(rows[t] - segments[t]) < 1e-4 for t in rows)
+    with pytest.raises(ValueError, match="one image a record"):
+        pack({**padded, "image_sizes": torch.zeros(7, 2)}, 2, 0)
+
+
 def test_train_save_reload_generate(tmp_path, shared_data):
     torch.manual_seed(0)
     lm_tok = tiny_lm_tokenizer()
@@ -237,28 +282,29 @@ def test_temperature_schedule_follows_the_training_losses(tmp_path):
     assert max(last, key=last.get) == hardest and last[hardest] > first[hardest]
 
 
-def test_workers_and_length_groups_change_speed_not_training(tmp_path):
+def test_workers_length_groups_and_packing_change_speed_not_training(tmp_path):
     """Batches prepared in worker processes train exactly as those prepared in the training
-    process; grouping records by length pads less (the run reports its padding share)."""
+    process; records packed two a row train as the same records padded (the same answer tokens
+    in every step); grouping records by length and packing pad less (the run reports its
+    padding share)."""
     toks = tokenizers()
     records = build_records(synthetic_samples(4, size=(64, 80)), **toks, seed=0)
     runs = {}
-    for workers, grouped in ((0, "stage"), (2, "stage"), (0, "off")):
+    for workers, grouped, pack in ((0, "stage", 1), (2, "stage", 1), (0, "off", 1), (0, "off", 2)):
         torch.manual_seed(0)
         lm_tok = tiny_lm_tokenizer()  # training adds the perception tokens to it
         model = tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>"))
-        cfg = LlavaTrainConfig(out=str(tmp_path / f"{workers}{grouped}"), lora_r=4, lora_alpha=8, batch_size=4,
-                               stages=2, samples_per_stage=16, gradient_checkpointing=False, workers=workers,
-                               group_by_length=grouped)
-        runs[workers, grouped] = train_llava(model, tiny_processor(lm_tok), toks, records, cfg, progress=False)
-    assert runs[2, "stage"]["losses"] == runs[0, "stage"]["losses"] and len(runs[2, "stage"]["losses"]) == 8
-    assert runs[0, "stage"]["padding"] < runs[0, "off"]["padding"] / 2
-    with pytest.raises(ValueError, match="workers"):
-        LlavaTrainConfig(out="x", workers=-1)
-    with pytest.raises(ValueError, match="group_by_length"):
-        LlavaTrainConfig(out="x", group_by_length=True)
-    with pytest.raises(ValueError, match="lora_dropout"):
-        LlavaTrainConfig(out="x", lora_dropout=1.0)
+        cfg = LlavaTrainConfig(out=str(tmp_path / f"{workers}{grouped}{pack}"), lora_r=4, lora_alpha=8, lora_dropout=0.0,
+                               batch_size=4, stages=2, samples_per_stage=16, gradient_checkpointing=False,
+                               workers=workers, group_by_length=grouped, pack=pack)
+        runs[workers, grouped, pack] = train_llava(model, tiny_processor(lm_tok), toks, records, cfg, progress=False)
+    assert runs[2, "stage", 1]["losses"] == runs[0, "stage", 1]["losses"] and len(runs[2, "stage", 1]["losses"]) == 8
+    assert runs[0, "off", 2]["losses"] == pytest.approx(runs[0, "off", 1]["losses"], rel=1e-3)
+    assert runs[0, "stage", 1]["padding"] < runs[0, "off", 1]["padding"] / 2
+    assert runs[0, "off", 2]["padding"] < runs[0, "off", 1]["padding"] / 2
+    for bad in (dict(workers=-1), dict(group_by_length=True), dict(lora_dropout=1.0), dict(pack=0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            LlavaTrainConfig(out="x", **bad)
 
 
 def test_full_fine_tuning_trains_every_weight_and_reloads_without_an_adapter(tmp_path):
@@ -313,13 +359,14 @@ def test_gpu_smoke_script_runs_tiny_on_cpu():
     out = subprocess.run([sys.executable, str(script), "--tiny", "--steps", "2"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     phases = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert [p["phase"] for p in phases] == ["build", "train"] + ["train_throughput"] * 3 + ["train_profile",
+    assert [p["phase"] for p in phases] == ["build", "train"] + ["train_throughput"] * 4 + ["train_profile",
                                             "generate", "generate"] + ["generation"] * 10 + ["generation_table", "done"]
-    profile = phases[5]
+    profile = phases[6]
     assert profile["busy_ms"] > 0 and profile["busy_ms_by_kind"]["matmul"] > 0 and len(profile["top"]) == 10
     assert phases[1]["gradient_checkpointing"] == 0  # "auto" on a CPU with room to spare
-    assert [(p["checkpointing"], p["lora_dropout"]) for p in phases[2:5]] == [(0, 0.05), (1, 0.05), (0, 0.0)]
-    assert all(p["tokens_per_s"] > 0 for p in phases[2:5])
+    assert [(p["checkpointing"], p["lora_dropout"], p["per_row"]) for p in phases[2:6]] == \
+        [(0, 0.05, 1), (1, 0.05, 1), (0, 0.0, 1), (0, 0.05, 2)]
+    assert all(p["tokens_per_s"] > 0 for p in phases[2:6])
     assert all(p["well_formed"] for p in phases if p["phase"] == "generate")
     table = phases[-2]["tokens_per_s"]  # a failed phase would be a string naming its error
     assert table == {p["run"]: p["tokens_per_s"] for p in phases if p["phase"] == "generation"}
