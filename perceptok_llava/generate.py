@@ -63,10 +63,27 @@ def parse_perception(text: str, vocab: PerceptionVocab, depth_size: tuple[int, i
     return PerceptionOutput(text, depth_maps, boxes, answer)
 
 
+def answer_prompt(prompt: str, start_with: str | None = None) -> str:
+    """The text a generated answer follows: the prompt in LLaVA-1.5's format and ``start_with``."""
+    return chat(prompt) + (f" {start_with}" if start_with else "")
+
+
+def prompt_tokens(processor: Any, image: Any, prompts: list[str], start_with: str | None = None) -> list[int]:
+    """How many tokens each prompt takes with its image's tokens, every image giving as many as
+    ``image`` does (LLaVA-1.5: every image is resized to one size): one image processed, the
+    prompts tokenised as text."""
+    image_token = processor.image_token
+    probe = processor(text=[answer_prompt("<image>")], images=[image], return_tensors="pt")
+    per_image = int((probe["input_ids"] == processor.image_token_id).sum())
+    texts = [answer_prompt(p, start_with) for p in prompts]
+    ids = processor.tokenizer(texts)["input_ids"]
+    return [len(row) + (per_image - 1) * text.count(image_token) for row, text in zip(ids, texts)]
+
+
 @torch.no_grad()
 def generate_with_perception(model: Any, processor: Any, vocab: PerceptionVocab, images: list, prompts: list[str],
                              start_with: str | None = None, depth_size: tuple[int, int] | None = None,
-                             square: bool = True, static_cache: bool = False,
+                             square: bool = True, static_cache: bool = False, pad_to: int | None = None,
                              **generate_kwargs: Any) -> list[PerceptionOutput]:
     """Generate answers with well-formed perception spans (``PerceptionLogitsProcessor``).
 
@@ -82,15 +99,18 @@ def generate_with_perception(model: Any, processor: Any, vocab: PerceptionVocab,
             batch shape), which removes the kernel-launch overhead of eager decoding. The
             constraint runs outside the graph, on the logits. Worth it for many answers of one
             shape; the first call pays the compilation.
+        pad_to: pad every prompt (on the left) to this many tokens, so that batches of different
+            prompts share one shape and one compilation (``prompt_tokens`` counts them).
         generate_kwargs: passed to ``model.generate`` (``max_new_tokens``, ``num_beams``, ``do_sample``…).
     """
     lm_tok = processor.tokenizer
     side, lm_tok.padding_side = lm_tok.padding_side, "left"
-    texts = [chat(p) + (f" {start_with}" if start_with else "") for p in prompts]
+    texts = [answer_prompt(p, start_with) for p in prompts]
     frames = [SquareFrame(im.width, im.height) if square else None for im in images]
     images = [f.pad_image(im) if f else im for f, im in zip(frames, images)]
+    padding = {"padding": "max_length", "max_length": pad_to} if pad_to else {"padding": True}
     try:
-        batch = processor(text=texts, images=images, return_tensors="pt", padding=True)
+        batch = processor(text=texts, images=images, return_tensors="pt", **padding)
     finally:  # the caller's tokenizer keeps its padding side even when the processor raises
         lm_tok.padding_side = side
     device = next(model.parameters()).device

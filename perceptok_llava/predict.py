@@ -8,6 +8,7 @@ Answers are generated in batches with the constrained decoding of ``generate_wit
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from perceptok.io.jsonl import read_jsonl
-from perceptok_llava.generate import generate_with_perception
+from perceptok_llava.generate import generate_with_perception, prompt_tokens
 from perceptok_llava.vocab import PerceptionVocab
 
 
@@ -32,6 +33,10 @@ def read_benchmark(path: str | Path, images_dir: str | Path | None = None, bench
         missing = [k for k in ("id", "image", "prompt") if k not in record]
         if missing:
             raise ValueError(f"{path}:{number} lacks {missing}; a benchmark record has id, image, prompt and answer")
+        if not isinstance(record["image"], str) or not record["image"]:
+            raise ValueError(f"{path}:{number}: record {record['id']!r} has no image path (image is "
+                             f"{json.dumps(record['image'])}); predict answers about an image, so keep only records with one "
+                             "(--benchmark selects them by name)")
         image = Path(images_dir or path.parent) / record["image"]
         if not image.is_file():
             raise FileNotFoundError(f"{path}:{number}: image {image} not found; pass --images DIR where the images are")
@@ -48,20 +53,32 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def _image(record: dict[str, Any]) -> Image.Image:
+    with Image.open(record["image_path"]) as im:
+        return im.convert("RGB")
+
+
+def _prompt(record: dict[str, Any]) -> str:
+    return record["prompt"] if "<image>" in record["prompt"] else f"<image>\n{record['prompt']}"
+
+
 def predict(model: Any, processor: Any, vocab: PerceptionVocab, records: Sequence[dict[str, Any]],
-            batch_size: int = 8, progress: bool = True, start_with: str | None = None,
+            batch_size: int = 8, progress: bool = True, start_with: str | None = None, static_cache: bool = False,
             **generate_kwargs: Any) -> list[dict[str, Any]]:
-    """``records`` with ``prediction`` (the generated text, perception spans included) added."""
+    """``records`` with ``prediction`` (the generated text, perception spans included) added.
+
+    With ``static_cache`` every batch has one shape, so that the compiled decoding step is built
+    once: prompts padded to the longest of all the records, and the last batch filled up with
+    copies of its last record (their answers dropped)."""
+    pad_to = max(prompt_tokens(processor, _image(records[0]), [_prompt(r) for r in records], start_with)) \
+        if static_cache else None
     out = []
     bar = tqdm(total=len(records), unit="answer", disable=not progress, desc="predict")
     for batch in _batches(records, batch_size):
-        images = []
-        for r in batch:
-            with Image.open(r["image_path"]) as im:
-                images.append(im.convert("RGB"))
-        prompts = [r["prompt"] if "<image>" in r["prompt"] else f"<image>\n{r['prompt']}" for r in batch]
-        answers = generate_with_perception(model, processor, vocab, images, prompts, start_with=start_with,
-                                           **generate_kwargs)
+        filled = list(batch) + [batch[-1]] * (batch_size - len(batch) if static_cache else 0)
+        answers = generate_with_perception(model, processor, vocab, [_image(r) for r in filled],
+                                           [_prompt(r) for r in filled], start_with=start_with,
+                                           static_cache=static_cache, pad_to=pad_to, **generate_kwargs)
         for r, answer in zip(batch, answers):
             keep = {k: v for k, v in r.items() if k != "image_path"}
             out.append({**keep, "prediction": answer.text})

@@ -349,6 +349,46 @@ def test_static_cache_generation_matches_the_dynamic_cache():
     assert all(o.text.count("<DEPTH_") >= 101 for o in static)  # a whole span: the constraint ran
 
 
+def test_predict_with_the_static_cache_gives_every_batch_one_shape_and_the_same_answers(shared_data, tmp_path):
+    """``predict(static_cache=True)`` pads every prompt to the longest of the benchmark and fills
+    the last batch, so the compiled step is built once; the answers are those of eager decoding.
+    A record without an image is a clear error, whichever command reads it."""
+    import json
+
+    from perceptok_llava.cli import main as llava_cli
+    from perceptok_llava.predict import predict, read_benchmark
+
+    torch.manual_seed(0)
+    lm_tok = tiny_lm_tokenizer()
+    model = tiny_llava(len(lm_tok) + 200, lm_tok.convert_tokens_to_ids("<image>")).eval()
+    processor = tiny_processor(lm_tok)
+    vocab = add_perception_tokens(model, lm_tok, tokenizers())
+    samples = shared_data / "benchmarks" / "samples.jsonl"
+    blink = [json.loads(line) for line in samples.read_text().splitlines()][:5]
+    for k, record in enumerate(blink):  # prompts of different lengths
+        record["prompt"] += " Look carefully." * k
+    (tmp_path / "bench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in blink))
+    records = read_benchmark(tmp_path / "bench.jsonl", images_dir=samples.parent)
+    shapes = []
+    generate = model.generate
+
+    def spy(**kwargs):
+        shapes.append(tuple(kwargs["input_ids"].shape))
+        return generate(**kwargs)
+
+    model.generate = spy
+    kwargs = dict(batch_size=2, progress=False, max_new_tokens=6, do_sample=False)
+    eager = predict(model, processor, vocab, records, **kwargs)
+    eager_shapes, shapes[:] = list(shapes), []
+    static = predict(model, processor, vocab, records, static_cache=True, **kwargs)
+    assert [r["prediction"] for r in static] == [r["prediction"] for r in eager] and len(static) == 5
+    assert len(set(shapes)) == 1 and len(shapes) == 3 and len(set(eager_shapes)) > 1
+    with pytest.raises(ValueError, match="has no image path"):
+        read_benchmark(samples)  # the format-only samples of other benchmarks have "image": null
+    assert llava_cli(["predict", "--model", str(tmp_path), "--benchmark-file", str(samples),
+                      "--benchmark", "BLINK/Counting"]) == 2
+
+
 def test_gpu_smoke_script_runs_tiny_on_cpu():
     import json
     import subprocess
