@@ -1,7 +1,7 @@
-"""Per-step cost of ``PerceptionLogitsProcessor`` at batch 8 over a 700-token prompt, inside a
-depth span, on logits as wide as LLaVA-1.5's (32,064): the processor that follows each row's
-state token by token, beside a fresh processor at every step, which reads every sequence whole
-(the rescan that following rows saves; baseline). Both step through the compiled automaton.
+"""Per-step cost of ``PerceptionLogitsProcessor`` at batch 8 and 1 over a 700-token prompt,
+inside a depth span, on logits as wide as LLaVA-1.5's (32,064): the processor that follows each
+row's state token by token, beside a fresh processor at every step, which reads every sequence
+whole (the rescan that following rows saves; baseline). Both step through the compiled automaton.
 
 Run: ``.venv/bin/python -m pytest benchmarks/test_constraint_step.py --benchmark-columns=mean,stddev,rounds``
 """
@@ -34,10 +34,12 @@ def setup():
     return lm_tok, vocab, prompt, codes
 
 
+@pytest.mark.parametrize("batch", [8, 1])
 @pytest.mark.parametrize("incremental", [True, False])
-def test_constraint_step_batch8_prompt700(benchmark, setup, incremental):
+def test_constraint_step_prompt700(benchmark, setup, incremental, batch):
     lm_tok, vocab, prompt, codes = setup
-    scores = torch.zeros(8, 32064)  # llava-1.5-7b-hf's logits
+    prompt, codes = prompt[:batch], codes[:batch]
+    scores = torch.zeros(batch, 32064)  # llava-1.5-7b-hf's logits
 
     def run():  # 50 decoding steps into a depth span
         proc = PerceptionLogitsProcessor(vocab, lm_tok)
