@@ -121,9 +121,11 @@ def train_arm(arm: Arm, size: ExperimentSize, seed: int, lm_tok: Any, tokenizers
     records = [r for r in train if r["task"] in arm.tasks]
     batch = size.batch_size
     per_stage = max(batch, round(steps * batch / size.stages))
+    # batches as drawn, as when BENCHMARKS.md's figures were made (with one process and no
+    # accumulation, grouping by step would only reorder the rows of each batch)
     cfg = LlavaTrainConfig(out=str(out), finetune="full", lr=size.lr, projector_lr=size.lr, batch_size=batch,
                            stages=size.stages, samples_per_stage=per_stage, schedule=arm.schedule, seed=seed,
-                           gradient_checkpointing=False)
+                           gradient_checkpointing=False, group_by_length="off")
     started = time.time()
     result = train_llava(model, processor, {"depth": tokenizers[arm.depth], "points": tokenizers["points"]}, records,
                          cfg, progress=progress)
