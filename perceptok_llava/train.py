@@ -78,7 +78,8 @@ class LlavaTrainConfig:
     pack: int = 1
     # Processes that prepare batches (images and tokens) while the model trains; None: 4 on a
     # GPU (at most the CPUs per local process), 0 (in the training process) on a CPU, whose
-    # cores the model needs.
+    # cores the model needs. The sampler then runs 2 batches a worker ahead, so a temperature
+    # stage is drawn with the task losses of that many steps earlier.
     workers: int | None = None
     seed: int = 0
     # Stop after this much wall time (rank 0's clock, broadcast, so every rank stops together).
