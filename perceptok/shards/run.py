@@ -1,4 +1,4 @@
-"""Whole datasets to token shards: ``tokenize_depth`` and ``tokenize_boxes``.
+"""Whole datasets of depth maps to token shards: ``tokenize_depth`` (COCO boxes: ``boxes.py``).
 
 Files are decoded in DataLoader worker processes and tokenized in batches on the chosen device;
 rows go to Parquet shards through ``ShardStore`` (atomic, resumable, split across ranks). A bad
@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,56 +19,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from perceptok.coordinates import CoordinateTokenizer
 from perceptok.depth.tokenizer import DepthEncoding, GridDepthTokenizer, PreparedDepth
 from perceptok.io.depth_files import DepthCodes, DepthMap, same_table
 from perceptok.shards.sources import DepthInputs, DepthItem, items_digest
-from perceptok.shards.store import ShardStore, rank_and_world, tokenizer_identity
-
-
-@dataclasses.dataclass
-class TokenizeSummary:
-    """What a run did (this rank's share): inputs tokenized and skipped, shards written and
-    found done from an earlier run, seconds, and inputs per second."""
-
-    rows: int
-    skipped: int
-    shards_written: int
-    shards_done_before: int
-    seconds: float
-
-    @property
-    def per_second(self) -> float:
-        return (self.rows + self.skipped) / max(self.seconds, 1e-9)
-
-    def line(self, unit: str) -> str:
-        return (f"{self.rows} {unit} tokenized, {self.skipped} skipped (see errors.jsonl), "
-                f"{self.shards_written} shards written ({self.shards_done_before} already done), "
-                f"{self.seconds:.1f} s, {self.per_second:.1f} {unit}/s")
-
-
-def _pyarrow() -> Any:
-    try:
-        import pyarrow
-    except ImportError as err:
-        raise ImportError("writing Parquet shards needs pyarrow: pip install 'perceptok[tokenize]'") from err
-    return pyarrow
-
-
-def _plan(n: int, shard_size: int, store: ShardStore) -> tuple[list[int], int]:
-    """This rank's shards that are not done yet, and how many of its shards were done before."""
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be a positive number of inputs, got {shard_size}")
-    rank, world = rank_and_world()
-    mine = [k for k in range((n + shard_size - 1) // shard_size) if k % world == rank]
-    todo = [k for k in mine if not store.done(k)]
-    for k in todo:
-        store.discard_partial(k)
-    return todo, len(mine) - len(todo)
+from perceptok.shards.store import ShardStore, TokenizeSummary, plan_shards, require_pyarrow, tokenizer_identity
 
 
 def _depth_table(rows: list[dict[str, Any]]) -> Any:
-    pa = _pyarrow()
+    pa = require_pyarrow()
     schema = pa.schema([("id", pa.string()), ("source", pa.string()), ("ids", pa.list_(pa.int32())),
                         ("text", pa.string()), ("grid", pa.list_(pa.int32())), ("kind", pa.string()),
                         ("low", pa.float64()), ("high", pa.float64()), ("height", pa.int32()), ("width", pa.int32())])
@@ -264,14 +221,14 @@ def tokenize_depth(
     the codes to be normalised and encoded in batches on ``device``; by default they do on a CPU
     and do not on an accelerator.
     """
-    _pyarrow()
+    require_pyarrow()
     start = time.perf_counter()
     device = torch.device(device) if device is not None else torch.device("cpu")
     tok = tokenizer.to(device) if hasattr(tokenizer, "to") else tokenizer  # the pooled baseline has no network
     store = ShardStore(out, {"modality": "depth", "tokenizer": tokenizer_identity(tok, tokenizer_name),
                              "options": {"source": source, "shard_size": shard_size, "inputs": len(items),
                                          "inputs_sha256": items_digest(items)}})
-    todo, done_before = _plan(len(items), shard_size, store)
+    todo, done_before = plan_shards(len(items), shard_size, store)
     order = [i for k in todo for i in range(k * shard_size, min((k + 1) * shard_size, len(items)))]
     # On the CPU each map's pixel work runs where it is read and the network where the batch is
     # made (in the workers, in parallel: the main process only writes); on an accelerator the maps
@@ -312,83 +269,6 @@ def tokenize_depth(
             r, e = pending.pop(k)
             store.write(k, _depth_table([row for _, row in sorted(r, key=lambda t: t[0])]), e)
             summary.shards_written += 1
-    bar.close()
-    store.gather_errors()
-    summary.seconds = time.perf_counter() - start
-    return summary
-
-
-def _box_table(rows: list[dict[str, Any]]) -> Any:
-    pa = _pyarrow()
-    schema = pa.schema([("id", pa.string()), ("file_name", pa.string()), ("ids", pa.list_(pa.list_(pa.int32()))),
-                        ("text", pa.string()), ("labels", pa.list_(pa.string())), ("count", pa.int32()),
-                        ("height", pa.int32()), ("width", pa.int32())])
-    return pa.Table.from_pylist(rows, schema=schema)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Image:
-    id: str
-    source: str
-
-
-def _box_rows(tokenizer: CoordinateTokenizer, images: list[dict[str, Any]], anns: dict[Any, list[dict[str, Any]]],
-              names: dict[Any, str]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """The rows of COCO ``images`` (their boxes in ``anns``, category names in ``names``), encoded
-    and written as text in one batch; where the batch fails, image by image, so that only a bad
-    image is skipped (with its reason)."""
-    try:
-        boxes = [[a["bbox"] for a in anns.get(im["id"], [])] for im in images]
-        labels = [[names.get(a["category_id"], str(a["category_id"])) for a in anns.get(im["id"], [])] for im in images]
-        canvas = [(im["height"], im["width"]) for im in images]
-        if len(images) == 1:  # alone, so that an error names the image's own box, not "image 0" of a batch
-            enc = tokenizer.encode(boxes[0], canvas_size=canvas[0], labels=labels[0], format="xywh", return_tensors="np")
-            ids, counts, texts = enc.ids[None], [len(enc.ids)], [tokenizer.to_text(enc)]
-        else:
-            enc = tokenizer.encode(boxes, canvas_size=canvas, labels=labels, format="xywh", return_tensors="np")
-            ids, counts, texts = enc.ids, enc.counts, tokenizer.to_text(enc)
-    except (ValueError, TypeError, KeyError) as err:
-        if len(images) > 1:
-            done = [_box_rows(tokenizer, [im], anns, names) for im in images]
-            return [r for rows, _ in done for r in rows], [e for _, errors in done for e in errors]
-        im = images[0]
-        return [], [{"id": str(im.get("id")), "source": im.get("file_name", ""), "reason": f"{type(err).__name__}: {err}"}]
-    return [{"id": str(im["id"]), "file_name": im.get("file_name", ""), "ids": ids[j, :n].tolist(), "text": texts[j],
-             "labels": labels[j], "count": int(n), "height": im["height"], "width": im["width"]}
-            for j, (im, n) in enumerate(zip(images, counts))], []
-
-
-def tokenize_boxes(coco: str | Path, out: str | Path, tokenizer: CoordinateTokenizer, tokenizer_name: str,
-                   shard_size: int = 1000, progress: bool = True) -> TokenizeSummary:
-    """Tokenize the boxes of every image of a COCO detection file into Parquet shards: per image
-    ``id``, ``file_name``, ``ids`` (one row of coordinate ids per box), ``text``, ``labels``,
-    ``count``, ``height``, ``width``. An image with a bad box is skipped into errors.jsonl."""
-    _pyarrow()
-    start = time.perf_counter()
-    data = json.loads(Path(coco).read_text(encoding="utf-8"))
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise ValueError(f"{coco} is not a COCO detection file: it has no {key!r} list")
-    names = {c["id"]: c["name"] for c in data["categories"]}
-    anns: dict[Any, list[dict[str, Any]]] = {}
-    for a in data["annotations"]:
-        anns.setdefault(a["image_id"], []).append(a)
-    images = data["images"]
-    items = [_Image(str(im["id"]), im.get("file_name", "")) for im in images]
-    store = ShardStore(out, {"modality": "boxes", "tokenizer": tokenizer_identity(tokenizer, tokenizer_name),
-                             "options": {"source": str(Path(coco).resolve()), "shard_size": shard_size,
-                                         "inputs": len(items), "inputs_sha256": items_digest(items)}})
-    todo, done_before = _plan(len(items), shard_size, store)
-    summary = TokenizeSummary(0, 0, 0, done_before, 0.0)
-    bar = tqdm(total=sum(min(shard_size, len(items) - k * shard_size) for k in todo), unit="image",
-               disable=not progress, desc="tokenize boxes")
-    for k in todo:
-        rows, errors = _box_rows(tokenizer, images[k * shard_size : (k + 1) * shard_size], anns, names)
-        store.write(k, _box_table(rows), errors)
-        summary.rows += len(rows)
-        summary.skipped += len(errors)
-        summary.shards_written += 1
-        bar.update(len(rows) + len(errors))
     bar.close()
     store.gather_errors()
     summary.seconds = time.perf_counter() - start

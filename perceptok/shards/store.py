@@ -8,10 +8,13 @@ that were skipped, with the reason. Both are written to a temporary name and ren
 exists whole or not at all and a resumed run redoes exactly the shards whose parquet is missing:
 every input ends up in exactly one row or one error line. Ranks (``torchrun``, ``accelerate
 launch``) take the shards ``k`` with ``k % world == rank``: disjoint, and together all of them.
+``plan_shards`` says which of them a run (or a resumed run) still has to write, and
+``TokenizeSummary`` what it did.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -104,3 +107,45 @@ class ShardStore:
                  if self.done(int(k.stem[6:])) for line in k.read_text().splitlines()]
         atomic_write(self.out / "errors.jsonl", lambda tmp: Path(tmp).write_text("".join(f"{x}\n" for x in lines)))
         return len(lines)
+
+
+@dataclasses.dataclass
+class TokenizeSummary:
+    """What a run did (this rank's share): inputs tokenized and skipped, shards written and
+    found done from an earlier run, seconds, and inputs per second."""
+
+    rows: int
+    skipped: int
+    shards_written: int
+    shards_done_before: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return (self.rows + self.skipped) / max(self.seconds, 1e-9)
+
+    def line(self, unit: str) -> str:
+        return (f"{self.rows} {unit} tokenized, {self.skipped} skipped (see errors.jsonl), "
+                f"{self.shards_written} shards written ({self.shards_done_before} already done), "
+                f"{self.seconds:.1f} s, {self.per_second:.1f} {unit}/s")
+
+
+def require_pyarrow() -> Any:
+    """pyarrow, or an error that says which extra installs it."""
+    try:
+        import pyarrow
+    except ImportError as err:
+        raise ImportError("writing Parquet shards needs pyarrow: pip install 'perceptok[tokenize]'") from err
+    return pyarrow
+
+
+def plan_shards(n: int, shard_size: int, store: ShardStore) -> tuple[list[int], int]:
+    """This rank's shards that are not done yet, and how many of its shards were done before."""
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be a positive number of inputs, got {shard_size}")
+    rank, world = rank_and_world()
+    mine = [k for k in range((n + shard_size - 1) // shard_size) if k % world == rank]
+    todo = [k for k in mine if not store.done(k)]
+    for k in todo:
+        store.discard_partial(k)
+    return todo, len(mine) - len(todo)
