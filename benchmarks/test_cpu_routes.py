@@ -70,7 +70,7 @@ def test_random_mask(benchmark, route):
 def test_model_input(benchmark, case, route):
     """Hole filling and both resizes of the network input: one map as a tokenize worker prepares
     it, and a training batch of crops (tests/test_fill_kernel.py checks they agree)."""
-    from perceptok.depth.tokenizer import model_input, model_input_tensors
+    from perceptok.depth.resample import model_input, model_input_tensors
 
     (b, h, w), size, holes = case
     benchmark.group = f"model_input {b} × {(h, w)} → {size}, {holes:.0%} holes"

@@ -29,7 +29,7 @@ import torch
 
 from perceptok import PerceptionTokenizer, load
 from perceptok.checkpoint import write_text
-from perceptok.depth.tokenizer import as_tensor
+from perceptok.depth.batching import as_tensor
 
 VOCAB_FILE = "perception_vocab.json"
 

@@ -17,7 +17,7 @@ from perceptok.depth import resample
 from perceptok.depth.code_tables import normalize_codes
 from perceptok.depth.normalize import normalize_depth, robust_range
 from perceptok.depth.resample import fill_holes, resize
-from perceptok.depth.tokenizer import PreparedDepth
+from perceptok.depth.outputs import PreparedDepth
 from perceptok.io import DepthCodes, read_depth, read_depth_codes, read_manifest
 
 FIELDS = ("rel", "valid", "low", "high", "inverse")
@@ -218,7 +218,7 @@ def test_equal_tables_with_nan_are_one_table():
     """Invalid codes are NaN in a table, and NaN differs from itself under ``torch.equal``: a copy
     of a table (a DataLoader batch's, after crossing processes) is still the same table, so the
     maps that use either are normalised in one batch."""
-    from perceptok.depth.tokenizer import _table_keys
+    from perceptok.depth.batching import table_keys
     from perceptok.io.depth_files import same_table
 
     table = torch.arange(8, dtype=torch.float32)
@@ -228,4 +228,4 @@ def test_equal_tables_with_nan_are_one_table():
     assert same_table(table, table.clone()) and not same_table(table, other)
     codes = torch.randint(0, 8, (4, 5), dtype=torch.int32)
     maps = [DepthCodes(codes, t, "metric") for t in (table, table.clone(), other, table)]
-    assert _table_keys(maps) == [0, 0, 1, 0]
+    assert table_keys(maps) == [0, 0, 1, 0]

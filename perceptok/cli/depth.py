@@ -97,7 +97,7 @@ def _eval(args: argparse.Namespace) -> None:
     import torch
 
     from perceptok.depth.evaluate import evaluate_depth
-    from perceptok.depth.tokenizer import GridDepthTokenizer
+    from perceptok.depth.grid import GridDepthTokenizer
     from perceptok.loading import load
 
     torch.set_num_threads(args.threads) if args.threads else None
@@ -152,7 +152,7 @@ def _encode(args: argparse.Namespace) -> None:
     import torch
 
     from perceptok.depth.normalize import normalize_depth
-    from perceptok.depth.tokenizer import GridDepthTokenizer
+    from perceptok.depth.grid import GridDepthTokenizer
     from perceptok.loading import load
 
     tok = load(args.tokenizer)

@@ -9,7 +9,7 @@ import sys
 def _depth(args: argparse.Namespace) -> None:
     from perceptok import shards
     from perceptok.loading import load
-    from perceptok.depth.tokenizer import GridDepthTokenizer
+    from perceptok.depth.grid import GridDepthTokenizer
 
     sources = [s for s in ("manifest", "folder", "images", "hf_dataset") if getattr(args, s)]
     if len(sources) != 1:

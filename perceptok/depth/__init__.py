@@ -4,15 +4,15 @@ from perceptok._lazy import lazy_names
 
 _LAZY = {
     "PRESETS": "perceptok.depth.config",
-    "DepthEncoding": "perceptok.depth.tokenizer",
+    "DepthEncoding": "perceptok.depth.outputs",
     "DepthStats": "perceptok.depth.normalize",
-    "DepthText": "perceptok.depth.tokenizer",
+    "DepthText": "perceptok.depth.outputs",
     "DepthTokenizer": "perceptok.depth.tokenizer",
     "DepthTokenizerConfig": "perceptok.depth.config",
-    "GridDepthTokenizer": "perceptok.depth.tokenizer",
+    "GridDepthTokenizer": "perceptok.depth.grid",
     "PooledDepthConfig": "perceptok.depth.config",
     "PooledDepthTokenizer": "perceptok.depth.pooled",
-    "PreparedDepth": "perceptok.depth.tokenizer",
+    "PreparedDepth": "perceptok.depth.outputs",
 }
 __getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 __all__ = sorted(_LAZY)

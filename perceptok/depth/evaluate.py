@@ -8,7 +8,7 @@ import torch
 
 from perceptok.depth.metrics import codebook_stats, map_errors, nearest_of_k_accuracy, ordinal_accuracy
 from perceptok.depth.normalize import normalize_depth, to_inverse
-from perceptok.depth.tokenizer import GridDepthTokenizer
+from perceptok.depth.grid import GridDepthTokenizer
 from perceptok.io.depth_files import DepthMap
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from perceptok.depth.normalize import normalize_depth
-from perceptok.depth.tokenizer import DepthTokenizer, model_input
+from perceptok.depth.resample import model_input
+from perceptok.depth.tokenizer import DepthTokenizer
 from perceptok.io.depth_files import DepthMap
 
 

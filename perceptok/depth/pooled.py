@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from perceptok.depth.config import PooledDepthConfig
 from perceptok.depth.masks import weights
 from perceptok.depth.normalize import stats_dtype
-from perceptok.depth.tokenizer import GridDepthTokenizer
+from perceptok.depth.grid import GridDepthTokenizer
 from perceptok.registry import register_tokenizer
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from perceptok.depth.tokenizer import PreparedDepth
+from perceptok.depth.outputs import PreparedDepth
 from perceptok.io import read_depth, read_depth_codes
 from perceptok.loading import load
 from perceptok.shards.run import _collate, _depth_table, _prepare, _row_values, tokenize_depth

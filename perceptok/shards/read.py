@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from perceptok.depth.normalize import DepthStats
-from perceptok.depth.tokenizer import GridDepthTokenizer
+from perceptok.depth.grid import GridDepthTokenizer
 
 
 def metadata(out: str | Path) -> dict[str, Any]:

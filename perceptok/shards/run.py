@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from perceptok.depth.tokenizer import DepthEncoding, GridDepthTokenizer, PreparedDepth
+from perceptok.depth.grid import GridDepthTokenizer
+from perceptok.depth.outputs import DepthEncoding, PreparedDepth
 from perceptok.io.depth_files import DepthCodes, DepthMap, same_table
 from perceptok.shards.sources import DepthInputs, DepthItem, items_digest
 from perceptok.shards.store import ShardStore, TokenizeSummary, plan_shards, require_pyarrow, tokenizer_identity
