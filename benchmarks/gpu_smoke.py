@@ -92,12 +92,13 @@ def _median_seconds(fn, device: torch.device, repeats: int = 3) -> float:
 
 def _training_step(model, processor, records, device: torch.device, batch: int, per_row: int = 1):
     """One optimiser step of the trained adapter at ``batch`` records, ``per_row`` packed in a row
-    (a callable), and its tokens (padding not counted)."""
+    (a callable), its tokens (padding not counted) and its token slots (padding counted)."""
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5)
     inputs = collate([records[i % len(records)] for i in range(batch)], processor, per_row=per_row)
-    tokens = int(inputs["attention_mask"].sum()) if per_row == 1 else int((inputs.pop("segment") >= 0).sum())
+    real = inputs["attention_mask"] if per_row == 1 else inputs.pop("segment") >= 0
+    tokens, slots = int(real.sum()), real.numel()
     inputs = {k: v.to(device) for k, v in inputs.items()}
 
     def step():
@@ -107,7 +108,7 @@ def _training_step(model, processor, records, device: torch.device, batch: int, 
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return step, tokens
+    return step, tokens, slots
 
 
 def train_throughput(model, processor, records, device: torch.device, batch: int, repeats: int, per_row: int = 1) -> dict:
@@ -115,12 +116,13 @@ def train_throughput(model, processor, records, device: torch.device, batch: int
     tokens over the GPU's dense bf16 peak), median of ``repeats`` steps after a warm-up."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    step, tokens = _training_step(model, processor, records, device, batch, per_row)
+    step, tokens, slots = _training_step(model, processor, records, device, batch, per_row)
     seconds = _median_seconds(step, device, repeats)
     n = sum(p.numel() for p in model.parameters())
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else ""
     peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in gpu), None)
-    return {"phase": "train_throughput", "batch": batch, "tokens": tokens, "s_per_step": round(seconds, 3),
+    return {"phase": "train_throughput", "batch": batch, "tokens": tokens, "padding": round(1 - tokens / slots, 4),
+            "s_per_step": round(seconds, 3),
             "tokens_per_s": round(tokens / seconds, 1),
             "mfu": round(6 * n * tokens / seconds / (peak * 1e12), 3) if peak else None,
             "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if device.type == "cuda" else None}
@@ -148,7 +150,7 @@ def train_profile(model, processor, records, device: torch.device, batch: int) -
     its idle share of the wall time, and the ten costliest kernels (on a CPU: operators)."""
     from torch.profiler import ProfilerActivity, profile
 
-    step, tokens = _training_step(model, processor, records, device, batch)
+    step, tokens, _ = _training_step(model, processor, records, device, batch)
     step()
     cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])

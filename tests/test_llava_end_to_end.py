@@ -407,6 +407,7 @@ def test_gpu_smoke_script_runs_tiny_on_cpu():
     assert [(p["checkpointing"], p["lora_dropout"], p["per_row"]) for p in phases[2:6]] == \
         [(0, 0.05, 1), (1, 0.05, 1), (0, 0.0, 1), (0, 0.05, 2)]
     assert all(p["tokens_per_s"] > 0 for p in phases[2:6])
+    assert phases[5]["padding"] < phases[2]["padding"]  # two records a row pad less
     assert all(p["well_formed"] for p in phases if p["phase"] == "generate")
     table = phases[-2]["tokens_per_s"]  # a failed phase would be a string naming its error
     assert table == {p["run"]: p["tokens_per_s"] for p in phases if p["phase"] == "generation"}
