@@ -54,14 +54,13 @@ def collate(records: list[dict], processor: Any, task_names: list[str] | None = 
 
 def pack(batch: dict[str, torch.Tensor], per_row: int, pad_id: int) -> dict[str, torch.Tensor]:
     """A padded batch of B records (one image each) → ⌈B / per_row⌉ rows of up to ``per_row``
-    records end to end, so that rows pad to the longest pair (say) rather than each record to the
-    longest record.
+    records end to end (dealt by ``pack_rows``): rows of nearly even length instead of every record
+    padded to the longest.
 
-    Rows as ``pack_rows`` deals them. ``position_ids``
-    ``(R, T)`` restart at 0 with every record and ``attention_mask`` is left out: transformers
-    then masks attention block by block (a record sees only itself; the model must be called
-    with ``use_cache=False``). ``pixel_values`` and ``task_index`` follow the records' new order;
-    ``segment`` ``(R, T)`` is each token's record in that order, -1 for padding. Labels never
+    ``position_ids`` ``(R, T)`` restart at 0 with every record and ``attention_mask`` is left out,
+    so transformers masks attention block by block: a record sees only itself (the model must be
+    called with ``use_cache=False``). ``pixel_values`` and ``task_index`` follow the records' new
+    order; ``segment`` ``(R, T)`` is each token's record in that order, -1 for padding. Labels never
     cross records: each record starts with its masked prompt."""
     n = batch["input_ids"].shape[0]
     expected = {"input_ids", "attention_mask", "labels", "pixel_values", "task_index"}
@@ -79,6 +78,7 @@ def pack(batch: dict[str, torch.Tensor], per_row: int, pad_id: int) -> dict[str,
            "labels": torch.full(shape, IGNORE, dtype=batch["labels"].dtype, device=cpu),
            "position_ids": torch.zeros(shape, dtype=torch.long, device=cpu),
            "segment": torch.full(shape, -1, dtype=torch.long, device=cpu)}
+    segment = 0
     for r, row in enumerate(rows):
         at = 0
         for i in row:
@@ -86,8 +86,8 @@ def pack(batch: dict[str, torch.Tensor], per_row: int, pad_id: int) -> dict[str,
             out["input_ids"][r, at : at + k] = batch["input_ids"][i][real[i]]
             out["labels"][r, at : at + k] = batch["labels"][i][real[i]]
             out["position_ids"][r, at : at + k] = torch.arange(k, device=cpu)
-            out["segment"][r, at : at + k] = order.index(i)
-            at += k
+            out["segment"][r, at : at + k] = segment
+            at, segment = at + k, segment + 1
         out["position_ids"][r, at:] = torch.arange(width - at, device=cpu)  # the padding: a block of its own
     out["pixel_values"] = batch["pixel_values"][order]
     if "task_index" in batch:
