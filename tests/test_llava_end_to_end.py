@@ -468,3 +468,22 @@ def test_task_losses_are_each_records_answer_loss_averaged_per_task():
     assert set(means) == {"a", "b"}  # c unseen; record 2 has no answer and does not count for a
     assert means["a"] == pytest.approx((record(0) + record(3)) / 2) and means["b"] == pytest.approx(record(1))
     assert losses.reduce(Accelerator(cpu=True)) == {}  # reset after reading
+
+
+def test_loader_workers_default_to_four_on_a_gpu_within_the_cpus_of_each_process(monkeypatch):
+    """Workers prepare batches on a GPU machine (4, at most the CPUs each local process has, less
+    one for the process itself); on a CPU the model needs the cores; an explicit number wins."""
+    import os
+
+    from perceptok_llava.train import loader_workers
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert loader_workers(None) == 0 and loader_workers(3) == 3
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert loader_workers(None) == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # 8 GPUs' processes on 16 CPUs: 2 each
+    assert loader_workers(None) == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
+    assert loader_workers(None) == 0
