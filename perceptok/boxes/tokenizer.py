@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from perceptok.coordinates.config import CoordinateConfig
-from perceptok.coordinates.tokenizer import CanvasSize, CoordinateTokenizer
+from perceptok.coordinates.outputs import CanvasSize
+from perceptok.coordinates.tokenizer import CoordinateTokenizer
 from perceptok.coordinates.validate import as_float_array, check_finite, check_range, normalise
 from perceptok.registry import register_tokenizer
 

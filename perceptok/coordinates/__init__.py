@@ -4,10 +4,10 @@ text grammar, batch text, conversion. Names are imported on first use."""
 from perceptok._lazy import lazy_names
 
 _LAZY = {
-    "PAD_ID": "perceptok.coordinates.tokenizer",
+    "PAD_ID": "perceptok.coordinates.outputs",
     "PRESETS": "perceptok.coordinates.config",
     "CoordinateConfig": "perceptok.coordinates.config",
-    "CoordinateEncoding": "perceptok.coordinates.tokenizer",
+    "CoordinateEncoding": "perceptok.coordinates.outputs",
     "CoordinateTokenizer": "perceptok.coordinates.tokenizer",
     "presets_for": "perceptok.coordinates.config",
 }

@@ -13,12 +13,11 @@ boxes`` starts in a fraction of a second.
 from __future__ import annotations
 
 import abc
-import dataclasses
 import re
 import warnings
 from collections.abc import Callable, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -26,6 +25,7 @@ from perceptok.base import PerceptionTokenizer, TokenizerOutput
 from perceptok.coordinates.config import PRESETS, CoordinateConfig, token_format_parts
 from perceptok.coordinates.grammar import ItemGrammar
 from perceptok.coordinates.layouts import LAYOUTS
+from perceptok.coordinates.outputs import PAD_ID, CanvasSize, CoordinateEncoding, ReturnTensors, as_return_type, encoding, padded
 from perceptok.coordinates.quantize import ids_to_points, points_to_ids, smart_resize
 from perceptok.coordinates.render import TableRenderer
 from perceptok.coordinates.validate import as_numpy, check_canvas, is_torch_tensor, item_canvases
@@ -33,57 +33,13 @@ from perceptok.coordinates.validate import as_numpy, check_canvas, is_torch_tens
 if TYPE_CHECKING:
     from perceptok.coordinates.kernels import TextKernels
 
-PAD_ID = -1  # fills the rows of images with fewer items than the largest in a batch
 # Unlabelled batches of at least this many images take the compiled text kernels (``kernels.py``),
 # whose first use costs about a second (importing numba, loading the compiled code).
 COMPILED_FROM = 256
 
-CanvasSize = tuple[int, int]
-ReturnTensors = Literal["pt", "np"]
-
-
-def _as(a: np.ndarray, return_tensors: ReturnTensors) -> Any:
-    """``a`` as a torch tensor (``"pt"``, sharing its memory) or unchanged (``"np"``)."""
-    if return_tensors == "np":
-        return a
-    if return_tensors != "pt":
-        raise ValueError(f"return_tensors must be 'pt' (torch) or 'np' (numpy), got {return_tensors!r}")
-    import torch
-
-    return torch.from_numpy(a if a.flags.c_contiguous else a.copy())
-
-
-@dataclasses.dataclass
-class CoordinateEncoding(TokenizerOutput):
-    """Encoded boxes or points.
-
-    Attributes:
-        ids: ``(N, T)`` for one image, ``(B, N, T)`` for a batch (padded with ``PAD_ID``); int64,
-            a torch tensor or (``return_tensors="np"``) a numpy array.
-        counts: items per image, ``()`` or ``(B,)``; counting questions read it.
-        labels: one optional label per item (``list``), or one such list per image in a batch.
-    """
-
-    counts: Any
-    labels: list[Any] | None = None
-
-
-def _encoding(ids: np.ndarray, counts: np.ndarray, labels: list[Any] | None,
-              return_tensors: ReturnTensors) -> CoordinateEncoding:
-    return CoordinateEncoding(ids=_as(ids, return_tensors), counts=_as(counts, return_tensors), labels=labels)
-
 
 def _is_tensor_like(x: Any) -> bool:
     return isinstance(x, np.ndarray) or is_torch_tensor(x)
-
-
-def _padded(flat: np.ndarray, counts: np.ndarray, width: int) -> np.ndarray:
-    """``(sum N, T)`` items of consecutive images → ``(B, max N, T)`` ids padded with ``PAD_ID``."""
-    if len(counts) and (counts == counts[0]).all():
-        return flat.reshape(len(counts), int(counts[0]), width)
-    ids = np.full((len(counts), int(counts.max(initial=0)), width), PAD_ID, dtype=np.int64)
-    ids[np.arange(ids.shape[1]) < counts[:, None]] = flat
-    return ids
 
 
 class CoordinateTokenizer(PerceptionTokenizer):
@@ -225,7 +181,7 @@ class CoordinateTokenizer(PerceptionTokenizer):
             ids = points_to_ids(points, self.config, self._far, self._sides(canvas))  # (N, T)
             if labels is not None:
                 labels = self._check_labels(labels, len(ids))
-            return _encoding(ids, np.asarray(len(ids)), labels, return_tensors)
+            return encoding(ids, np.asarray(len(ids)), labels, return_tensors)
         # A batch: each image's items read on their own (its format, shape and canvas), then every
         # item of the batch validated, normalised and quantised together.
         images = list(as_numpy(x))
@@ -247,12 +203,12 @@ class CoordinateTokenizer(PerceptionTokenizer):
             sides = np.repeat(np.concatenate([per_size[size] for size in sizes]).reshape(-1, 1, 2), counts, axis=0) \
                 if sizes else np.zeros((0, 1, 2))
         flat = points_to_ids(points, self.config, self._far, sides)  # (sum N, T)
-        ids = _padded(flat, counts, self.tokens_per_item)
+        ids = padded(flat, counts, self.tokens_per_item)
         if labels is not None:
             if len(labels) != len(counts):
                 raise ValueError(f"got labels for {len(labels)} images but {len(counts)} images")
             labels = [self._check_labels(lab, int(n)) for lab, n in zip(labels, counts)]
-        return _encoding(ids, counts, labels, return_tensors)
+        return encoding(ids, counts, labels, return_tensors)
 
     def _sides(self, canvas_size: CanvasSize | None) -> np.ndarray | None:
         """``(1, 1, 2)`` (W, H) of the model input that a "pixel" preset writes coordinates in."""
@@ -334,10 +290,10 @@ class CoordinateTokenizer(PerceptionTokenizer):
         """
         ids = self._ids_array(ids)
         if ids.ndim == 2:
-            return _as(self._items_from_points(self._points_from_ids(ids, canvas_size), **kwargs), return_tensors)
+            return as_return_type(self._items_from_points(self._points_from_ids(ids, canvas_size), **kwargs), return_tensors)
         sizes = self._batch_canvas_sizes(canvas_size, len(ids))
         return [
-            _as(self._items_from_points(self._points_from_ids(rows[(rows != PAD_ID).all(-1)], size), **kwargs),
+            as_return_type(self._items_from_points(self._points_from_ids(rows[(rows != PAD_ID).all(-1)], size), **kwargs),
                 return_tensors)
             for rows, size in zip(ids, sizes)
         ]
@@ -387,21 +343,21 @@ class CoordinateTokenizer(PerceptionTokenizer):
         if isinstance(text, str):
             items, labels = self.grammar.parse(text, strict)
             ids = np.array(items, dtype=np.int64).reshape(len(items), self.tokens_per_item)
-            return _encoding(ids, np.asarray(len(items)),
+            return encoding(ids, np.asarray(len(items)),
                              labels if any(lab is not None for lab in labels) else None, return_tensors)
         texts = list(text)
         kernels = self._compiled(len(texts)) if strict else None
         fast = kernels.read(texts) if kernels is not None else None
         if fast is not None:
             flat, counts = fast[0], fast[1].astype(np.int64)
-            return _encoding(_padded(flat, counts, self.tokens_per_item), counts, None, return_tensors)
+            return encoding(padded(flat, counts, self.tokens_per_item), counts, None, return_tensors)
         singles = [self.parse(t, strict, return_tensors="np") for t in texts]
         counts = np.array([s.counts for s in singles], dtype=np.int64)
-        ids = _padded(np.concatenate([s.ids for s in singles]) if singles else np.zeros((0, self.tokens_per_item)),
+        ids = padded(np.concatenate([s.ids for s in singles]) if singles else np.zeros((0, self.tokens_per_item)),
                       counts, self.tokens_per_item)
         has_labels = any(s.labels is not None for s in singles)
         labels = [s.labels or [None] * int(s.counts) for s in singles] if has_labels else None
-        return _encoding(ids, counts, labels, return_tensors)
+        return encoding(ids, counts, labels, return_tensors)
 
     def from_text(self, text: str | Sequence[str], strict: bool = True, return_tensors: ReturnTensors = "pt") -> Any:
         return self.parse(text, strict, return_tensors).ids
