@@ -72,9 +72,10 @@ class LlavaTrainConfig:
     # ranks or accumulation), within each curriculum stage ("stage": the least padding, steps of
     # one kind of record), or not at all ("off").
     group_by_length: str = "step"
-    # Records end to end in each row (1: one record a row, padded to the longest). More than 1
-    # rows pad far less, attention masked record by record (transformers reads the restarts of
-    # position_ids); with sdpa the mask is dense, so attention costs as for the whole row.
+    # Records end to end in each row (1: one record a row, padded to the longest). With 2 or more
+    # the rows pad far less, and attention is masked record by record (transformers reads the
+    # restarts of position_ids); with sdpa that mask is dense, so attention costs as for the
+    # whole row.
     pack: int = 1
     # Processes that prepare batches (images and tokens) while the model trains; None: 4 on a
     # GPU (at most the CPUs per local process), 0 (in the training process) on a CPU, whose
