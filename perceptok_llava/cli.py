@@ -135,8 +135,8 @@ def _train(args: argparse.Namespace) -> None:
                            seed=args.seed, minutes=args.minutes)
     result = train_llava(model, processor, tokenizers, records, cfg)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({"out": result["out"], "steps": len(result["losses"]),
-                          "first_loss": result["losses"][0], "last_loss": result["losses"][-1]}))
+        print(json.dumps({"out": result["out"], "steps": len(result["losses"]), "first_loss": result["losses"][0],
+                          "last_loss": result["losses"][-1], "padding": round(result["padding"], 4)}))
 
 
 def _experiment(args: argparse.Namespace) -> None:

@@ -181,7 +181,7 @@ def test_training_entry_point_under_torchrun_gloo(tmp_path):
     assert len(printed) == 1 and printed[0]["steps"] == 4  # 16 samples / 2 ranks / batch 2
     log = json.loads((tmp_path / "run" / "train_log.json").read_text())
     assert log["config"]["group_by_length"] == "stage" and log["config"]["workers"] == 1 and 0 <= log["padding"] < 1
-    assert log["config"]["lora_dropout"] == 0
+    assert log["config"]["lora_dropout"] == 0 and printed[0]["padding"] == round(log["padding"], 4)
     assert (tmp_path / "run" / "adapter_model.safetensors").exists()
     assert (tmp_path / "run" / "perception_vocab.json").exists()
 
