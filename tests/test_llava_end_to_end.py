@@ -389,6 +389,23 @@ def test_predict_with_the_static_cache_gives_every_batch_one_shape_and_the_same_
                       "--benchmark", "BLINK/Counting"]) == 2
 
 
+def test_prompt_tokens_count_what_the_processor_makes_of_each_prompt():
+    """``prompt_tokens`` processes one image and tokenises the rest as text; every count must be
+    the length of the processor's own ids for that prompt and its image, with or without a forced
+    start and with the image token anywhere."""
+    from perceptok_llava.generate import answer_prompt, prompt_tokens
+
+    lm_tok = tiny_lm_tokenizer()
+    processor = tiny_processor(lm_tok)
+    image = build_records(synthetic_samples(1, size=(64, 80)), **tokenizers(), tasks=["counting_direct"])[0]["image"]
+    prompts = ["<image>\nHow many?", "Which point is closer, A or B? <image>", "<image>\n" + "Look again. " * 7]
+    for start_with in (None, "<DEPTH_START>"):
+        counts = prompt_tokens(processor, image, prompts, start_with)
+        made = [processor(text=[answer_prompt(p, start_with)], images=[image], return_tensors="pt")["input_ids"].shape[1]
+                for p in prompts]
+        assert counts == made and len(set(counts)) == 3
+
+
 def test_gpu_smoke_script_runs_tiny_on_cpu():
     import json
     import subprocess
