@@ -17,6 +17,17 @@ def chat(prompt: str, target: str | None = None) -> str:
     return text if target is None else f"{text} {target}"
 
 
+def training_text(record: dict, lm_tok: Any) -> str:
+    """What a record trains on: its prompt and answer in the conversation format, and the end token."""
+    return chat(record["prompt"], record["target"]) + lm_tok.eos_token
+
+
+def expand_image_tokens(text: str, processor: Any, copies: int) -> str:
+    """``text`` with each image token repeated ``copies`` times, as the processor writes it before
+    tokenising (so that text alone tokenises to the processor's ids)."""
+    return text.replace(processor.image_token, processor.image_token * copies)
+
+
 def collate(records: list[dict], processor: Any, task_names: list[str] | None = None,
             per_row: int = 1) -> dict[str, torch.Tensor]:
     """Tokenise records with their images; labels cover only the answer (and the end token).
@@ -26,14 +37,14 @@ def collate(records: list[dict], processor: Any, task_names: list[str] | None = 
     The images are processed once: the prompts alone are tokenised as text, with each image token
     repeated as often as the processor repeated it in that row."""
     lm_tok = processor.tokenizer
-    texts = [chat(r["prompt"], r["target"]) + lm_tok.eos_token for r in records]
+    texts = [training_text(r, lm_tok) for r in records]
     batch = processor(text=texts, images=[r["image"] for r in records], return_tensors="pt", padding=True)
-    image_token, ids, mask = processor.image_token, batch["input_ids"], batch["attention_mask"]
+    ids, mask = batch["input_ids"], batch["attention_mask"]
     expanded = []
     for i, r in enumerate(records):
         prompt = chat(r["prompt"])
-        copies = int((ids[i] == processor.image_token_id).sum()) // max(1, prompt.count(image_token))
-        expanded.append(prompt.replace(image_token, image_token * copies))
+        copies = int((ids[i] == processor.image_token_id).sum()) // max(1, prompt.count(processor.image_token))
+        expanded.append(expand_image_tokens(prompt, processor, copies))
     prompts = lm_tok(expanded, add_special_tokens=True)["input_ids"]
     labels = ids.clone()
     labels[mask == 0] = IGNORE
@@ -127,7 +138,7 @@ def check_image_tokens(model: Any, processor: Any, record: dict) -> None:
 def token_lengths(records: list[dict], lm_tok: Any) -> list[int]:
     """Every record's text in LM tokens: prompt, answer and end token, in one tokenizer call (the
     image's tokens, the same for every record of LLaVA-1.5, are left out)."""
-    return [len(ids) for ids in lm_tok([chat(r["prompt"], r["target"]) + lm_tok.eos_token for r in records])["input_ids"]]
+    return [len(ids) for ids in lm_tok([training_text(r, lm_tok) for r in records])["input_ids"]]
 
 
 def longest(records: list[dict], lengths: list[int], n: int) -> list[dict]:

@@ -12,9 +12,9 @@ import torch
 from perceptok.coordinates import CoordinateTokenizer
 from perceptok.depth import GridDepthTokenizer
 from perceptok.depth.resample import resize
+from perceptok_llava.batches import chat, expand_image_tokens
 from perceptok_llava.constrain import PerceptionLogitsProcessor
 from perceptok_llava.data import SquareFrame
-from perceptok_llava.batches import chat
 from perceptok_llava.vocab import PerceptionVocab
 
 
@@ -72,12 +72,10 @@ def prompt_tokens(processor: Any, image: Any, prompts: list[str], start_with: st
     """How many tokens each prompt takes with its image's tokens, every image giving as many as
     ``image`` does (LLaVA-1.5: every image is resized to one size): one image processed, the
     prompts tokenised as text."""
-    image_token = processor.image_token
-    probe = processor(text=[answer_prompt("<image>")], images=[image], return_tensors="pt")
+    probe = processor(text=[answer_prompt(processor.image_token)], images=[image], return_tensors="pt")
     per_image = int((probe["input_ids"] == processor.image_token_id).sum())
-    texts = [answer_prompt(p, start_with) for p in prompts]
-    ids = processor.tokenizer(texts)["input_ids"]
-    return [len(row) + (per_image - 1) * text.count(image_token) for row, text in zip(ids, texts)]
+    texts = [expand_image_tokens(answer_prompt(p, start_with), processor, per_image) for p in prompts]
+    return [len(ids) for ids in processor.tokenizer(texts)["input_ids"]]
 
 
 @torch.no_grad()

@@ -65,9 +65,8 @@ class TaskLosses:
         rows, cols = (target != IGNORE).nonzero(as_tuple=True)
         ce = F.cross_entropy(logits[rows, cols].float(), target[rows, cols], reduction="none").double()
         record = rows if segment is None else segment[:, 1:][rows, cols].to(rows.device)
-        n = len(task_index)
-        sums = torch.zeros(n, device=ce.device, dtype=torch.float64).index_add_(0, record, ce)
-        counted = torch.zeros(n, device=ce.device, dtype=torch.float64).index_add_(0, record, torch.ones_like(ce))
+        sums = torch.bincount(record, weights=ce, minlength=len(task_index))  # per record, float64
+        counted = torch.bincount(record, minlength=len(task_index))
         seen = (counted > 0).double()
         task_index = task_index.to(self.totals.device)
         self.totals[0].index_add_(0, task_index, (sums / counted.clamp_min(1) * seen).to(self.totals.device))

@@ -61,12 +61,11 @@ def shard_samples(folder: str | Path) -> Iterator[Sample]:
     dataset is tokenized once (for RGB images the costly part: the depth-estimation model) and
     curricula are built from it many times.
 
-    Each row's map is decoded back to its units (``perceptok.shards.decode_rows``, a chunk of
-    rows at a time) and
-    ``build_records`` re-encodes it on the square image the model sees (padding changes the
-    tokens). Images come from the row's source for ``--images`` runs and from the manifest's
-    ``rgb`` for ``--manifest`` runs; relative paths are read from the current folder, as the
-    tokenize run saw them. The tokenizer named in the folder's metadata must still have the
+    Each row's map is decoded back to its units (``perceptok.shards.decode_rows``, a chunk of rows
+    at a time) and ``build_records`` re-encodes it on the square image the model sees (padding
+    changes the tokens). Images come from the row's source for ``--images`` runs and from the
+    manifest's ``rgb`` for ``--manifest`` runs; relative paths are read from the current folder, as
+    the tokenize run saw them. The tokenizer named in the folder's metadata must still have the
     weights that made the tokens.
     """
     from perceptok import load
