@@ -7,17 +7,23 @@ the answer, the curriculum sampler, bf16 where the GPU has it, gradient checkpoi
 needs it, and the optional reconstruction loss through ``decode_soft``. Batches hold records of like
 length (less padding) and are prepared by worker processes while the GPU trains. One process, or
 many under ``torchrun`` / ``accelerate launch`` (DDP, or FSDP / DeepSpeed from an accelerate config;
-each rank reads its own shard of every curriculum stage).
+each rank reads its own shard of every curriculum stage). A step's loss is the mean over all its
+answer tokens, whichever micro-batch and rank hold them: the gradient of one large batch, however
+the step is split (a mean per micro-batch would weigh a one-word answer's token like a whole
+depth map's codes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from perceptok_llava.batches import check_image_tokens, collate, longest, token_lengths
+from perceptok_llava.batches import IGNORE, check_image_tokens, collate, longest, token_lengths
 from perceptok_llava.checkpointing import least_checkpointing, set_checkpointing
 from perceptok_llava.curriculum import CurriculumSampler
 from perceptok_llava.data import ATOMIC_TASKS
@@ -52,7 +58,7 @@ class LlavaTrainConfig:
     # Peak learning rate (cosine, 3 % warm-up) and the projector's.
     lr: float = 2e-4
     projector_lr: float = 2e-5
-    # Records per optimiser step per process, and gradient accumulation.
+    # Records per micro-batch per process, and micro-batches per optimiser step.
     batch_size: int = 4
     grad_accum: int = 1
     # Curriculum: stages, records per stage (over all processes), "linear", "temperature" or
@@ -187,33 +193,43 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     task_loss = TaskLosses(task_names, accelerator.device)
     task_means: dict[str, float] = {}  # latest mean answer loss per task (temperature schedule)
     losses: list[float] = []
-    running = 0.0
     slots = torch.zeros(2, device=accelerator.device, dtype=torch.float64)  # (tokens, token slots) seen
     bar = tqdm(total=steps, desc="train llava", disable=not progress or not accelerator.is_main_process)
     model.train()
-    for batch in loader:
-        task_index, segment = batch.pop("task_index"), batch.pop("segment", None)
-        real = batch["attention_mask"] if segment is None else segment >= 0
-        slots[0] += real.sum()
-        slots[1] += real.numel()
-        with accelerator.accumulate(model):
-            out = model(**batch, use_cache=False)  # without a cache, packed rows are masked record by record
-            loss = out.loss
-            if cfg.recon_weight > 0 and "depth" in vocab.tokenizers:
-                loss = loss + cfg.recon_weight * reconstruction_loss(out.logits, batch["labels"], vocab)
-            accelerator.backward(loss)
-            running += loss.detach() / cfg.grad_accum
+    for window in steps_of(loader, cfg.grad_accum):
+        # every answer token of the step weighs alike, however its records are split into
+        # micro-batches and ranks: each micro-batch's summed loss over the step's token count,
+        # counted over every rank (one all-reduce a step)
+        targets = accelerator.reduce(torch.stack([answer_tokens(b["labels"]) for b in window]).sum(), reduction="sum")
+        step_loss = torch.zeros(2, device=accelerator.device)  # (token loss, reconstruction loss) of this rank
+        for k, batch in enumerate(window):
+            task_index, segment = batch.pop("task_index"), batch.pop("segment", None)
+            real = batch["attention_mask"] if segment is None else segment >= 0
+            slots[0] += real.sum()
+            slots[1] += real.numel()
+            # gradients are reduced across ranks, clipped and applied after the window's last micro-batch
+            accelerator.sync_gradients = k == len(window) - 1
+            with contextlib.nullcontext() if accelerator.sync_gradients else accelerator.no_sync(model):
+                # without a cache, packed rows are masked record by record
+                out = model(**batch, use_cache=False, num_items_in_batch=targets)
+                # accelerator.backward divides by grad_accum and the ranks' gradients are averaged:
+                # both undone, so the step's gradient is that of the summed loss over its tokens
+                loss = out.loss * (cfg.grad_accum * accelerator.num_processes)
+                step_loss[0] += out.loss.detach()
+                if cfg.recon_weight > 0 and "depth" in vocab.tokenizers:
+                    # a mean over each micro-batch's maps, averaged over the step's micro-batches and ranks
+                    recon = cfg.recon_weight * reconstruction_loss(out.logits, batch["labels"], vocab) / len(window)
+                    loss = loss + recon * cfg.grad_accum
+                    step_loss[1] += recon.detach()
+                accelerator.backward(loss)
             if cfg.schedule == "temperature":
                 task_loss.add(out.logits.detach(), batch["labels"], task_index, segment)
-            if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        if not accelerator.sync_gradients:
-            continue
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
         schedule.step()
-        losses.append(float(running))
-        running = 0.0
+        token_loss, recon = accelerator.reduce(step_loss, reduction="sum").tolist()
+        losses.append(token_loss + recon / accelerator.num_processes)
         if cfg.schedule == "temperature":  # every rank gets the same means: the same next stage
             task_means.update(task_loss.reduce(accelerator))
             sampler.update_losses(task_means)
@@ -239,6 +255,20 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     accelerator.wait_for_everyone()
     return {"losses": losses, "out": str(out_dir), "vocab": vocab, "model": unwrapped,
             "gradient_checkpointing": checkpointing, "padding": padding}
+
+
+def steps_of(loader: Any, size: int) -> Iterator[list[dict]]:
+    """The loader's micro-batches, ``size`` at a time: one optimiser step each (the last may be
+    shorter). accelerate's prepared loader gives every rank the same number, so the steps line up."""
+    batches = iter(loader)
+    while window := list(itertools.islice(batches, size)):
+        yield window
+
+
+def answer_tokens(labels: torch.Tensor) -> torch.Tensor:
+    """How many tokens of ``labels`` ``(B, T)`` the LM loss counts: those after the first that are
+    not ``IGNORE`` (token t predicts t + 1), as a 0-d tensor on their device."""
+    return (labels[:, 1:] != IGNORE).sum()
 
 
 def loader_workers(asked: int | None) -> int:

@@ -163,18 +163,22 @@ def test_train_save_reload_generate(tmp_path, shared_data):
 
 
 def test_training_entry_point_under_torchrun_gloo(tmp_path):
+    """Two gloo ranks of batch 2 train exactly as one process of batch 4 (the same global batches):
+    each step's gradient is the mean over all its answer tokens, whichever rank holds them."""
     import json
     import subprocess
     import sys
 
+    from perceptok_llava.cli import main as llava_cli
+
     lm_tok = tiny_lm_tokenizer()
     tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>")).save_pretrained(tmp_path / "base")
     tiny_processor(lm_tok).save_pretrained(tmp_path / "base")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "perceptok_llava", "train",
-           "--model", str(tmp_path / "base"), "--tokenizers", "depth=depth:pooled,boxes,points", "--data", "synthetic:3",
-           "--out", str(tmp_path / "run"), "--lora-r", "4", "--batch-size", "2", "--stages", "2",
-           "--samples-per-stage", "8", "--gradient-checkpointing", "off", "--group-by-length", "stage", "--workers", "1",
-           "--lora-dropout", "0"]
+    args = ["train", "--model", str(tmp_path / "base"), "--tokenizers", "depth=depth:pooled,boxes,points",
+            "--data", "synthetic:3", "--lora-r", "4", "--stages", "2", "--samples-per-stage", "8",
+            "--gradient-checkpointing", "off", "--group-by-length", "stage", "--workers", "1", "--lora-dropout", "0"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "perceptok_llava", *args,
+           "--out", str(tmp_path / "run"), "--batch-size", "2"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     printed = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
@@ -184,6 +188,9 @@ def test_training_entry_point_under_torchrun_gloo(tmp_path):
     assert log["config"]["lora_dropout"] == 0 and printed[0]["padding"] == round(log["padding"], 4)
     assert (tmp_path / "run" / "adapter_model.safetensors").exists()
     assert (tmp_path / "run" / "perception_vocab.json").exists()
+    assert llava_cli([*args, "--out", str(tmp_path / "one"), "--batch-size", "4"]) == 0
+    alone = json.loads((tmp_path / "one" / "train_log.json").read_text())["losses"]
+    assert log["losses"] == pytest.approx(alone, rel=1e-4)
 
 
 def test_three_ranks_uneven_records_grad_accum_and_a_time_limit(tmp_path):
@@ -305,6 +312,49 @@ def test_workers_length_groups_and_packing_change_speed_not_training(tmp_path):
     for bad in (dict(workers=-1), dict(group_by_length=True), dict(lora_dropout=1.0), dict(pack=0)):
         with pytest.raises(ValueError, match=next(iter(bad))):
             LlavaTrainConfig(out="x", **bad)
+
+
+def test_every_answer_token_weighs_alike_however_a_steps_records_are_split(tmp_path):
+    """One optimiser step over 4 records of very different answer lengths (a one-word answer, a
+    100-code depth chain of thought): 1 batch of 4, 2 of 2 accumulated, or 4 of 1 accumulated
+    give the same gradient and the same logged loss, the mean over the step's answer tokens. A
+    mean per micro-batch would give the one-word answer's token as much weight as 100 codes."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    from perceptok_llava.train import answer_tokens
+
+    toks = tokenizers()
+    records = build_records(synthetic_samples(3, size=(64, 80)), **toks, seed=0)
+    runs = {}
+    for batch_size, accum in ((4, 1), (2, 2), (1, 4)):
+        torch.manual_seed(0)
+        lm_tok = tiny_lm_tokenizer()
+        model = tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>"))
+        grads = []
+        hook = register_optimizer_step_pre_hook(
+            lambda opt, args, kwargs: grads.append([p.grad.clone() for g in opt.param_groups for p in g["params"]]))
+        try:
+            cfg = LlavaTrainConfig(out=str(tmp_path / f"{batch_size}x{accum}"), lora_r=4, lora_alpha=8, lora_dropout=0.0,
+                                   batch_size=batch_size, grad_accum=accum, stages=1, samples_per_stage=4,
+                                   schedule="uniform", group_by_length="off", gradient_checkpointing=False)
+            processor = tiny_processor(lm_tok)
+            result = train_llava(model, processor, toks, records, cfg, progress=False)
+        finally:
+            hook.remove()
+        runs[batch_size] = (result["losses"], grads[0])
+    # the step's records (sampler seed 0) answer with very different numbers of tokens
+    from perceptok_llava.curriculum import CurriculumSampler
+    from perceptok_llava.data import ATOMIC_TASKS
+
+    drawn = list(CurriculumSampler([r["task"] for r in records], ATOMIC_TASKS, 4, stages=1, schedule="uniform"))
+    counts = [int(answer_tokens(collate([records[i]], processor)["labels"])) for i in drawn]
+    assert max(counts) > 10 * min(counts)
+    (loss, whole), others = runs[4], [runs[2], runs[1]]
+    assert len(loss) == 1 and all(len(other) == 1 for other, _ in others)
+    for other_loss, grads in others:
+        assert other_loss == pytest.approx(loss, rel=1e-5)
+        for a, b in zip(whole, grads, strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-7)
 
 
 def test_full_fine_tuning_trains_every_weight_and_reloads_without_an_adapter(tmp_path):
