@@ -2,9 +2,9 @@
 LLaVA-1.5-7B shapes (bf16), the default recipe (LoRA r=64 + new token rows + projector) for a
 few curriculum steps on synthetic scenes (gradient checkpointing "auto": the interval it chose); then
 training throughput without checkpointing at batch 2, 8, 16 and 32 and with every layer checkpointed
-at 16, then (while the generation table's time is left) without LoRA dropout at 16 and 32 and with
-16 records packed two a row (tokens/s without padding, MFU and peak memory, median of 3 steps after
-a warm-up; "out_of_memory" where it does not fit),
+at 16, then (while the generation table's time is left) without LoRA dropout at 16 and 32, with
+16 records packed two a row, and with logits at every position at 16 (tokens/s without padding, MFU
+and peak memory, median of 3 steps after a warm-up; "out_of_memory" where it does not fit),
 where the time of a training step at batch 16 goes (torch.profiler: matrix products, attention,
 optimiser, the rest, and the device's idle share), constrained generation of a depth map (strictly
 well formed, tokens/s, peak memory), and the generation table of issue 13 (plain vs constrained;
@@ -40,7 +40,7 @@ from perceptok_llava.generate import generate_with_perception  # noqa: E402
 from perceptok_llava.constrain import PerceptionLogitsProcessor  # noqa: E402
 from perceptok_llava.checkpointing import set_checkpointing  # noqa: E402
 from perceptok_llava.batches import chat, collate  # noqa: E402
-from perceptok_llava.train import LlavaTrainConfig, train_llava  # noqa: E402
+from perceptok_llava.train import LlavaTrainConfig, train_llava, training_batch  # noqa: E402
 
 
 def build(tiny: bool, device: torch.device):
@@ -90,16 +90,19 @@ def _median_seconds(fn, device: torch.device, repeats: int = 3) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def _training_step(model, processor, records, device: torch.device, batch: int, per_row: int = 1):
+def _training_step(model, processor, records, device: torch.device, batch: int, per_row: int = 1,
+                   all_logits: bool = False):
     """One optimiser step of the trained adapter at ``batch`` records, ``per_row`` packed in a row
-    (a callable), its tokens (padding not counted) and its token slots (padding counted)."""
+    (a callable), its tokens (padding not counted) and its token slots (padding counted). The
+    batch is training's (logits only from the first answer on); ``all_logits``: at every position."""
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5)
-    inputs = collate([records[i % len(records)] for i in range(batch)], processor, per_row=per_row)
+    chosen = [records[i % len(records)] for i in range(batch)]
+    inputs = collate(chosen, processor, per_row=per_row) if all_logits else training_batch(chosen, processor, None, per_row)
     real = inputs["attention_mask"] if per_row == 1 else inputs.pop("segment") >= 0
     tokens, slots = int(real.sum()), real.numel()
-    inputs = {k: v.to(device) for k, v in inputs.items()}
+    inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
 
     def step():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -111,12 +114,13 @@ def _training_step(model, processor, records, device: torch.device, batch: int, 
     return step, tokens, slots
 
 
-def train_throughput(model, processor, records, device: torch.device, batch: int, repeats: int, per_row: int = 1) -> dict:
+def train_throughput(model, processor, records, device: torch.device, batch: int, repeats: int, per_row: int = 1,
+                     all_logits: bool = False) -> dict:
     """Optimiser steps of the trained adapter at ``batch``: tokens/s and MFU (6 × parameters ×
     tokens over the GPU's dense bf16 peak), median of ``repeats`` steps after a warm-up."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    step, tokens, slots = _training_step(model, processor, records, device, batch, per_row)
+    step, tokens, slots = _training_step(model, processor, records, device, batch, per_row, all_logits)
     seconds = _median_seconds(step, device, repeats)
     n = sum(p.numel() for p in model.parameters())
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else ""
@@ -262,19 +266,22 @@ def main() -> None:
     model, vocab, image = result["model"], result["vocab"], records[0]["image"]
     # no checkpointing where memory allows (what "auto" picks) and every layer checkpointed for
     # comparison; then, while the generation table's time (about 220 s at 7B shapes) is left, LoRA
-    # without dropout (the default's 0.05 keeps copies of activations) and records packed two a row
-    shapes = [(0, 2, 0.05, 1), (1, 2, 0.05, 1)] if args.tiny else \
-        [(0, 2, 0.05, 1), (0, 8, 0.05, 1), (0, 16, 0.05, 1), (0, 32, 0.05, 1), (1, 16, 0.05, 1)]
-    extra = [(0, 2, 0.0, 1), (0, 4, 0.05, 2)] if args.tiny else [(0, 16, 0.0, 1), (0, 32, 0.0, 1), (0, 16, 0.05, 2)]
+    # without dropout (the default's 0.05 keeps copies of activations), records packed two a row,
+    # and (as before training kept logits from the first answer on) logits at every position
+    shapes = [(0, 2, 0.05, 1, False), (1, 2, 0.05, 1, False)] if args.tiny else \
+        [(0, 2, 0.05, 1, False), (0, 8, 0.05, 1, False), (0, 16, 0.05, 1, False), (0, 32, 0.05, 1, False),
+         (1, 16, 0.05, 1, False)]
+    extra = [(0, 2, 0.0, 1, False), (0, 4, 0.05, 2, False), (0, 2, 0.05, 1, True)] if args.tiny else \
+        [(0, 16, 0.0, 1, False), (0, 32, 0.0, 1, False), (0, 16, 0.05, 2, False), (0, 16, 0.05, 1, True)]
     reserve = 0.0 if args.tiny else 220.0
-    for k, (checkpointing, batch, dropout, per_row) in enumerate(shapes + extra):
+    for k, (checkpointing, batch, dropout, per_row, all_logits) in enumerate(shapes + extra):
         set_checkpointing(model, checkpointing)
         set_lora_dropout(model, dropout)
         row = "skipped: the generation table's time" if k >= len(shapes) and budget.left() < reserve else \
             measured(budget, train_throughput, model, processor, records, device, batch,
-                     repeats=1 if args.tiny else 3, per_row=per_row)
+                     repeats=1 if args.tiny else 3, per_row=per_row, all_logits=all_logits)
         emit(**(row if isinstance(row, dict) else {"phase": "train_throughput", "batch": batch, "error": row}),
-             checkpointing=checkpointing, lora_dropout=dropout, per_row=per_row)
+             checkpointing=checkpointing, lora_dropout=dropout, per_row=per_row, all_logits=all_logits)
     set_checkpointing(model, 0)
     set_lora_dropout(model, 0.05)
     row = measured(budget, train_profile, model, processor, records, device, 2 if args.tiny else 16)

@@ -3,7 +3,8 @@
 2,000 records, the CLI's defaults) over records built from synthetic scenes, each record's length
 its text in tokens (the perception tokens added to a tokenizer trained here, so a depth map is 102
 tokens, as in LLaMA's) plus LLaVA-1.5's 575 image tokens. Padding costs a GPU what real tokens cost, so ``1 - padding``
-bounds the tokens/s a layout can reach.
+bounds the tokens/s a layout can reach. Also the share of token positions at which training
+computes logits (``keep_answer_logits``: from the batch's earliest answer on; before, every one).
 
 ``--train`` also trains the end-to-end test's tiny LLaVA (48 steps of 4, one process) with each
 grouping and prints the mean loss over every record afterwards: what sorting does to learning.
@@ -26,14 +27,15 @@ from perceptok import BoxTokenizer, PointTokenizer, load  # noqa: E402
 from perceptok_llava.curriculum import CurriculumSampler  # noqa: E402
 from perceptok_llava.data import ATOMIC_TASKS, build_records  # noqa: E402
 from perceptok_llava.sources import synthetic_samples  # noqa: E402
-from perceptok_llava.batches import pack_rows, token_lengths  # noqa: E402
+from perceptok_llava.batches import chat, pack_rows, token_lengths  # noqa: E402
 from perceptok_llava.vocab import add_perception_tokens  # noqa: E402
 
 IMAGE_TOKENS = 575  # llava-1.5 at 336 px: 24 × 24 patches, the class token dropped
 LAYOUTS = ((1, 16, 1), (1, 4, 4), (8, 4, 1), (8, 16, 1))  # (GPUs, micro-batch, accumulation)
 
 
-def record_lengths(samples: int = 300) -> tuple[list[str], list[int]]:
+def record_lengths(samples: int = 300) -> tuple[list[str], list[int], list[int]]:
+    """Every record's task, its length in tokens and its prompt's (both with the image's)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizers = {"depth": load("depth"), "boxes": BoxTokenizer.from_preset("aurora"),
@@ -44,14 +46,15 @@ def record_lengths(samples: int = 300) -> tuple[list[str], list[int]]:
     add_perception_tokens(lm, lm_tok, tokenizers)
     records = build_records(synthetic_samples(samples, size=(240, 320)), tokenizers["depth"], tokenizers["boxes"],
                             tokenizers["points"], seed=0)
-    return [r["task"] for r in records], [n + IMAGE_TOKENS for n in token_lengths(records, lm_tok)]
+    prompts = [len(ids) + IMAGE_TOKENS for ids in lm_tok([chat(r["prompt"]) for r in records])["input_ids"]]
+    return [r["task"] for r in records], [n + IMAGE_TOKENS for n in token_lengths(records, lm_tok)], prompts
 
 
-def padding(tasks: list[str], lengths: list[int], world: int, batch: int, accum: int, grouping: str,
-            per_row: int = 1) -> float:
+def padding(tasks: list[str], lengths: list[int], prompts: list[int], world: int, batch: int, accum: int,
+            grouping: str, per_row: int = 1) -> tuple[float, float]:
     """The padding share of every micro-batch of every rank over the whole curriculum, with
-    ``per_row`` records packed in a row."""
-    real = slots = 0
+    ``per_row`` records packed in a row, and the share of token slots given logits."""
+    real = slots = logits = 0
     for rank in range(world):
         sampler = CurriculumSampler(tasks, ATOMIC_TASKS, 2000, stages=10, seed=0, rank=rank, world_size=world,
                                     batch_size=batch, lengths=None if grouping == "off" else lengths,
@@ -59,9 +62,12 @@ def padding(tasks: list[str], lengths: list[int], world: int, batch: int, accum:
         order = list(sampler)
         for k in range(0, len(order), batch):
             records = [lengths[i] for i in order[k : k + batch]]
-            rows = [sum(records[i] for i in row) for row in pack_rows(records, per_row)]
+            dealt = pack_rows(records, per_row)
+            rows = [sum(records[i] for i in row) for row in dealt]
+            first_answer = min(prompts[order[k + row[0]]] for row in dealt)  # each row's first record's
             real, slots = real + sum(rows), slots + max(rows) * len(rows)
-    return 1 - real / slots
+            logits += (max(rows) - first_answer + 1) * len(rows)
+    return 1 - real / slots, logits / slots
 
 
 def trained_loss(grouping: str) -> dict:
@@ -93,14 +99,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", action="store_true", help="also train the tiny LLaVA with each grouping")
     args = parser.parse_args()
-    tasks, lengths = record_lengths()
+    tasks, lengths, prompts = record_lengths()
     print(json.dumps({"records": len(lengths), "tokens": {"min": min(lengths), "mean": round(sum(lengths) / len(lengths)),
                                                           "max": max(lengths)}}))
     for world, batch, accum in LAYOUTS:
-        row = {g: round(padding(tasks, lengths, world, batch, accum, g), 4) for g in ("off", "step", "stage")}
-        for per_row in (2, 4):
-            row[f"off, pack {per_row}"] = round(padding(tasks, lengths, world, batch, accum, "off", per_row=per_row), 4)
-        print(json.dumps({"gpus": world, "batch": batch, "grad_accum": accum, "padding": row}))
+        row, kept = {}, {}
+        for grouping, per_row in (("off", 1), ("step", 1), ("stage", 1), ("off", 2), ("off", 4)):
+            name = grouping if per_row == 1 else f"off, pack {per_row}"
+            row[name], kept[name] = (round(x, 4) for x in padding(tasks, lengths, prompts, world, batch, accum,
+                                                                   grouping, per_row))
+        print(json.dumps({"gpus": world, "batch": batch, "grad_accum": accum, "padding": row, "logits_kept": kept}))
     if args.train:
         for grouping in ("off", "step", "stage"):
             print(json.dumps(trained_loss(grouping)))

@@ -63,6 +63,20 @@ def collate(records: list[dict], processor: Any, task_names: list[str] | None = 
     return dict(batch) if per_row == 1 else pack(dict(batch), per_row, lm_tok.pad_token_id)
 
 
+def keep_answer_logits(batch: dict[str, Any]) -> dict[str, Any]:
+    """``batch`` (from ``collate``) with the LM head and the loss restricted to where answers are:
+    ``logits_to_keep`` = K, the positions from the one before the batch's earliest answer token to
+    the end, and ``labels`` cut to those K columns, ``(B, T)`` → ``(B, K)``. The model's logits
+    are then ``(B, K, V)`` and line up with the cut labels, so its loss and the losses here read
+    them as before; the prompt's columns, its hundreds of image tokens among them, need no logits.
+    A packed batch's ``segment`` stays whole, like the inputs. On a host batch: no device sync."""
+    labels = batch["labels"]
+    answers = (labels != IGNORE).any(0).nonzero()
+    first = int(answers[0]) if len(answers) else labels.shape[1]
+    keep = labels.shape[1] - max(first - 1, 0)
+    return {**batch, "labels": labels[:, -keep:], "logits_to_keep": keep}
+
+
 def pack(batch: dict[str, torch.Tensor], per_row: int, pad_id: int) -> dict[str, torch.Tensor]:
     """A padded batch of B records (one image each) → ⌈B / per_row⌉ rows of up to ``per_row``
     records end to end (dealt by ``pack_rows``): rows of nearly even length instead of every record

@@ -58,7 +58,8 @@ def _runs_out_of_memory(model: Any, batch: dict[str, torch.Tensor], accelerator:
     optimiser and DDP will add held aside; True on every rank if any rank ran out of memory (one
     collective, so the ranks stay in step)."""
     model.to(accelerator.device)
-    batch = {k: v.to(accelerator.device) for k, v in batch.items() if k not in ("task_index", "segment")}
+    batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()
+             if k not in ("task_index", "segment")}
     failed = False
     held: list[torch.Tensor] = []  # on a GPU, room for what training adds: AdamW's two moments, DDP's buckets
     try:

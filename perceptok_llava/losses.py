@@ -58,13 +58,14 @@ class TaskLosses:
     def add(self, logits: torch.Tensor, labels: torch.Tensor, task_index: torch.Tensor,
             segment: torch.Tensor | None = None) -> None:
         """Each record's mean loss over its answer tokens, added to its task's sums. logits
-        ``(B, T, V)`` are read at the answer positions only (not the whole batch in float32);
-        ``segment`` ``(B, T)`` names each token's record in packed rows (default: row i is record
-        i), and ``task_index`` gives each record's task."""
+        ``(B, K, V)`` and labels ``(B, K)`` (K ≤ T: the last K positions, ``keep_answer_logits``)
+        are read at the answer positions only (not the whole batch in float32); ``segment``
+        ``(B, T)`` names each input token's record in packed rows (default: row i is record i), and
+        ``task_index`` gives each record's task."""
         target = labels[:, 1:]  # token t predicts t + 1
         rows, cols = (target != IGNORE).nonzero(as_tuple=True)
         ce = F.cross_entropy(logits[rows, cols].float(), target[rows, cols], reduction="none").double()
-        record = rows if segment is None else segment[:, 1:][rows, cols].to(rows.device)
+        record = rows if segment is None else segment[:, -target.shape[1]:][rows, cols].to(rows.device)
         sums = torch.bincount(record, weights=ce, minlength=len(task_index))  # per record, float64
         counted = torch.bincount(record, minlength=len(task_index))
         seen = (counted > 0).double()

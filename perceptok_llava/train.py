@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from perceptok_llava.batches import IGNORE, check_image_tokens, collate, longest, token_lengths
+from perceptok_llava.batches import IGNORE, check_image_tokens, collate, keep_answer_logits, longest, token_lengths
 from perceptok_llava.checkpointing import least_checkpointing, set_checkpointing
 from perceptok_llava.curriculum import CurriculumSampler
 from perceptok_llava.data import ATOMIC_TASKS
@@ -182,7 +182,8 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
                                 group_size=global_batch * cfg.grad_accum if cfg.group_by_length == "step" else None)
     loader = DataLoader(records, batch_size=cfg.batch_size, sampler=sampler, num_workers=loader_workers(cfg.workers),
                         pin_memory=cuda,
-                        collate_fn=functools.partial(collate, processor=processor, task_names=task_names, per_row=cfg.pack))
+                        collate_fn=functools.partial(training_batch, processor=processor, task_names=task_names,
+                                                     per_row=cfg.pack))
     checkpointing = int(cfg.gradient_checkpointing is True)  # every n-th layer; 0: none
     if cfg.gradient_checkpointing == "auto":  # decided before DDP wraps the model, which must see every rank alike
         checkpointing = least_checkpointing(model, loader.collate_fn(longest(records, lengths, cfg.batch_size)), accelerator)
@@ -255,6 +256,11 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     accelerator.wait_for_everyone()
     return {"losses": losses, "out": str(out_dir), "vocab": vocab, "model": unwrapped,
             "gradient_checkpointing": checkpointing, "padding": padding}
+
+
+def training_batch(records: list[dict], processor: Any, task_names: list[str] | None, per_row: int) -> dict[str, Any]:
+    """``collate``'s batch with logits computed only where the losses read them (``keep_answer_logits``)."""
+    return keep_answer_logits(collate(records, processor, task_names, per_row))
 
 
 def steps_of(loader: Any, size: int) -> Iterator[list[dict]]:

@@ -13,7 +13,7 @@ import torch
 pytest.importorskip("peft")
 
 from llava_fixtures import short_of_memory, tiny_llava, tiny_lm_tokenizer  # noqa: E402
-from perceptok import BoxTokenizer, PointTokenizer, PooledDepthTokenizer  # noqa: E402
+from perceptok import BoxTokenizer, PointTokenizer, PooledDepthTokenizer, load  # noqa: E402
 from perceptok_llava.data import build_records  # noqa: E402
 from perceptok_llava.sources import coco_samples, manifest_samples, synthetic_samples  # noqa: E402
 from perceptok_llava.generate import generate_with_perception  # noqa: E402
@@ -113,6 +113,50 @@ def test_packed_rows_give_every_record_its_own_logits_and_the_same_loss():
     assert rows.keys() == segments.keys() and all(abs(rows[t] - segments[t]) < 1e-4 for t in rows)
     with pytest.raises(ValueError, match="one image a record"):
         pack({**padded, "image_sizes": torch.zeros(7, 2)}, 2, 0)
+
+
+@pytest.mark.parametrize("per_row", [1, 3])
+def test_logits_only_from_the_first_answer_on_give_the_same_losses_and_gradients(per_row):
+    """``keep_answer_logits``: the LM head runs only from the batch's earliest answer on (the
+    image's tokens and the prompt need none); the LM loss, its gradient, the per-task losses and
+    the depth reconstruction loss are those of the full logits, padded or packed."""
+    from accelerate import Accelerator
+
+    from perceptok_llava.batches import keep_answer_logits
+    from perceptok_llava.losses import TaskLosses, reconstruction_loss
+
+    torch.manual_seed(0)
+    lm_tok = tiny_lm_tokenizer()
+    model = tiny_llava(len(lm_tok) + 200, lm_tok.convert_tokens_to_ids("<image>"))
+    processor = tiny_processor(lm_tok)
+    toks = {**tokenizers(), "depth": load("depth")}  # the VQ-VAE: decode_soft, so a reconstruction loss
+    vocab = add_perception_tokens(model, lm_tok, toks)
+    records = build_records(synthetic_samples(3, size=(64, 80)), **toks, seed=0)
+    records = [r for r in records if r["task"] in ("relative_depth_cot", "counting_direct")][:6]
+    tasks = sorted({r["task"] for r in records})
+    full = collate(records, processor, task_names=tasks, per_row=per_row)
+    kept = keep_answer_logits(full)
+    width = full["labels"].shape[1]
+    assert kept["logits_to_keep"] < width - 16  # the image's 16 tokens come before every answer
+    results = []
+    for batch in (full, kept):
+        model.zero_grad()
+        inputs = {k: v for k, v in batch.items() if k not in ("task_index", "segment")}
+        out = model(**inputs, use_cache=False)
+        recon = reconstruction_loss(out.logits, batch["labels"], vocab)
+        (out.loss + recon).backward()
+        task_losses = TaskLosses(tasks, torch.device("cpu"))
+        task_losses.add(out.logits.detach(), batch["labels"], batch["task_index"], batch.get("segment"))
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        results.append((out.loss, recon, task_losses.reduce(Accelerator(cpu=True)), grads, out.logits.shape[1]))
+    (loss, recon, by_task, grads, n), (loss_k, recon_k, by_task_k, grads_k, n_k) = results
+    assert (n, n_k) == (width, kept["logits_to_keep"]) and recon > 0
+    torch.testing.assert_close(loss_k, loss)
+    torch.testing.assert_close(recon_k, recon)
+    assert by_task_k.keys() == by_task.keys() == set(tasks)
+    assert [by_task_k[t] for t in tasks] == pytest.approx([by_task[t] for t in tasks], rel=1e-6)
+    for a, b in zip(grads, grads_k, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
 
 
 def test_train_save_reload_generate(tmp_path, shared_data):
@@ -466,14 +510,14 @@ def test_gpu_smoke_script_runs_tiny_on_cpu():
     out = subprocess.run([sys.executable, str(script), "--tiny", "--steps", "2"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     phases = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert [p["phase"] for p in phases] == ["build", "train"] + ["train_throughput"] * 4 + ["train_profile",
+    assert [p["phase"] for p in phases] == ["build", "train"] + ["train_throughput"] * 5 + ["train_profile",
                                             "generate", "generate"] + ["generation"] * 10 + ["generation_table", "done"]
-    profile = phases[6]
+    profile = phases[7]
     assert profile["busy_ms"] > 0 and profile["busy_ms_by_kind"]["matmul"] > 0 and len(profile["top"]) == 10
     assert phases[1]["gradient_checkpointing"] == 0  # "auto" on a CPU with room to spare
-    assert [(p["checkpointing"], p["lora_dropout"], p["per_row"]) for p in phases[2:6]] == \
-        [(0, 0.05, 1), (1, 0.05, 1), (0, 0.0, 1), (0, 0.05, 2)]
-    assert all(p["tokens_per_s"] > 0 for p in phases[2:6])
+    assert [(p["checkpointing"], p["lora_dropout"], p["per_row"], p["all_logits"]) for p in phases[2:7]] == \
+        [(0, 0.05, 1, False), (1, 0.05, 1, False), (0, 0.0, 1, False), (0, 0.05, 2, False), (0, 0.05, 1, True)]
+    assert all(p["tokens_per_s"] > 0 for p in phases[2:7])
     assert phases[5]["padding"] < phases[2]["padding"]  # two records a row pad less
     assert all(p["well_formed"] for p in phases if p["phase"] == "generate")
     table = phases[-2]["tokens_per_s"]  # a failed phase would be a string naming its error
