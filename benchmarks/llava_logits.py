@@ -27,6 +27,7 @@ from llava_padding import record_lengths  # noqa: E402
 from perceptok_llava.batches import IGNORE, keep_answer_logits  # noqa: E402
 from perceptok_llava.curriculum import CurriculumSampler  # noqa: E402
 from perceptok_llava.data import ATOMIC_TASKS  # noqa: E402
+from saved_tensors import saved_bytes  # noqa: E402
 
 BATCH, STAGES = 16, (0, 4, 9)
 
@@ -55,17 +56,8 @@ def layout(lengths: list[int], prompts: list[int], rows: list[int]) -> dict[str,
 
 def step(model, batch: dict) -> tuple[int, float]:
     """Bytes saved for the backward pass, and seconds, of one forward and backward."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            kept[storage.data_ptr()] = storage.nbytes()
-        return t
-
     start = time.perf_counter()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with saved_bytes(model) as kept:
         loss = model(**batch).loss
     loss.backward()
     model.zero_grad(set_to_none=True)

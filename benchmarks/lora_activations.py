@@ -10,12 +10,17 @@ Run: ``.venv/bin/python benchmarks/lora_activations.py``   (about half a minute 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from perceptok_llava.train import LM_LINEAR
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from perceptok_llava.train import LM_LINEAR  # noqa: E402
+from saved_tensors import saved_bytes  # noqa: E402
 
 TOKENS = 800
 
@@ -29,17 +34,8 @@ def kept_bytes(layers: int, dropout: float) -> int:
                            LoraConfig(r=64, lora_alpha=128, lora_dropout=dropout, target_modules=LM_LINEAR.replace(
                                ".*language_model.*", ".*")))
     model.train()
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            kept[storage.data_ptr()] = storage.nbytes()
-        return t
-
     ids = torch.randint(0, 1000, (1, TOKENS), generator=torch.Generator().manual_seed(0))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with saved_bytes(model) as kept:
         model(input_ids=ids, labels=ids)
     return sum(kept.values())
 
