@@ -56,19 +56,33 @@ def atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700 folders
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / path.name)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        replace_folder(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def replace_folder(finished: Path, path: Path) -> None:
+    """Put the folder ``finished`` at ``path`` (in the same folder), replacing one that is there, by
+    renames: a crash between them leaves the previous folder whole in ``.NAME.*.old/NAME``
+    (``replaced_folders``), never a half-written one at ``path``."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(finished, 0o777 & ~umask)  # mkdtemp makes 0700 folders
+    if path.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        os.replace(path, old / path.name)
+        os.replace(finished, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(finished, path)
+
+
+def replaced_folders(path: Path) -> list[Path]:
+    """``path`` if it is there, then the copies ``replace_folder`` set aside (newest first): what a
+    reader looks for after a crash."""
+    aside = sorted(path.parent.glob(f".{path.name}.*.old/{path.name}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return ([path] if path.is_dir() else []) + aside
 
 
 def write_text(path: Path, text: str) -> None:

@@ -132,11 +132,12 @@ def _train(args: argparse.Namespace) -> None:
                            samples_per_stage=args.samples_per_stage, schedule=args.schedule,
                            recon_weight=args.recon_weight, gradient_checkpointing=CHECKPOINTING[args.gradient_checkpointing],
                            group_by_length=args.group_by_length, pack=args.pack, workers=args.workers,
-                           seed=args.seed, minutes=args.minutes)
+                           seed=args.seed, minutes=args.minutes, save_every=args.save_every, resume=not args.no_resume)
     result = train_llava(model, processor, tokenizers, records, cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"out": result["out"], "steps": len(result["losses"]), "first_loss": result["losses"][0],
-                          "last_loss": result["losses"][-1], "padding": round(result["padding"], 4)}))
+                          "last_loss": result["losses"][-1], "padding": round(result["padding"], 4),
+                          "resumed_from": result["resumed_from"]}))
 
 
 def _experiment(args: argparse.Namespace) -> None:
@@ -215,7 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--workers", type=int, help="processes preparing batches while the model trains "
                    "(default: 4 on a GPU, at most the CPUs per process less one; 0 on a CPU)")
     t.add_argument("--seed", type=int, default=0, help="seed of data building and sampling (default: 0)")
-    t.add_argument("--minutes", type=float, help="stop after this much wall time (rank 0 decides for every rank)")
+    t.add_argument("--minutes", type=float, help="stop after this much wall time (rank 0 decides for every rank), "
+                   "with a checkpoint: the same command again goes on from there")
+    t.add_argument("--save-every", type=int, default=500,
+                   help="save a checkpoint to OUT/checkpoint every N optimiser steps; the same command again resumes "
+                        "from it (default: 500; 0: only when --minutes stops the run)")
+    t.add_argument("--no-resume", action="store_true", help="start over, ignoring a checkpoint in OUT")
     t.set_defaults(run=_train)
     x = sub.add_parser("experiment", help="does writing depth tokens first help? arms trained from scratch, compared")
     x.add_argument("name", choices=["relative-depth"], help="the experiment: relative-depth (AURORA's BLINK/HardBLINK)")

@@ -84,6 +84,7 @@ class CurriculumSampler:
         # stage → the task probabilities it was drawn with, and the task weights behind them
         self.drawn: dict[int, dict[str, float]] = {}
         self.drawn_weights: dict[int, dict[str, float]] = {}
+        self._replay: dict[int, dict[str, float]] = {}  # a resumed run's stages: the weights they were drawn with
         unit = world_size * batch_size
         if group_size is not None and (group_size < 1 or group_size % unit):
             raise ValueError(f"group_size {group_size} must be a multiple of world_size × batch_size = {unit}")
@@ -98,7 +99,9 @@ class CurriculumSampler:
     def temperature(self, stage: int) -> float:
         return self.tau0 / (1 + self.lam * stage / self.stages)
 
-    def task_probabilities(self, stage: int) -> dict[str, float]:
+    def task_probabilities(self, stage: int, weights: dict[str, float] | None = None) -> dict[str, float]:
+        """Each task's probability at ``stage``, with the temperature schedule's ``weights`` (default:
+        the latest)."""
         if self.schedule == "uniform":
             return {t: 1 / len(self.by_task) for t in self.by_task}
         if self.schedule == "linear":
@@ -107,7 +110,8 @@ class CurriculumSampler:
             probs.update({t: (1 - share) / len(self.multi) for t in self.multi})
             return probs
         tau = self.temperature(stage)
-        logits = torch.tensor([self.weights[t] / tau for t in self.by_task], dtype=torch.float64, device="cpu")
+        weights = weights or self.weights
+        logits = torch.tensor([weights[t] / tau for t in self.by_task], dtype=torch.float64, device="cpu")
         return dict(zip(self.by_task, torch.softmax(logits, 0).tolist()))
 
     def update_losses(self, losses: dict[str, float]) -> None:
@@ -116,11 +120,22 @@ class CurriculumSampler:
             if task in self.weights and math.isfinite(loss):
                 self.weights[task] = loss
 
+    def state_dict(self) -> dict:
+        """What a resumed run needs to draw every stage as this run did: the latest task weights,
+        and those each stage drawn so far was drawn with."""
+        return {"weights": dict(self.weights), "drawn_weights": {s: dict(w) for s, w in self.drawn_weights.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.weights.update(state["weights"])
+        self._replay = {int(s): dict(w) for s, w in state["drawn_weights"].items()}
+
     def stage_indices(self, stage: int) -> list[int]:
-        """This rank's record indices for ``stage`` (the same on every call with the same weights)."""
+        """This rank's record indices for ``stage`` (the same on every call with the same weights;
+        after ``load_state_dict``, a stage drawn before is drawn with the weights it had)."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + stage)
-        probs = self.task_probabilities(stage)
-        self.drawn[stage], self.drawn_weights[stage] = probs, dict(self.weights)
+        weights = self._replay.get(stage, self.weights)
+        probs = self.task_probabilities(stage, weights)
+        self.drawn[stage], self.drawn_weights[stage] = probs, dict(weights)
         names = list(probs)
         picks = torch.multinomial(torch.tensor([probs[t] for t in names], device="cpu"), self.stage_size, replacement=True,
                                   generator=g)

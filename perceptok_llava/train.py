@@ -36,6 +36,7 @@ from perceptok_llava.checkpointing import least_checkpointing, set_checkpointing
 from perceptok_llava.curriculum import CurriculumSampler
 from perceptok_llava.data import ATOMIC_TASKS
 from perceptok_llava.losses import TaskLosses, reconstruction_loss
+from perceptok_llava.resume import Checkpoints, Progress, run_key
 from perceptok_llava.vocab import PerceptionVocab, add_perception_tokens
 
 LM_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -89,8 +90,14 @@ class LlavaTrainConfig:
     # stage is drawn with the task losses of that many steps earlier.
     workers: int | None = None
     seed: int = 0
-    # Stop after this much wall time (rank 0's clock, broadcast, so every rank stops together).
+    # Stop after this much wall time (rank 0's clock, broadcast, so every rank stops together),
+    # with a checkpoint: the same call again goes on from there.
     minutes: float | None = None
+    # Save a checkpoint to OUT/checkpoint every this many optimiser steps (0: only when ``minutes``
+    # stops the run); a run started again with the same options resumes from it (unless
+    # ``resume`` is False) and ends as an uninterrupted run would. See perceptok_llava.resume.
+    save_every: int = 500
+    resume: bool = True
 
     def __post_init__(self) -> None:
         if self.lora_r < 1 or self.batch_size < 1 or self.grad_accum < 1 or self.stages < 1:
@@ -109,6 +116,8 @@ class LlavaTrainConfig:
             raise ValueError(f"workers must be ≥ 0, got {self.workers}")
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError(f"minutes must be positive, got {self.minutes}")
+        if self.save_every < 0:
+            raise ValueError(f"save_every must be ≥ 0 (0: save only when the time limit stops a run), got {self.save_every}")
         if self.gradient_checkpointing not in (True, False, "auto"):
             raise ValueError(f"gradient_checkpointing must be True, False or 'auto', got {self.gradient_checkpointing!r}")
 
@@ -180,8 +189,10 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
                                 schedule=cfg.schedule, seed=cfg.seed, batch_size=global_batch,
                                 lengths=None if cfg.group_by_length == "off" else lengths,
                                 group_size=global_batch * cfg.grad_accum if cfg.group_by_length == "step" else None)
+    # the loader's own generator: starting its iterator (again, on resuming) leaves the global
+    # random stream, which LoRA's dropout reads, as it was
     loader = DataLoader(records, batch_size=cfg.batch_size, sampler=sampler, num_workers=loader_workers(cfg.workers),
-                        pin_memory=cuda,
+                        pin_memory=cuda, generator=torch.Generator().manual_seed(cfg.seed),
                         collate_fn=functools.partial(training_batch, processor=processor, task_names=task_names,
                                                      per_row=cfg.pack))
     checkpointing = int(cfg.gradient_checkpointing is True)  # every n-th layer; 0: none
@@ -190,12 +201,18 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     model, opt, loader = accelerator.prepare(model, opt, loader)
     steps = max(1, math.ceil(len(loader) / cfg.grad_accum))
     schedule = get_cosine_schedule_with_warmup(opt, max(1, round(0.03 * steps)), steps)
+    so_far = Progress()  # steps, losses, padding counts, task losses: saved with the checkpoints
+    out_dir, unwrapped = Path(cfg.out), accelerator.unwrap_model(model)
+    checkpoints = Checkpoints(accelerator, unwrapped, out_dir, run_key(dataclasses.asdict(cfg), records,
+                                                                       accelerator.num_processes),
+                              [schedule, sampler, so_far])
+    resumed_from = checkpoints.resume() if cfg.resume else 0
+    if resumed_from:
+        loader = accelerator.skip_first_batches(loader, resumed_from * cfg.grad_accum)
     clock = _StopClock(cfg.minutes, accelerator)
     task_loss = TaskLosses(task_names, accelerator.device)
-    task_means: dict[str, float] = {}  # latest mean answer loss per task (temperature schedule)
-    losses: list[float] = []
-    slots = torch.zeros(2, device=accelerator.device, dtype=torch.float64)  # (tokens, token slots) seen
-    bar = tqdm(total=steps, desc="train llava", disable=not progress or not accelerator.is_main_process)
+    slots = torch.zeros(2, device=accelerator.device, dtype=torch.float64)  # (tokens, token slots) since the last save
+    bar = tqdm(total=steps, initial=so_far.step, desc="train llava", disable=not progress or not accelerator.is_main_process)
     model.train()
     for window in steps_of(loader, cfg.grad_accum):
         # every answer token of the step weighs alike, however its records are split into
@@ -230,20 +247,27 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
         opt.zero_grad(set_to_none=True)
         schedule.step()
         token_loss, recon = accelerator.reduce(step_loss, reduction="sum").tolist()
-        losses.append(token_loss + recon / accelerator.num_processes)
+        so_far.step += 1
+        so_far.losses.append(token_loss + recon / accelerator.num_processes)
         if cfg.schedule == "temperature":  # every rank gets the same means: the same next stage
-            task_means.update(task_loss.reduce(accelerator))
-            sampler.update_losses(task_means)
+            so_far.task_means.update(task_loss.reduce(accelerator))
+            sampler.update_losses(so_far.task_means)
         bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        if clock.expired():
+        bar.set_postfix(loss=f"{so_far.losses[-1]:.4f}")
+        stop = clock.expired()
+        if stop or (cfg.save_every and so_far.step % cfg.save_every == 0 and so_far.step < steps):
+            so_far.slots = (torch.tensor(so_far.slots, dtype=torch.float64, device=slots.device)
+                            + accelerator.reduce(slots, reduction="sum")).tolist()
+            slots.zero_()
+            checkpoints.save(so_far.step)
+        if stop:
             break
     bar.close()
-    tokens, total = accelerator.reduce(slots, reduction="sum").tolist()
+    tokens, total = (torch.tensor(so_far.slots, dtype=torch.float64, device=slots.device)
+                     + accelerator.reduce(slots, reduction="sum")).tolist()
     padding = 1 - tokens / max(total, 1)  # the share of the batches' token slots that were padding
+    losses, task_means = so_far.losses, so_far.task_means
     accelerator.wait_for_everyone()
-    out_dir = Path(cfg.out)
-    unwrapped = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
         unwrapped.save_pretrained(out_dir, state_dict=accelerator.get_state_dict(model))
         processor.save_pretrained(out_dir)
@@ -251,11 +275,13 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
         log = {"losses": losses, "config": dataclasses.asdict(cfg), "gradient_checkpointing": checkpointing,
                "stage_probabilities": sampler.drawn,
                "stage_weights": sampler.drawn_weights, "task_losses": task_means,
-               "padding": padding}
+               "padding": padding, "resumed_from": resumed_from}
         (out_dir / "train_log.json").write_text(json.dumps(log))
+    if so_far.step >= steps:  # complete: the checkpoints go (a run stopped by the clock keeps its own)
+        checkpoints.finish()
     accelerator.wait_for_everyone()
     return {"losses": losses, "out": str(out_dir), "vocab": vocab, "model": unwrapped,
-            "gradient_checkpointing": checkpointing, "padding": padding}
+            "gradient_checkpointing": checkpointing, "padding": padding, "resumed_from": resumed_from}
 
 
 def training_batch(records: list[dict], processor: Any, task_names: list[str] | None, per_row: int) -> dict[str, Any]:

@@ -105,6 +105,37 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypat
     assert torch_equal(again.encode(_depth_map()).ids, old.encode(_depth_map()).ids)
 
 
+def test_a_crash_between_the_renames_leaves_the_previous_folder_findable(tmp_path, monkeypatch):
+    """``replace_folder`` moves the old folder aside before moving the new one in; a crash between
+    the two renames leaves no folder at the path, and ``replaced_folders`` finds the old one."""
+    from perceptok.checkpoint import replace_folder, replaced_folders
+
+    path = tmp_path / "checkpoint"
+    path.mkdir()
+    (path / "step").write_text("1")
+    assert replaced_folders(path) == [path]
+    finished = tmp_path / ".checkpoint.tmp"
+    finished.mkdir()
+    (finished / "step").write_text("2")
+    real_replace, calls = os.replace, []
+
+    def crash_on_second(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise OSError("power cut between the renames")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_second)
+    with pytest.raises(OSError, match="power cut"):
+        replace_folder(finished, path)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert not path.exists()
+    found = replaced_folders(path)
+    assert len(found) == 1 and (found[0] / "step").read_text() == "1"
+    replace_folder(finished, path)
+    assert replaced_folders(path)[0] == path and (path / "step").read_text() == "2"
+
+
 def torch_equal(a, b) -> bool:
     import torch
 

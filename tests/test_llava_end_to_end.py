@@ -237,6 +237,64 @@ def test_training_entry_point_under_torchrun_gloo(tmp_path):
     assert log["losses"] == pytest.approx(alone, rel=1e-4)
 
 
+def test_a_killed_training_run_resumes_where_it_stopped(tmp_path):
+    """SIGKILL midway through ``perceptok-llava train`` (checkpoints every step), then the same
+    command again: it resumes from the last checkpoint and ends with the losses, padding, stage
+    draws and weights of a run that was never interrupted (LoRA dropout on, so every random number
+    generator must come back, and the temperature schedule, so the sampler must). Other options on
+    resuming are a one-line error; a completed run leaves no checkpoint behind."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    lm_tok = tiny_lm_tokenizer()
+    tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>")).save_pretrained(tmp_path / "base")
+    tiny_processor(lm_tok).save_pretrained(tmp_path / "base")
+    command = [sys.executable, "-m", "perceptok_llava", "train", "--model", str(tmp_path / "base"),
+               "--tokenizers", "depth=depth:pooled,boxes,points", "--data", "synthetic:3", "--lora-r", "4",
+               "--batch-size", "2", "--stages", "3", "--samples-per-stage", "24", "--schedule", "temperature",
+               "--gradient-checkpointing", "off", "--save-every", "1"]
+    out = tmp_path / "resumed"
+    proc = subprocess.Popen([*command, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    progress, deadline = out / "checkpoint" / "progress.json", time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if json.loads(progress.read_text())["step"] >= 14:  # into the second stage (12 steps a stage)
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(progress.read_text())["step"]
+    assert 14 <= killed_at < 36, f"the kill should land midway (checkpoint of step {killed_at} of 36)"
+    from perceptok_llava.cli import main as llava_cli
+
+    assert llava_cli([*command[3:], "--out", str(out), "--batch-size", "4"]) == 2  # another run's checkpoint
+    resumed = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(resumed.stdout.splitlines()[-1])["resumed_from"] == killed_at
+    whole = subprocess.run([*command, "--out", str(tmp_path / "whole")], capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    logs = [json.loads((folder / "train_log.json").read_text()) for folder in (out, tmp_path / "whole")]
+    assert len(logs[0]["losses"]) == 36 and logs[0]["losses"] == pytest.approx(logs[1]["losses"], rel=1e-6)
+    assert logs[0]["padding"] == pytest.approx(logs[1]["padding"], rel=1e-9)
+    assert logs[0]["task_losses"] == pytest.approx(logs[1]["task_losses"], rel=1e-6)
+    assert logs[0]["stage_weights"].keys() == logs[1]["stage_weights"].keys() == {"0", "1", "2"}
+    for stage, drawn in logs[1]["stage_weights"].items():
+        assert logs[0]["stage_weights"][stage] == pytest.approx(drawn, rel=1e-6), stage
+    weights = [load_file(folder / "adapter_model.safetensors") for folder in (out, tmp_path / "whole")]
+    assert weights[0].keys() == weights[1].keys()
+    for name, tensor in weights[1].items():
+        torch.testing.assert_close(weights[0][name], tensor, rtol=1e-5, atol=1e-7)
+    for folder in (out, tmp_path / "whole"):
+        assert not (folder / "checkpoint").exists() and not list(folder.glob(".checkpoint*"))
+
+
 def test_three_ranks_uneven_records_grad_accum_and_a_time_limit(tmp_path):
     """accelerate's prepared DataLoader over the curriculum: 3 gloo ranks, 301 records a stage,
     batch 2, grad_accum 2, a loader worker on each rank, a time limit read on rank 0 only while
@@ -262,6 +320,11 @@ def test_three_ranks_uneven_records_grad_accum_and_a_time_limit(tmp_path):
     assert len({r["steps"] for r in ranks}) == 1 and len({r["weights"] for r in ranks}) == 1
     assert [r["checkpointing"] for r in ranks] == [1, 1, 1]  # rank 1 alone needed every layer checkpointed
     assert 1 <= ranks[0]["steps"] < 50  # stopped by the clock: 2 stages of 26 whole steps would be 52
+    # stopped by the clock, the run keeps a checkpoint of its last step, every rank's generators in it
+    saved = json.loads((tmp_path / "run" / "checkpoint" / "progress.json").read_text())
+    assert saved["step"] == ranks[0]["steps"] and saved["run"]["processes"] == 3
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoint").glob("random_states_*")) == \
+        [f"random_states_{r}.pkl" for r in range(3)]
 
 
 def test_gradient_checkpointing_only_where_memory_needs_it(tmp_path):
