@@ -212,43 +212,19 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     clock = _StopClock(cfg.minutes, accelerator)
     task_loss = TaskLosses(task_names, accelerator.device)
     slots = torch.zeros(2, device=accelerator.device, dtype=torch.float64)  # (tokens, token slots) since the last save
+
+    def slot_totals() -> list[float]:  # every rank's (tokens, token slots) so far
+        return (torch.tensor(so_far.slots, dtype=torch.float64, device=slots.device)
+                + accelerator.reduce(slots, reduction="sum")).tolist()
+
     bar = tqdm(total=steps, initial=so_far.step, desc="train llava", disable=not progress or not accelerator.is_main_process)
     model.train()
     for window in steps_of(loader, cfg.grad_accum):
-        # every answer token of the step weighs alike, however its records are split into
-        # micro-batches and ranks: each micro-batch's summed loss over the step's token count,
-        # counted over every rank (one all-reduce a step)
-        targets = accelerator.reduce(torch.stack([answer_tokens(b["labels"]) for b in window]).sum(), reduction="sum")
-        step_loss = torch.zeros(2, device=accelerator.device)  # (token loss, reconstruction loss) of this rank
-        for k, batch in enumerate(window):
-            task_index, segment = batch.pop("task_index"), batch.pop("segment", None)
-            real = batch["attention_mask"] if segment is None else segment >= 0
-            slots[0] += real.sum()
-            slots[1] += real.numel()
-            # gradients are reduced across ranks, clipped and applied after the window's last micro-batch
-            accelerator.sync_gradients = k == len(window) - 1
-            with contextlib.nullcontext() if accelerator.sync_gradients else accelerator.no_sync(model):
-                # without a cache, packed rows are masked record by record
-                out = model(**batch, use_cache=False, num_items_in_batch=targets)
-                # accelerator.backward divides by grad_accum and the ranks' gradients are averaged:
-                # both undone, so the step's gradient is that of the summed loss over its tokens
-                loss = out.loss * (cfg.grad_accum * accelerator.num_processes)
-                step_loss[0] += out.loss.detach()
-                if cfg.recon_weight > 0 and "depth" in vocab.tokenizers:
-                    # a mean over each micro-batch's maps, averaged over the step's micro-batches and ranks
-                    recon = cfg.recon_weight * reconstruction_loss(out.logits, batch["labels"], vocab) / len(window)
-                    loss = loss + recon * cfg.grad_accum
-                    step_loss[1] += recon.detach()
-                accelerator.backward(loss)
-            if cfg.schedule == "temperature":
-                task_loss.add(out.logits.detach(), batch["labels"], task_index, segment)
-        accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        loss = optimiser_step(model, opt, window, accelerator, cfg, vocab, task_loss if cfg.schedule == "temperature"
+                              else None, slots)
         schedule.step()
-        token_loss, recon = accelerator.reduce(step_loss, reduction="sum").tolist()
         so_far.step += 1
-        so_far.losses.append(token_loss + recon / accelerator.num_processes)
+        so_far.losses.append(loss)
         if cfg.schedule == "temperature":  # every rank gets the same means: the same next stage
             so_far.task_means.update(task_loss.reduce(accelerator))
             sampler.update_losses(so_far.task_means)
@@ -256,15 +232,13 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
         bar.set_postfix(loss=f"{so_far.losses[-1]:.4f}")
         stop = clock.expired()
         if stop or (cfg.save_every and so_far.step % cfg.save_every == 0 and so_far.step < steps):
-            so_far.slots = (torch.tensor(so_far.slots, dtype=torch.float64, device=slots.device)
-                            + accelerator.reduce(slots, reduction="sum")).tolist()
+            so_far.slots = slot_totals()
             slots.zero_()
             checkpoints.save(so_far.step)
         if stop:
             break
     bar.close()
-    tokens, total = (torch.tensor(so_far.slots, dtype=torch.float64, device=slots.device)
-                     + accelerator.reduce(slots, reduction="sum")).tolist()
+    tokens, total = slot_totals()
     padding = 1 - tokens / max(total, 1)  # the share of the batches' token slots that were padding
     losses, task_means = so_far.losses, so_far.task_means
     accelerator.wait_for_everyone()
@@ -282,6 +256,44 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     accelerator.wait_for_everyone()
     return {"losses": losses, "out": str(out_dir), "vocab": vocab, "model": unwrapped,
             "gradient_checkpointing": checkpointing, "padding": padding, "resumed_from": resumed_from}
+
+
+def optimiser_step(model: Any, opt: Any, window: list[dict], accelerator: Any, cfg: LlavaTrainConfig,
+                   vocab: PerceptionVocab, task_loss: TaskLosses | None, slots: torch.Tensor) -> float:
+    """One optimiser step over ``window``, this rank's micro-batches of the step; returns the
+    step's loss over every rank. Every answer token of the step weighs alike, however its records
+    are split into micro-batches and ranks: each micro-batch's summed loss is divided by the step's
+    token count over every rank (one all-reduce). ``task_loss`` (the temperature schedule) gets
+    every record's answer loss; ``slots`` counts (tokens, token slots) for the padding share."""
+    targets = accelerator.reduce(torch.stack([answer_tokens(b["labels"]) for b in window]).sum(), reduction="sum")
+    step_loss = torch.zeros(2, device=accelerator.device)  # (token loss, reconstruction loss) of this rank
+    for k, batch in enumerate(window):
+        task_index, segment = batch.pop("task_index"), batch.pop("segment", None)
+        real = batch["attention_mask"] if segment is None else segment >= 0
+        slots[0] += real.sum()
+        slots[1] += real.numel()
+        # gradients are reduced across ranks, clipped and applied after the window's last micro-batch
+        accelerator.sync_gradients = k == len(window) - 1
+        with contextlib.nullcontext() if accelerator.sync_gradients else accelerator.no_sync(model):
+            # without a cache, packed rows are masked record by record
+            out = model(**batch, use_cache=False, num_items_in_batch=targets)
+            # accelerator.backward divides by grad_accum and the ranks' gradients are averaged:
+            # both undone, so the step's gradient is that of the summed loss over its tokens
+            loss = out.loss * (cfg.grad_accum * accelerator.num_processes)
+            step_loss[0] += out.loss.detach()
+            if cfg.recon_weight > 0 and "depth" in vocab.tokenizers:
+                # a mean over each micro-batch's maps, averaged over the step's micro-batches and ranks
+                recon = cfg.recon_weight * reconstruction_loss(out.logits, batch["labels"], vocab) / len(window)
+                loss = loss + recon * cfg.grad_accum
+                step_loss[1] += recon.detach()
+            accelerator.backward(loss)
+        if task_loss is not None:
+            task_loss.add(out.logits.detach(), batch["labels"], task_index, segment)
+    accelerator.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    token_loss, recon = accelerator.reduce(step_loss, reduction="sum").tolist()
+    return token_loss + recon / accelerator.num_processes
 
 
 def training_batch(records: list[dict], processor: Any, task_names: list[str] | None, per_row: int) -> dict[str, Any]:
