@@ -39,8 +39,8 @@ from perceptok_llava.sources import synthetic_samples  # noqa: E402
 from perceptok_llava.generate import generate_with_perception  # noqa: E402
 from perceptok_llava.constrain import PerceptionLogitsProcessor  # noqa: E402
 from perceptok_llava.checkpointing import set_checkpointing  # noqa: E402
-from perceptok_llava.batches import chat, collate  # noqa: E402
-from perceptok_llava.train import LlavaTrainConfig, train_llava, training_batch  # noqa: E402
+from perceptok_llava.batches import chat, collate, training_batch  # noqa: E402
+from perceptok_llava.train import LlavaTrainConfig, train_llava  # noqa: E402
 
 
 def build(tiny: bool, device: torch.device):

@@ -77,6 +77,17 @@ def keep_answer_logits(batch: dict[str, Any]) -> dict[str, Any]:
     return {**batch, "labels": labels[:, -keep:], "logits_to_keep": keep}
 
 
+def training_batch(records: list[dict], processor: Any, task_names: list[str] | None, per_row: int) -> dict[str, Any]:
+    """``collate``'s batch with logits computed only where the losses read them (``keep_answer_logits``)."""
+    return keep_answer_logits(collate(records, processor, task_names, per_row))
+
+
+def answer_tokens(labels: torch.Tensor) -> torch.Tensor:
+    """How many tokens of ``labels`` ``(B, T)`` the LM loss counts: those after the first that are
+    not ``IGNORE`` (token t predicts t + 1), as a 0-d tensor on their device."""
+    return (labels[:, 1:] != IGNORE).sum()
+
+
 def pack(batch: dict[str, torch.Tensor], per_row: int, pad_id: int) -> dict[str, torch.Tensor]:
     """A padded batch of B records (one image each) → ⌈B / per_row⌉ rows of up to ``per_row``
     records end to end (dealt by ``pack_rows``): rows of nearly even length instead of every record

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from perceptok_llava.batches import IGNORE, check_image_tokens, collate, keep_answer_logits, longest, token_lengths
+from perceptok_llava.batches import answer_tokens, check_image_tokens, longest, token_lengths, training_batch
 from perceptok_llava.checkpointing import least_checkpointing, set_checkpointing
 from perceptok_llava.curriculum import CurriculumSampler
 from perceptok_llava.data import ATOMIC_TASKS
@@ -296,23 +296,12 @@ def optimiser_step(model: Any, opt: Any, window: list[dict], accelerator: Any, c
     return token_loss + recon / accelerator.num_processes
 
 
-def training_batch(records: list[dict], processor: Any, task_names: list[str] | None, per_row: int) -> dict[str, Any]:
-    """``collate``'s batch with logits computed only where the losses read them (``keep_answer_logits``)."""
-    return keep_answer_logits(collate(records, processor, task_names, per_row))
-
-
 def steps_of(loader: Any, size: int) -> Iterator[list[dict]]:
     """The loader's micro-batches, ``size`` at a time: one optimiser step each (the last may be
     shorter). accelerate's prepared loader gives every rank the same number, so the steps line up."""
     batches = iter(loader)
     while window := list(itertools.islice(batches, size)):
         yield window
-
-
-def answer_tokens(labels: torch.Tensor) -> torch.Tensor:
-    """How many tokens of ``labels`` ``(B, T)`` the LM loss counts: those after the first that are
-    not ``IGNORE`` (token t predicts t + 1), as a 0-d tensor on their device."""
-    return (labels[:, 1:] != IGNORE).sum()
 
 
 def loader_workers(asked: int | None) -> int:

@@ -428,7 +428,7 @@ def test_every_answer_token_weighs_alike_however_a_steps_records_are_split(tmp_p
     mean per micro-batch would give the one-word answer's token as much weight as 100 codes."""
     from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-    from perceptok_llava.train import answer_tokens
+    from perceptok_llava.batches import answer_tokens
 
     toks = tokenizers()
     records = build_records(synthetic_samples(3, size=(64, 80)), **toks, seed=0)
