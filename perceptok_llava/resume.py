@@ -123,10 +123,10 @@ class Checkpoints:
         saved = json.loads((found / PROGRESS).read_text())
         changed = sorted(k for k in self.run.keys() | saved["run"].keys() if self.run.get(k) != saved["run"].get(k))
         if changed:
-            was = ", ".join(f"{k}={saved['run'].get(k)!r}" for k in changed)
-            raise ValueError(f"{found} is the checkpoint of another run ({was}; now "
-                             f"{', '.join(f'{k}={self.run.get(k)!r}' for k in changed)}): run the same command again "
-                             "to resume it, or start over with --no-resume (resume=False) or another --out")
+            what = ", ".join("other records" if k == "records" else f"{k} {saved['run'].get(k)!r} → {self.run.get(k)!r}"
+                             for k in changed)
+            raise ValueError(f"{found} is the checkpoint of another run ({what}): run the same command again to "
+                             "resume it, or start over with --no-resume (resume=False) or another --out")
         self.accelerator.load_state(str(found))
         return int(saved["step"])
 

@@ -237,7 +237,7 @@ def test_training_entry_point_under_torchrun_gloo(tmp_path):
     assert log["losses"] == pytest.approx(alone, rel=1e-4)
 
 
-def test_a_killed_training_run_resumes_where_it_stopped(tmp_path):
+def test_a_killed_training_run_resumes_where_it_stopped(tmp_path, capsys):
     """SIGKILL midway through ``perceptok-llava train`` (checkpoints every step), then the same
     command again: it resumes from the last checkpoint and ends with the losses, padding, stage
     draws and weights of a run that was never interrupted (LoRA dropout on, so every random number
@@ -274,7 +274,10 @@ def test_a_killed_training_run_resumes_where_it_stopped(tmp_path):
     assert 14 <= killed_at < 36, f"the kill should land midway (checkpoint of step {killed_at} of 36)"
     from perceptok_llava.cli import main as llava_cli
 
+    capsys.readouterr()
     assert llava_cli([*command[3:], "--out", str(out), "--batch-size", "4"]) == 2  # another run's checkpoint
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1 and "batch_size 2 → 4" in error and "--no-resume" in error
     resumed = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout.splitlines()[-1])["resumed_from"] == killed_at
