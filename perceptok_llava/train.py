@@ -22,6 +22,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,6 +210,8 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     resumed_from = checkpoints.resume() if cfg.resume else 0
     if resumed_from:
         loader = accelerator.skip_first_batches(loader, resumed_from * cfg.grad_accum)
+        if progress and accelerator.is_main_process:
+            print(f"train llava: resuming {checkpoints.folder} at step {resumed_from} of {steps}", file=sys.stderr)
     clock = _StopClock(cfg.minutes, accelerator)
     task_loss = TaskLosses(task_names, accelerator.device)
     slots = torch.zeros(2, device=accelerator.device, dtype=torch.float64)  # (tokens, token slots) since the last save
