@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", action="append", required=True,
                    help="synthetic:N, a depth manifest .jsonl, COCO instances .json or a perceptok tokenize depth "
                         "output folder; repeat to mix")
-    t.add_argument("--out", required=True, help="folder for the adapter, the vocabulary and the processor")
+    t.add_argument("--out", required=True, help="folder for the adapter, the vocabulary, the processor, the "
+                   "per-step log.jsonl and losses.png (and the checkpoint while training)")
     t.add_argument("--depth-model", help="monocular depth model for images without depth, e.g. "
                    "depth-anything/Depth-Anything-V2-Small-hf (default: none; such images get box tasks only)")
     t.add_argument("--lora-r", type=int, default=64, help="LoRA rank; alpha is twice it (default: 64; AURORA used 128)")

@@ -37,6 +37,7 @@ from perceptok_llava.checkpointing import least_checkpointing, set_checkpointing
 from perceptok_llava.curriculum import CurriculumSampler
 from perceptok_llava.data import ATOMIC_TASKS
 from perceptok_llava.losses import TaskLosses, reconstruction_loss
+from perceptok_llava.monitor import PLOT, StepLog, plot_losses
 from perceptok_llava.resume import Checkpoints, Progress, run_key
 from perceptok_llava.vocab import PerceptionVocab, add_perception_tokens
 
@@ -221,13 +222,21 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
                 + accelerator.reduce(slots, reduction="sum")).tolist()
 
     bar = tqdm(total=steps, initial=so_far.step, desc="train llava", disable=not progress or not accelerator.is_main_process)
+    step_log = StepLog(out_dir, resumed_from) if accelerator.is_main_process else None
+    per_stage = sampler.stage_size / (global_batch * cfg.grad_accum)  # optimiser steps a curriculum stage
     model.train()
+    last = time.perf_counter()
     for window in steps_of(loader, cfg.grad_accum):
-        loss = optimiser_step(model, opt, window, accelerator, cfg, vocab, task_loss if cfg.schedule == "temperature"
-                              else None, slots)
+        loss, tokens = optimiser_step(model, opt, window, accelerator, cfg, vocab,
+                                      task_loss if cfg.schedule == "temperature" else None, slots)
+        lr = schedule.get_last_lr()[0]
         schedule.step()
         so_far.step += 1
         so_far.losses.append(loss)
+        if step_log is not None:
+            seconds, last = time.perf_counter() - last, time.perf_counter()
+            step_log.add(step=so_far.step, loss=loss, lr=lr, stage=int((so_far.step - 1) // per_stage), tokens=int(tokens),
+                         seconds=round(seconds, 4), tokens_per_s=round(tokens / max(seconds, 1e-9), 1))
         if cfg.schedule == "temperature":  # every rank gets the same means: the same next stage
             so_far.task_means.update(task_loss.reduce(accelerator))
             sampler.update_losses(so_far.task_means)
@@ -238,6 +247,7 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
             so_far.slots = slot_totals()
             slots.zero_()
             checkpoints.save(so_far.step)
+            last = time.perf_counter()  # the next step's time leaves the saving out
         if stop:
             break
     bar.close()
@@ -254,6 +264,8 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
                "stage_weights": sampler.drawn_weights, "task_losses": task_means,
                "padding": padding, "resumed_from": resumed_from}
         (out_dir / "train_log.json").write_text(json.dumps(log))
+        plot_losses(step_log.rows(), out_dir / PLOT, title=f"LLaVA training ({cfg.finetune}, {cfg.schedule} curriculum)",
+                    loss="loss (nats per answer token" + (f" + {cfg.recon_weight} × depth MSE)" if cfg.recon_weight else ")"))
     if so_far.step >= steps:  # complete: the checkpoints go (a run stopped by the clock keeps its own)
         checkpoints.finish()
     accelerator.wait_for_everyone()
@@ -262,19 +274,20 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
 
 
 def optimiser_step(model: Any, opt: Any, window: list[dict], accelerator: Any, cfg: LlavaTrainConfig,
-                   vocab: PerceptionVocab, task_loss: TaskLosses | None, slots: torch.Tensor) -> float:
+                   vocab: PerceptionVocab, task_loss: TaskLosses | None, slots: torch.Tensor) -> tuple[float, float]:
     """One optimiser step over ``window``, this rank's micro-batches of the step; returns the
-    step's loss over every rank. Every answer token of the step weighs alike, however its records
+    step's loss and its real tokens, over every rank. Every answer token of the step weighs alike, however its records
     are split into micro-batches and ranks: each micro-batch's summed loss is divided by the step's
     token count over every rank (one all-reduce). ``task_loss`` (the temperature schedule) gets
     every record's answer loss; ``slots`` counts (tokens, token slots) for the padding share."""
     targets = accelerator.reduce(torch.stack([answer_tokens(b["labels"]) for b in window]).sum(), reduction="sum")
-    step_loss = torch.zeros(2, device=accelerator.device)  # (token loss, reconstruction loss) of this rank
+    step_loss = torch.zeros(3, device=accelerator.device)  # (token loss, reconstruction loss, tokens) of this rank
     for k, batch in enumerate(window):
         task_index, segment = batch.pop("task_index"), batch.pop("segment", None)
         real = batch["attention_mask"] if segment is None else segment >= 0
         slots[0] += real.sum()
         slots[1] += real.numel()
+        step_loss[2] += real.sum()
         # gradients are reduced across ranks, clipped and applied after the window's last micro-batch
         accelerator.sync_gradients = k == len(window) - 1
         with contextlib.nullcontext() if accelerator.sync_gradients else accelerator.no_sync(model):
@@ -295,8 +308,8 @@ def optimiser_step(model: Any, opt: Any, window: list[dict], accelerator: Any, c
     accelerator.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
     opt.zero_grad(set_to_none=True)
-    token_loss, recon = accelerator.reduce(step_loss, reduction="sum").tolist()
-    return token_loss + recon / accelerator.num_processes
+    token_loss, recon, tokens = accelerator.reduce(step_loss, reduction="sum").tolist()
+    return token_loss + recon / accelerator.num_processes, tokens
 
 
 def steps_of(loader: Any, size: int) -> Iterator[list[dict]]:

@@ -175,6 +175,19 @@ def test_train_save_reload_generate(tmp_path, shared_data):
     losses = result["losses"]
     assert len(losses) == 48
     assert sum(losses[-8:]) / 8 < 0.9 * sum(losses[:8]) / 8
+    # every step logged as it ended: 4 stages of 12 steps, the warm-up's learning rate then the cosine's
+    import json
+
+    from PIL import Image
+
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 49)) and [r["loss"] for r in rows] == losses
+    assert [r["stage"] for r in rows] == [k // 12 for k in range(48)]
+    lrs = [r["lr"] for r in rows]
+    assert lrs[0] < lrs[1] == max(lrs) and lrs[-1] < lrs[len(lrs) // 2] < max(lrs)
+    assert all(r["tokens"] > 0 and r["tokens_per_s"] > 0 for r in rows)
+    with Image.open(tmp_path / "run" / "losses.png") as plot:
+        assert plot.format == "PNG" and plot.width > 600 and plot.height > 500
 
     model, processor, vocab = load_trained(tmp_path / "run", tmp_path / "base")
     merged, _, _ = load_trained(tmp_path / "run", tmp_path / "base", merge=True)
@@ -298,6 +311,11 @@ def test_a_killed_training_run_resumes_where_it_stopped(tmp_path, capsys):
         torch.testing.assert_close(weights[0][name], tensor, rtol=1e-5, atol=1e-7)
     for folder in (out, tmp_path / "whole"):
         assert not (folder / "checkpoint").exists() and not list(folder.glob(".checkpoint*"))
+    # the per-step log holds every step once, the killed run's steps past its checkpoint dropped
+    steps = [[json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()] for folder in
+             (out, tmp_path / "whole")]
+    assert [r["step"] for r in steps[0]] == list(range(1, 37)) == [r["step"] for r in steps[1]]
+    assert [r["loss"] for r in steps[0]] == pytest.approx([r["loss"] for r in steps[1]], rel=1e-6)
 
 
 def test_three_ranks_uneven_records_grad_accum_and_a_time_limit(tmp_path):
