@@ -1,6 +1,6 @@
 """What a LLaVA training run shows while it runs and after it: ``OUT/log.jsonl``, one JSON line
-per optimiser step as it ends (loss, learning rate, curriculum stage, real tokens, seconds,
-tokens/s), and ``OUT/losses.png``, the loss and the throughput of every step."""
+per optimiser step as it ends (loss, learning rate, the gradient's norm before clipping,
+curriculum stage, real tokens, seconds, tokens/s), and ``OUT/losses.png``, the loss and the throughput of every step."""
 
 from __future__ import annotations
 

@@ -227,16 +227,17 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     model.train()
     last = time.perf_counter()
     for window in steps_of(loader, cfg.grad_accum):
-        loss, tokens = optimiser_step(model, opt, window, accelerator, cfg, vocab,
-                                      task_loss if cfg.schedule == "temperature" else None, slots)
+        stats = optimiser_step(model, opt, window, accelerator, cfg, vocab,
+                               task_loss if cfg.schedule == "temperature" else None, slots)
         lr = schedule.get_last_lr()[0]
         schedule.step()
         so_far.step += 1
-        so_far.losses.append(loss)
+        so_far.losses.append(stats.loss)
         if step_log is not None:
             seconds, last = time.perf_counter() - last, time.perf_counter()
-            step_log.add(step=so_far.step, loss=loss, lr=lr, stage=int((so_far.step - 1) // per_stage), tokens=int(tokens),
-                         seconds=round(seconds, 4), tokens_per_s=round(tokens / max(seconds, 1e-9), 1))
+            step_log.add(step=so_far.step, loss=stats.loss, lr=lr, grad_norm=stats.grad_norm,
+                         stage=int((so_far.step - 1) // per_stage), tokens=stats.tokens, seconds=round(seconds, 4),
+                         tokens_per_s=round(stats.tokens / max(seconds, 1e-9), 1))
         if cfg.schedule == "temperature":  # every rank gets the same means: the same next stage
             so_far.task_means.update(task_loss.reduce(accelerator))
             sampler.update_losses(so_far.task_means)
@@ -273,10 +274,19 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
             "gradient_checkpointing": checkpointing, "padding": padding, "resumed_from": resumed_from}
 
 
+@dataclasses.dataclass(frozen=True)
+class StepStats:
+    """One optimiser step, over every rank: its loss, its real tokens (padding not counted), and
+    the gradient's norm before clipping (None under DeepSpeed, which clips on its own)."""
+
+    loss: float
+    tokens: int
+    grad_norm: float | None
+
+
 def optimiser_step(model: Any, opt: Any, window: list[dict], accelerator: Any, cfg: LlavaTrainConfig,
-                   vocab: PerceptionVocab, task_loss: TaskLosses | None, slots: torch.Tensor) -> tuple[float, float]:
-    """One optimiser step over ``window``, this rank's micro-batches of the step; returns the
-    step's loss and its real tokens, over every rank. Every answer token of the step weighs alike, however its records
+                   vocab: PerceptionVocab, task_loss: TaskLosses | None, slots: torch.Tensor) -> StepStats:
+    """One optimiser step over ``window``, this rank's micro-batches of the step. Every answer token of the step weighs alike, however its records
     are split into micro-batches and ranks: each micro-batch's summed loss is divided by the step's
     token count over every rank (one all-reduce). ``task_loss`` (the temperature schedule) gets
     every record's answer loss; ``slots`` counts (tokens, token slots) for the padding share."""
@@ -305,11 +315,14 @@ def optimiser_step(model: Any, opt: Any, window: list[dict], accelerator: Any, c
             accelerator.backward(loss)
         if task_loss is not None:
             task_loss.add(out.logits.detach(), batch["labels"], task_index, segment)
-    accelerator.clip_grad_norm_(model.parameters(), 1.0)
+    norm = accelerator.clip_grad_norm_(model.parameters(), 1.0)  # None under DeepSpeed, which clips itself
     opt.step()
     opt.zero_grad(set_to_none=True)
-    token_loss, recon, tokens = accelerator.reduce(step_loss, reduction="sum").tolist()
-    return token_loss + recon / accelerator.num_processes, tokens
+    reduced = accelerator.reduce(step_loss, reduction="sum")
+    if norm is not None:  # read with the step's other numbers: one host sync
+        reduced = torch.cat([reduced, torch.as_tensor(norm, dtype=reduced.dtype, device=reduced.device).reshape(1)])
+    token_loss, recon, tokens, *grad_norm = reduced.tolist()
+    return StepStats(token_loss + recon / accelerator.num_processes, int(tokens), grad_norm[0] if grad_norm else None)
 
 
 def steps_of(loader: Any, size: int) -> Iterator[list[dict]]:

@@ -185,7 +185,7 @@ def test_train_save_reload_generate(tmp_path, shared_data):
     assert [r["stage"] for r in rows] == [k // 12 for k in range(48)]
     lrs = [r["lr"] for r in rows]
     assert lrs[0] < lrs[1] == max(lrs) and lrs[-1] < lrs[len(lrs) // 2] < max(lrs)
-    assert all(r["tokens"] > 0 and r["tokens_per_s"] > 0 for r in rows)
+    assert all(r["tokens"] > 0 and r["tokens_per_s"] > 0 and r["grad_norm"] > 0 for r in rows)
     with Image.open(tmp_path / "run" / "losses.png") as plot:
         assert plot.format == "PNG" and plot.width > 600 and plot.height > 500
 
