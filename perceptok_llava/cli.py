@@ -137,7 +137,7 @@ def _train(args: argparse.Namespace) -> None:
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"out": result["out"], "steps": len(result["losses"]), "first_loss": result["losses"][0],
                           "last_loss": result["losses"][-1], "padding": round(result["padding"], 4),
-                          "resumed_from": result["resumed_from"]}))
+                          "resumed_from": result["resumed_from"], "complete": result["complete"]}))
 
 
 def _experiment(args: argparse.Namespace) -> None:

@@ -263,7 +263,7 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
         log = {"losses": losses, "config": dataclasses.asdict(cfg), "gradient_checkpointing": checkpointing,
                "stage_probabilities": sampler.drawn,
                "stage_weights": sampler.drawn_weights, "task_losses": task_means,
-               "padding": padding, "resumed_from": resumed_from}
+               "padding": padding, "resumed_from": resumed_from, "complete": so_far.step >= steps}
         (out_dir / "train_log.json").write_text(json.dumps(log))
         plot_losses(step_log.rows(), out_dir / PLOT, title=f"LLaVA training ({cfg.finetune}, {cfg.schedule} curriculum)",
                     loss="loss (nats per answer token" + (f" + {cfg.recon_weight} × depth MSE)" if cfg.recon_weight else ")"))
@@ -271,7 +271,8 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
         checkpoints.finish()
     accelerator.wait_for_everyone()
     return {"losses": losses, "out": str(out_dir), "vocab": vocab, "model": unwrapped,
-            "gradient_checkpointing": checkpointing, "padding": padding, "resumed_from": resumed_from}
+            "gradient_checkpointing": checkpointing, "padding": padding, "resumed_from": resumed_from,
+            "complete": so_far.step >= steps}
 
 
 @dataclasses.dataclass(frozen=True)

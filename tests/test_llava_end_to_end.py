@@ -294,7 +294,8 @@ def test_a_killed_training_run_resumes_where_it_stopped(tmp_path, capsys):
     assert len(said) == 1 and "batch_size 2 → 4" in said[0] and "--no-resume" in said[0] and "Traceback" not in error
     resumed = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert json.loads(resumed.stdout.splitlines()[-1])["resumed_from"] == killed_at
+    printed = json.loads(resumed.stdout.splitlines()[-1])
+    assert printed["resumed_from"] == killed_at and printed["complete"] is True
     assert f"resuming {out / 'checkpoint'} at step {killed_at} of 36" in resumed.stderr
     whole = subprocess.run([*command, "--out", str(tmp_path / "whole")], capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr[-3000:]
@@ -343,7 +344,9 @@ def test_three_ranks_uneven_records_grad_accum_and_a_time_limit(tmp_path):
     assert len({r["steps"] for r in ranks}) == 1 and len({r["weights"] for r in ranks}) == 1
     assert [r["checkpointing"] for r in ranks] == [1, 1, 1]  # rank 1 alone needed every layer checkpointed
     assert 1 <= ranks[0]["steps"] < 50  # stopped by the clock: 2 stages of 26 whole steps would be 52
-    # stopped by the clock, the run keeps a checkpoint of its last step, every rank's generators in it
+    # stopped by the clock, the run is not complete and keeps a checkpoint of its last step, with
+    # every rank's generators in it
+    assert json.loads((tmp_path / "run" / "train_log.json").read_text())["complete"] is False
     saved = json.loads((tmp_path / "run" / "checkpoint" / "progress.json").read_text())
     assert saved["step"] == ranks[0]["steps"] and saved["run"]["processes"] == 3
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoint").glob("random_states_*")) == \
