@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 4 on a GPU, at most the CPUs per process less one; 0 on a CPU)")
     t.add_argument("--seed", type=int, default=0, help="seed of data building and sampling (default: 0)")
     t.add_argument("--minutes", type=float, help="stop after this much wall time (rank 0 decides for every rank), "
-                   "with a checkpoint: the same command again goes on from there")
+                   "with a checkpoint: the same command again goes on from there (a SIGTERM stops a run the same way)")
     t.add_argument("--save-every", type=int, default=500,
                    help="save a checkpoint to OUT/checkpoint every N optimiser steps; the same command again resumes "
                         "from it (default: 500; 0: only when --minutes stops the run)")

@@ -5,7 +5,7 @@ number generators, and the run's progress (steps, losses, padding counts, task l
 
 It is written with accelerate's ``save_state`` (which also saves FSDP's and DeepSpeed's sharded
 states, their whole model included) every ``save_every`` optimiser steps and when the time limit
-stops a run, into a temporary folder put in place by renames (``replace_folder``), and removed
+or a SIGTERM stops a run, into a temporary folder put in place by renames (``replace_folder``), and removed
 when the run completes. Started again with the same command, a run loads it (``load_state``),
 skips the micro-batches it has trained on (``skip_first_batches``) and ends as an uninterrupted
 run would. ``OUT`` must be on a filesystem that every rank sees.

@@ -22,7 +22,9 @@ import itertools
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,7 +95,7 @@ class LlavaTrainConfig:
     workers: int | None = None
     seed: int = 0
     # Stop after this much wall time (rank 0's clock, broadcast, so every rank stops together),
-    # with a checkpoint: the same call again goes on from there.
+    # with a checkpoint: the same call again goes on from there. A SIGTERM stops a run the same way.
     minutes: float | None = None
     # Save a checkpoint to OUT/checkpoint every this many optimiser steps (0: only when ``minutes``
     # stops the run); a run started again with the same options resumes from it (unless
@@ -139,19 +141,34 @@ def apply_lora(model: Any, vocab: PerceptionVocab, cfg: LlavaTrainConfig) -> Any
     return get_peft_model(model, lora)
 
 
-class _StopClock:
-    """``minutes`` of wall time as rank 0 reads them, broadcast at every optimiser step."""
+class _EarlyStop:
+    """Whether to stop before the end, as rank 0 sees it, broadcast at every optimiser step so that
+    every rank stops at the same one: ``minutes`` of wall time are up, or the process got SIGTERM
+    (what a cluster sends before it ends or preempts a job; the run then saves a checkpoint and
+    returns). ``close`` gives SIGTERM back its previous handler."""
 
     def __init__(self, minutes: float | None, accelerator: Any):
         self.minutes, self.accelerator, self.started = minutes, accelerator, time.time()
+        self.signalled, self._previous = False, None
+        if threading.current_thread() is threading.main_thread():  # only there can Python take signals
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
 
-    def expired(self) -> bool:
-        if self.minutes is None:
-            return False
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.signalled = True
+
+    def now(self) -> bool:
+        late = self.minutes is not None and time.time() - self.started > self.minutes * 60
+        if self.accelerator.num_processes == 1:
+            return late or self.signalled
         from accelerate.utils import broadcast
 
-        flag = torch.tensor([float(time.time() - self.started > self.minutes * 60)], device=self.accelerator.device)
-        return bool(broadcast(flag, from_process=0)[0]) if self.accelerator.num_processes > 1 else bool(flag[0])
+        flag = torch.tensor([float(late or self.signalled)], device=self.accelerator.device)
+        return bool(broadcast(flag, from_process=0)[0])
+
+    def close(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
 
 
 def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict], cfg: LlavaTrainConfig,
@@ -213,7 +230,7 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
         loader = accelerator.skip_first_batches(loader, resumed_from * cfg.grad_accum)
         if progress and accelerator.is_main_process:
             print(f"train llava: resuming {checkpoints.folder} at step {resumed_from} of {steps}", file=sys.stderr)
-    clock = _StopClock(cfg.minutes, accelerator)
+    early = _EarlyStop(cfg.minutes, accelerator)
     task_loss = TaskLosses(task_names, accelerator.device)
     slots = torch.zeros(2, device=accelerator.device, dtype=torch.float64)  # (tokens, token slots) since the last save
 
@@ -226,31 +243,34 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     per_stage = sampler.stage_size / (global_batch * cfg.grad_accum)  # optimiser steps a curriculum stage
     model.train()
     last = time.perf_counter()
-    for window in steps_of(loader, cfg.grad_accum):
-        stats = optimiser_step(model, opt, window, accelerator, cfg, vocab,
-                               task_loss if cfg.schedule == "temperature" else None, slots)
-        lr = schedule.get_last_lr()[0]
-        schedule.step()
-        so_far.step += 1
-        so_far.losses.append(stats.loss)
-        if step_log is not None:
-            seconds, last = time.perf_counter() - last, time.perf_counter()
-            step_log.add(step=so_far.step, loss=stats.loss, lr=lr, grad_norm=stats.grad_norm,
-                         stage=int((so_far.step - 1) // per_stage), tokens=stats.tokens, seconds=round(seconds, 4),
-                         tokens_per_s=round(stats.tokens / max(seconds, 1e-9), 1))
-        if cfg.schedule == "temperature":  # every rank gets the same means: the same next stage
-            so_far.task_means.update(task_loss.reduce(accelerator))
-            sampler.update_losses(so_far.task_means)
-        bar.update(1)
-        bar.set_postfix(loss=f"{so_far.losses[-1]:.4f}")
-        stop = clock.expired()
-        if stop or (cfg.save_every and so_far.step % cfg.save_every == 0 and so_far.step < steps):
-            so_far.slots = slot_totals()
-            slots.zero_()
-            checkpoints.save(so_far.step)
-            last = time.perf_counter()  # the next step's time leaves the saving out
-        if stop:
-            break
+    try:
+        for window in steps_of(loader, cfg.grad_accum):
+            stats = optimiser_step(model, opt, window, accelerator, cfg, vocab,
+                                   task_loss if cfg.schedule == "temperature" else None, slots)
+            lr = schedule.get_last_lr()[0]
+            schedule.step()
+            so_far.step += 1
+            so_far.losses.append(stats.loss)
+            if step_log is not None:
+                seconds, last = time.perf_counter() - last, time.perf_counter()
+                step_log.add(step=so_far.step, loss=stats.loss, lr=lr, grad_norm=stats.grad_norm,
+                             stage=int((so_far.step - 1) // per_stage), tokens=stats.tokens, seconds=round(seconds, 4),
+                             tokens_per_s=round(stats.tokens / max(seconds, 1e-9), 1))
+            if cfg.schedule == "temperature":  # every rank gets the same means: the same next stage
+                so_far.task_means.update(task_loss.reduce(accelerator))
+                sampler.update_losses(so_far.task_means)
+            bar.update(1)
+            bar.set_postfix(loss=f"{so_far.losses[-1]:.4f}")
+            stop = early.now()
+            if stop or (cfg.save_every and so_far.step % cfg.save_every == 0 and so_far.step < steps):
+                so_far.slots = slot_totals()
+                slots.zero_()
+                checkpoints.save(so_far.step)
+                last = time.perf_counter()  # the next step's time leaves the saving out
+            if stop:
+                break
+    finally:
+        early.close()
     bar.close()
     tokens, total = slot_totals()
     padding = 1 - tokens / max(total, 1)  # the share of the batches' token slots that were padding
@@ -267,7 +287,7 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
         (out_dir / "train_log.json").write_text(json.dumps(log))
         plot_losses(step_log.rows(), out_dir / PLOT, title=f"LLaVA training ({cfg.finetune}, {cfg.schedule} curriculum)",
                     loss="loss (nats per answer token" + (f" + {cfg.recon_weight} × depth MSE)" if cfg.recon_weight else ")"))
-    if so_far.step >= steps:  # complete: the checkpoints go (a run stopped by the clock keeps its own)
+    if so_far.step >= steps:  # complete: the checkpoints go (a run stopped early keeps its own)
         checkpoints.finish()
     accelerator.wait_for_everyone()
     return {"losses": losses, "out": str(out_dir), "vocab": vocab, "model": unwrapped,

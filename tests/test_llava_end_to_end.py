@@ -319,6 +319,44 @@ def test_a_killed_training_run_resumes_where_it_stopped(tmp_path, capsys):
     assert [r["loss"] for r in steps[0]] == pytest.approx([r["loss"] for r in steps[1]], rel=1e-6)
 
 
+def test_sigterm_stops_training_with_a_checkpoint_to_resume_from(tmp_path):
+    """A cluster sends SIGTERM before it ends or preempts a job: the run finishes its optimiser
+    step, saves a checkpoint, the adapter and its log (not complete) and exits normally; the same
+    command then completes the run."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    lm_tok = tiny_lm_tokenizer()
+    tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>")).save_pretrained(tmp_path / "base")
+    tiny_processor(lm_tok).save_pretrained(tmp_path / "base")
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "perceptok_llava", "train", "--model", str(tmp_path / "base"),
+               "--tokenizers", "depth=depth:pooled,boxes,points", "--data", "synthetic:3", "--lora-r", "4",
+               "--batch-size", "2", "--stages", "2", "--samples-per-stage", "24", "--gradient-checkpointing", "off",
+               "--save-every", "0", "--out", str(out)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log, deadline = out / "log.jsonl", time.time() + 300
+    while time.time() < deadline and proc.poll() is None and \
+            (not log.is_file() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    printed = json.loads(stdout.splitlines()[-1])
+    assert printed["complete"] is False and 3 <= printed["steps"] < 24
+    assert json.loads((out / "checkpoint" / "progress.json").read_text())["step"] == printed["steps"]
+    assert (out / "adapter_model.safetensors").is_file()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    printed_again = json.loads(again.stdout.splitlines()[-1])
+    assert printed_again["complete"] is True and printed_again["resumed_from"] == printed["steps"]
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == list(range(1, 25))
+    assert not (out / "checkpoint").exists()
+
+
 def test_three_ranks_uneven_records_grad_accum_and_a_time_limit(tmp_path):
     """accelerate's prepared DataLoader over the curriculum: 3 gloo ranks, 301 records a stage,
     batch 2, grad_accum 2, a loader worker on each rank, a time limit read on rank 0 only while
