@@ -94,8 +94,9 @@ class LlavaTrainConfig:
     # stage is drawn with the task losses of that many steps earlier.
     workers: int | None = None
     seed: int = 0
-    # Stop after this much wall time (rank 0's clock, broadcast, so every rank stops together),
-    # with a checkpoint: the same call again goes on from there. A SIGTERM stops a run the same way.
+    # Stop after this much wall time (rank 0's clock, agreed by every rank, so all stop together),
+    # with a checkpoint: the same call again goes on from there. A SIGTERM to any rank stops a run
+    # the same way.
     minutes: float | None = None
     # Save a checkpoint to OUT/checkpoint every this many optimiser steps (0: only when ``minutes``
     # stops the run); a run started again with the same options resumes from it (unless
@@ -142,10 +143,10 @@ def apply_lora(model: Any, vocab: PerceptionVocab, cfg: LlavaTrainConfig) -> Any
 
 
 class _EarlyStop:
-    """Whether to stop before the end, as rank 0 sees it, broadcast at every optimiser step so that
-    every rank stops at the same one: ``minutes`` of wall time are up, or the process got SIGTERM
-    (what a cluster sends before it ends or preempts a job; the run then saves a checkpoint and
-    returns). ``close`` gives SIGTERM back its previous handler."""
+    """Whether to stop before the end, agreed at every optimiser step (one all-reduce) so that every
+    rank stops at the same one: ``minutes`` of wall time are up on rank 0's clock, or any rank got
+    SIGTERM (what a cluster sends before it ends or preempts a job; the run then saves a
+    checkpoint and returns). ``close`` gives SIGTERM back its previous handler."""
 
     def __init__(self, minutes: float | None, accelerator: Any):
         self.minutes, self.accelerator, self.started = minutes, accelerator, time.time()
@@ -157,13 +158,12 @@ class _EarlyStop:
         self.signalled = True
 
     def now(self) -> bool:
-        late = self.minutes is not None and time.time() - self.started > self.minutes * 60
+        late = self.accelerator.is_main_process and self.minutes is not None and \
+            time.time() - self.started > self.minutes * 60
         if self.accelerator.num_processes == 1:
             return late or self.signalled
-        from accelerate.utils import broadcast
-
         flag = torch.tensor([float(late or self.signalled)], device=self.accelerator.device)
-        return bool(broadcast(flag, from_process=0)[0])
+        return bool(self.accelerator.reduce(flag, reduction="sum")[0] > 0)
 
     def close(self) -> None:
         if self._previous is not None:

@@ -6,6 +6,9 @@ times as fast: a rank that stopped on its own clock would leave the others block
 out of memory unless every layer is checkpointed ("auto" must choose that on every rank).
 
     python -m torch.distributed.run --nproc_per_node=3 tests/ddp_llava_worker.py BASE OUT MINUTES
+
+With ``sigterm`` in place of MINUTES, there is no time limit and rank 2 alone gets SIGTERM (as
+from a cluster) during its 3rd optimiser step: every rank must stop after that step.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -28,10 +32,25 @@ from llava_fixtures import short_of_memory
 from skewed_clock import SkewedClock
 
 
-def main(base: str, out: str, minutes: float) -> None:
+def sigterm_at_step(step: int) -> None:
+    """This process gets SIGTERM during its ``step``-th optimiser step."""
+    real, taken = train.optimiser_step, []
+
+    def counted(*args, **kwargs):
+        taken.append(1)
+        if len(taken) == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    train.optimiser_step = counted
+
+
+def main(base: str, out: str, minutes: float | None) -> None:
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     train.time = SkewedClock(1.0 + int(os.environ["RANK"]))
+    if minutes is None and int(os.environ["RANK"]) == 2:
+        sigterm_at_step(3)
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration.from_pretrained(base)
     if int(os.environ["RANK"]) == 1:
@@ -51,9 +70,10 @@ def main(base: str, out: str, minutes: float) -> None:
         if p.requires_grad:
             digest.update(name.encode() + p.detach().float().cpu().contiguous().numpy().tobytes())
     Path(out, f"rank{dist.get_rank()}.json").write_text(json.dumps({"steps": len(result["losses"]),
+                                                                    "complete": result["complete"],
                                                                     "weights": digest.hexdigest(),
                                                                     "checkpointing": result["gradient_checkpointing"]}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], float(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], None if sys.argv[3] == "sigterm" else float(sys.argv[3]))

@@ -357,14 +357,16 @@ def test_sigterm_stops_training_with_a_checkpoint_to_resume_from(tmp_path):
     assert not (out / "checkpoint").exists()
 
 
-def test_three_ranks_uneven_records_grad_accum_and_a_time_limit(tmp_path):
+@pytest.mark.parametrize("stop", ["clock", "sigterm"])
+def test_three_ranks_uneven_records_grad_accum_and_an_early_stop(tmp_path, stop):
     """accelerate's prepared DataLoader over the curriculum: 3 gloo ranks, 301 records a stage,
-    batch 2, grad_accum 2, a loader worker on each rank, a time limit read on rank 0 only while
-    the other ranks' clocks run 2 and 3 times as fast, and gradient checkpointing "auto" with
+    batch 2, grad_accum 2, a loader worker on each rank, and gradient checkpointing "auto" with
     rank 1 alone needing every layer checkpointed (every rank must choose that, after the same
-    number of trial steps). Every rank must take the same optimiser steps and end with the same
-    weights; a rank with one batch more (the old [rank::world] shards) or one that stopped on its
-    own clock would block the others in all-reduce until the timeout below."""
+    number of trial steps). The run stops early: ``clock``, a time limit read on rank 0 only while
+    the other ranks' clocks run 2 and 3 times as fast; ``sigterm``, rank 2 alone gets SIGTERM in
+    its 3rd step. Every rank must take the same optimiser steps and end with the same weights; a
+    rank with one batch more (the old [rank::world] shards) or one that stopped on its own would
+    block the others in all-reduce until the timeout below."""
     import json
     import subprocess
     import sys
@@ -375,15 +377,17 @@ def test_three_ranks_uneven_records_grad_accum_and_a_time_limit(tmp_path):
     tiny_processor(lm_tok).save_pretrained(tmp_path / "base")
     worker = Path(__file__).with_name("ddp_llava_worker.py")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=3", str(worker), str(tmp_path / "base"),
-           str(tmp_path / "run"), "0.1"]
+           str(tmp_path / "run"), "0.1" if stop == "clock" else "sigterm"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # about a minute when correct
     assert out.returncode == 0, out.stderr[-3000:]
     ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in range(3)]
     assert len({r["steps"] for r in ranks}) == 1 and len({r["weights"] for r in ranks}) == 1
     assert [r["checkpointing"] for r in ranks] == [1, 1, 1]  # rank 1 alone needed every layer checkpointed
-    assert 1 <= ranks[0]["steps"] < 50  # stopped by the clock: 2 stages of 26 whole steps would be 52
-    # stopped by the clock, the run is not complete and keeps a checkpoint of its last step, with
-    # every rank's generators in it
+    # 2 stages of 26 whole steps would be 52
+    assert 1 <= ranks[0]["steps"] < 50 if stop == "clock" else ranks[0]["steps"] == 3
+    # stopped early, the run is not complete and keeps a checkpoint of its last step, with every
+    # rank's generators in it
+    assert not any(r["complete"] for r in ranks)
     assert json.loads((tmp_path / "run" / "train_log.json").read_text())["complete"] is False
     saved = json.loads((tmp_path / "run" / "checkpoint" / "progress.json").read_text())
     assert saved["step"] == ranks[0]["steps"] and saved["run"]["processes"] == 3
