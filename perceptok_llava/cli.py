@@ -132,12 +132,14 @@ def _train(args: argparse.Namespace) -> None:
                            samples_per_stage=args.samples_per_stage, schedule=args.schedule,
                            recon_weight=args.recon_weight, gradient_checkpointing=CHECKPOINTING[args.gradient_checkpointing],
                            group_by_length=args.group_by_length, pack=args.pack, workers=args.workers,
-                           seed=args.seed, minutes=args.minutes, save_every=args.save_every, resume=not args.no_resume)
+                           seed=args.seed, minutes=args.minutes, save_every=args.save_every, resume=not args.no_resume,
+                           val_fraction=args.val_fraction, eval_every=args.eval_every)
     result = train_llava(model, processor, tokenizers, records, cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"out": result["out"], "steps": len(result["losses"]), "first_loss": result["losses"][0],
                           "last_loss": result["losses"][-1], "padding": round(result["padding"], 4),
-                          "resumed_from": result["resumed_from"], "complete": result["complete"]}))
+                          "resumed_from": result["resumed_from"], "complete": result["complete"],
+                          **({"held_out_loss": result["held_out_loss"]} if "held_out_loss" in result else {})}))
 
 
 def _experiment(args: argparse.Namespace) -> None:
@@ -216,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "record a row padded to the longest; 2 pads far less)")
     t.add_argument("--workers", type=int, help="processes preparing batches while the model trains "
                    "(default: 4 on a GPU, at most the CPUs per process less one; 0 on a CPU)")
+    t.add_argument("--val-fraction", type=float, default=0.0,
+                   help="hold out this share of the source samples (every record built from each) and report "
+                        "their answer loss as training goes (default: 0, none)")
+    t.add_argument("--eval-every", type=int,
+                   help="optimiser steps between held-out losses (default: the end of every curriculum stage)")
     t.add_argument("--seed", type=int, default=0, help="seed of data building and sampling (default: 0)")
     t.add_argument("--minutes", type=float, help="stop after this much wall time (rank 0 decides for every rank), "
                    "with a checkpoint: the same command again goes on from there (a SIGTERM stops a run the same way)")

@@ -48,6 +48,22 @@ def reconstruction_loss(logits: torch.Tensor, labels: torch.Tensor, vocab: Perce
     return errors / count if count else errors
 
 
+def record_losses(logits: torch.Tensor, labels: torch.Tensor, records: int,
+                  segment: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each record's mean loss over its answer tokens, ``(records,)`` float64, and how many it has
+    ``(records,)`` int64 (a record without answer tokens gets a loss of 0). logits ``(B, K, V)`` and labels
+    ``(B, K)`` (K ≤ T: the last K positions, ``keep_answer_logits``) are read at the answer
+    positions only (not the whole batch in float32); ``segment`` ``(B, T)`` names each input
+    token's record in packed rows (default: row i is record i)."""
+    target = labels[:, 1:]  # token t predicts t + 1
+    rows, cols = (target != IGNORE).nonzero(as_tuple=True)
+    ce = F.cross_entropy(logits[rows, cols].float(), target[rows, cols], reduction="none").double()
+    record = rows if segment is None else segment[:, -target.shape[1]:][rows, cols].to(rows.device)
+    sums = torch.bincount(record, weights=ce, minlength=records)  # per record, float64
+    counted = torch.bincount(record, minlength=records)
+    return sums / counted.clamp_min(1), counted
+
+
 class TaskLosses:
     """Per-task sums and counts of per-record answer losses between optimiser steps."""
 
@@ -57,21 +73,12 @@ class TaskLosses:
 
     def add(self, logits: torch.Tensor, labels: torch.Tensor, task_index: torch.Tensor,
             segment: torch.Tensor | None = None) -> None:
-        """Each record's mean loss over its answer tokens, added to its task's sums. logits
-        ``(B, K, V)`` and labels ``(B, K)`` (K ≤ T: the last K positions, ``keep_answer_logits``)
-        are read at the answer positions only (not the whole batch in float32); ``segment``
-        ``(B, T)`` names each input token's record in packed rows (default: row i is record i), and
+        """Each record's mean answer loss (``record_losses``) added to its task's sums;
         ``task_index`` gives each record's task."""
-        target = labels[:, 1:]  # token t predicts t + 1
-        rows, cols = (target != IGNORE).nonzero(as_tuple=True)
-        ce = F.cross_entropy(logits[rows, cols].float(), target[rows, cols], reduction="none").double()
-        record = rows if segment is None else segment[:, -target.shape[1]:][rows, cols].to(rows.device)
-        sums = torch.bincount(record, weights=ce, minlength=len(task_index))  # per record, float64
-        counted = torch.bincount(record, minlength=len(task_index))
-        seen = (counted > 0).double()
+        means, counted = record_losses(logits, labels, len(task_index), segment)
         task_index = task_index.to(self.totals.device)
-        self.totals[0].index_add_(0, task_index, (sums / counted.clamp_min(1) * seen).to(self.totals.device))
-        self.totals[1].index_add_(0, task_index, seen.to(self.totals.device))
+        self.totals[0].index_add_(0, task_index, means.to(self.totals.device))
+        self.totals[1].index_add_(0, task_index, (counted > 0).double().to(self.totals.device))
 
     def reduce(self, accelerator: Any) -> dict[str, float]:
         """Means over every rank since the last call (tasks not seen are left out); resets."""

@@ -1,6 +1,6 @@
 """What a LLaVA training run shows while it runs and after it: ``OUT/log.jsonl``, one JSON line
 per optimiser step as it ends (loss, learning rate, the gradient's norm before clipping,
-curriculum stage, real tokens, seconds, tokens/s), and ``OUT/losses.png``, the loss and the throughput of every step."""
+curriculum stage, real tokens, seconds, tokens/s, and the held-out loss where it was measured), and ``OUT/losses.png``, the loss and the throughput of every step."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def _lines(path: Path) -> list[tuple[str, dict]]:
 def plot_losses(rows: list[dict], path: str | Path, title: str = "LLaVA training",
                 loss: str = "loss (nats per answer token)") -> None:
     """Two panels over the optimiser steps of ``rows`` (``StepLog`` rows): the loss of each step
-    (what it is: ``loss``) with its moving mean, and the real tokens per second; curriculum stages
-    start at the dotted lines."""
+    (what it is: ``loss``) with its moving mean and the held-out records' loss where it was
+    measured, and the real tokens per second; curriculum stages start at the dotted lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,6 +62,10 @@ def plot_losses(rows: list[dict], path: str | Path, title: str = "LLaVA training
     if window > 1:
         means = [sum(losses[max(0, i + 1 - window) : i + 1]) / min(window, i + 1) for i in range(len(losses))]
         top.plot(steps, means, color="tab:blue", linewidth=2, label=f"mean of the last {window} steps")
+    held = [r for r in rows if "held_out_loss" in r]
+    if held:
+        top.plot([r["step"] for r in held], [r["held_out_loss"] for r in held], "o-", color="tab:orange",
+                 markersize=5, label="held-out records")
     top.set_ylabel(loss)
     top.set_title(f"{title}: {len(rows)} optimiser steps")
     bottom.plot(steps, [r["tokens_per_s"] for r in rows], color="tab:green", linewidth=1)

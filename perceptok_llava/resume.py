@@ -28,19 +28,20 @@ CHECKPOINT = "checkpoint"
 TRAINED = "trained.safetensors"
 PROGRESS = "progress.json"
 # options a resumed run may change: where and how long it runs, and how it saves memory or time
-FREE_OPTIONS = ("out", "minutes", "workers", "save_every", "resume", "gradient_checkpointing")
+FREE_OPTIONS = ("out", "minutes", "workers", "save_every", "resume", "gradient_checkpointing", "eval_every")
 
 
 @dataclasses.dataclass
 class Progress:
     """A run's progress, saved with its checkpoints: optimiser steps taken, the loss of each, the
-    (tokens, token slots) of every rank up to the last checkpoint (for the padding share), and the
-    latest mean answer loss per task."""
+    (tokens, token slots) of every rank up to the last checkpoint (for the padding share), the
+    latest mean answer loss per task, and the latest held-out losses."""
 
     step: int = 0
     losses: list[float] = dataclasses.field(default_factory=list)
     slots: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0])
     task_means: dict[str, float] = dataclasses.field(default_factory=dict)
+    held_out: dict = dataclasses.field(default_factory=dict)  # the latest held-out losses
 
     def state_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -38,6 +38,7 @@ from perceptok_llava.batches import answer_tokens, check_image_tokens, longest, 
 from perceptok_llava.checkpointing import least_checkpointing, set_checkpointing
 from perceptok_llava.curriculum import CurriculumSampler
 from perceptok_llava.data import ATOMIC_TASKS
+from perceptok_llava.held_out import held_out_losses, split_held_out
 from perceptok_llava.losses import TaskLosses, reconstruction_loss
 from perceptok_llava.monitor import PLOT, StepLog, plot_losses
 from perceptok_llava.resume import Checkpoints, Progress, run_key
@@ -94,6 +95,11 @@ class LlavaTrainConfig:
     # stage is drawn with the task losses of that many steps earlier.
     workers: int | None = None
     seed: int = 0
+    # Hold out about this share of the source samples (all the records built from each, so no
+    # image is both trained on and held out) and report their answer loss every ``eval_every``
+    # optimiser steps (None: at the end of every curriculum stage) and at the end; 0: none.
+    val_fraction: float = 0.0
+    eval_every: int | None = None
     # Stop after this much wall time (rank 0's clock, agreed by every rank, so all stop together),
     # with a checkpoint: the same call again goes on from there. A SIGTERM to any rank stops a run
     # the same way.
@@ -121,6 +127,10 @@ class LlavaTrainConfig:
             raise ValueError(f"workers must be ≥ 0, got {self.workers}")
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError(f"minutes must be positive, got {self.minutes}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise ValueError(f"eval_every must be ≥ 1 (or None: every curriculum stage), got {self.eval_every}")
         if self.save_every < 0:
             raise ValueError(f"save_every must be ≥ 0 (0: save only when the time limit stops a run), got {self.save_every}")
         if self.gradient_checkpointing not in (True, False, "auto"):
@@ -176,8 +186,9 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     """Add the perception vocabularies, train with the curriculum, save to ``cfg.out``.
 
     Runs under ``accelerate`` (one process, ``torchrun``/``accelerate launch`` DDP, or FSDP and
-    DeepSpeed from an accelerate config). Returns the per-step losses, the saved paths and the
-    share of the batches' token slots that were padding."""
+    DeepSpeed from an accelerate config). Returns the per-step losses, the saved paths, the share
+    of the batches' token slots that were padding, whether the run is complete, and the latest
+    held-out losses (``held_out_loss``, ``held_out_tasks``) where ``val_fraction`` asks for them."""
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
     from transformers import get_cosine_schedule_with_warmup
@@ -187,6 +198,9 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not cuda, dataloader_config=DataLoaderConfiguration(non_blocking=cuda))
     torch.manual_seed(cfg.seed)
+    task_names = sorted({r["task"] for r in records})
+    key = run_key(dataclasses.asdict(cfg), records, accelerator.num_processes)
+    records, held = split_held_out(records, cfg.val_fraction, cfg.seed)
     check_image_tokens(model, processor, records[0])
     vocab = add_perception_tokens(model, processor.tokenizer, tokenizers)
     if cfg.gradient_checkpointing is True:
@@ -199,7 +213,6 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     others = [p for n, p in model.named_parameters() if p.requires_grad and "multi_modal_projector" not in n]
     opt = torch.optim.AdamW([{"params": others, "lr": cfg.lr}, {"params": projector, "lr": cfg.projector_lr}],
                             weight_decay=0.0)
-    task_names = sorted({r["task"] for r in records})
     lengths = token_lengths(records, processor.tokenizer)
     # One global curriculum order; accelerate's prepared loader gives each rank every
     # num_processes-th batch, and every stage holds a whole number of batches on every rank.
@@ -210,21 +223,22 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
                                 group_size=global_batch * cfg.grad_accum if cfg.group_by_length == "step" else None)
     # the loader's own generator: starting its iterator (again, on resuming) leaves the global
     # random stream, which LoRA's dropout reads, as it was
+    batches = functools.partial(training_batch, processor=processor, task_names=task_names, per_row=cfg.pack)
     loader = DataLoader(records, batch_size=cfg.batch_size, sampler=sampler, num_workers=loader_workers(cfg.workers),
-                        pin_memory=cuda, generator=torch.Generator().manual_seed(cfg.seed),
-                        collate_fn=functools.partial(training_batch, processor=processor, task_names=task_names,
-                                                     per_row=cfg.pack))
+                        pin_memory=cuda, generator=torch.Generator().manual_seed(cfg.seed), collate_fn=batches)
+    held_loader = DataLoader(held, batch_size=cfg.batch_size, num_workers=loader_workers(cfg.workers), pin_memory=cuda,
+                             collate_fn=batches) if held else None
     checkpointing = int(cfg.gradient_checkpointing is True)  # every n-th layer; 0: none
     if cfg.gradient_checkpointing == "auto":  # decided before DDP wraps the model, which must see every rank alike
         checkpointing = least_checkpointing(model, loader.collate_fn(longest(records, lengths, cfg.batch_size)), accelerator)
     model, opt, loader = accelerator.prepare(model, opt, loader)
+    if held_loader is not None:
+        held_loader = accelerator.prepare(held_loader)
     steps = max(1, math.ceil(len(loader) / cfg.grad_accum))
     schedule = get_cosine_schedule_with_warmup(opt, max(1, round(0.03 * steps)), steps)
     so_far = Progress()  # steps, losses, padding counts, task losses: saved with the checkpoints
     out_dir, unwrapped = Path(cfg.out), accelerator.unwrap_model(model)
-    checkpoints = Checkpoints(accelerator, unwrapped, out_dir, run_key(dataclasses.asdict(cfg), records,
-                                                                       accelerator.num_processes),
-                              [schedule, sampler, so_far])
+    checkpoints = Checkpoints(accelerator, unwrapped, out_dir, key, [schedule, sampler, so_far])
     resumed_from = checkpoints.resume() if cfg.resume else 0
     if resumed_from:
         loader = accelerator.skip_first_batches(loader, resumed_from * cfg.grad_accum)
@@ -241,6 +255,7 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     bar = tqdm(total=steps, initial=so_far.step, desc="train llava", disable=not progress or not accelerator.is_main_process)
     step_log = StepLog(out_dir, resumed_from) if accelerator.is_main_process else None
     per_stage = sampler.stage_size / (global_batch * cfg.grad_accum)  # optimiser steps a curriculum stage
+    eval_every = cfg.eval_every or max(1, round(per_stage))
     model.train()
     last = time.perf_counter()
     try:
@@ -251,11 +266,16 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
             schedule.step()
             so_far.step += 1
             so_far.losses.append(stats.loss)
+            seconds, last = time.perf_counter() - last, time.perf_counter()
+            evaluated = {}
+            if held_loader is not None and (so_far.step % eval_every == 0 or so_far.step == steps):
+                result = held_out_losses(model, held_loader, accelerator, task_names)
+                so_far.held_out = evaluated = {"held_out_loss": result.loss, "held_out_tasks": result.tasks}
+                last = time.perf_counter()  # the next step's time leaves the evaluation out
             if step_log is not None:
-                seconds, last = time.perf_counter() - last, time.perf_counter()
                 step_log.add(step=so_far.step, loss=stats.loss, lr=lr, grad_norm=stats.grad_norm,
                              stage=int((so_far.step - 1) // per_stage), tokens=stats.tokens, seconds=round(seconds, 4),
-                             tokens_per_s=round(stats.tokens / max(seconds, 1e-9), 1))
+                             tokens_per_s=round(stats.tokens / max(seconds, 1e-9), 1), **evaluated)
             if cfg.schedule == "temperature":  # every rank gets the same means: the same next stage
                 so_far.task_means.update(task_loss.reduce(accelerator))
                 sampler.update_losses(so_far.task_means)
@@ -283,7 +303,8 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
         log = {"losses": losses, "config": dataclasses.asdict(cfg), "gradient_checkpointing": checkpointing,
                "stage_probabilities": sampler.drawn,
                "stage_weights": sampler.drawn_weights, "task_losses": task_means,
-               "padding": padding, "resumed_from": resumed_from, "complete": so_far.step >= steps}
+               "padding": padding, "resumed_from": resumed_from, "complete": so_far.step >= steps,
+               **so_far.held_out}
         (out_dir / "train_log.json").write_text(json.dumps(log))
         plot_losses(step_log.rows(), out_dir / PLOT, title=f"LLaVA training ({cfg.finetune}, {cfg.schedule} curriculum)",
                     loss="loss (nats per answer token" + (f" + {cfg.recon_weight} × depth MSE)" if cfg.recon_weight else ")"))
@@ -292,7 +313,7 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     accelerator.wait_for_everyone()
     return {"losses": losses, "out": str(out_dir), "vocab": vocab, "model": unwrapped,
             "gradient_checkpointing": checkpointing, "padding": padding, "resumed_from": resumed_from,
-            "complete": so_far.step >= steps}
+            "complete": so_far.step >= steps, **so_far.held_out}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -159,6 +159,26 @@ def test_logits_only_from_the_first_answer_on_give_the_same_losses_and_gradients
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
 
 
+def cfg_tasks(records: list[dict]) -> set[str]:
+    return {r["task"] for r in records}
+
+
+def test_held_out_records_share_no_source_image_with_training():
+    from perceptok_llava.held_out import sample_of, split_held_out
+
+    records = build_records(synthetic_samples(10, size=(64, 80)), **tokenizers(), seed=0)
+    train, held = split_held_out(records, 0.2, seed=0)
+    assert len(train) + len(held) == len(records)
+    assert {sample_of(r) for r in held} == {sample_of(r) for r in held} - {sample_of(r) for r in train}
+    assert len({sample_of(r) for r in held}) == 2 and {id(r["image"]) for r in held}.isdisjoint(
+        id(r["image"]) for r in train)
+    assert split_held_out(records, 0.2, seed=0) == (train, held)  # the same split on every rank and every run
+    assert split_held_out(records, 0.2, seed=1)[1] != held
+    assert split_held_out(records, 0.01, seed=0)[1]  # at least one sample
+    with pytest.raises(ValueError, match="nothing to train on"):
+        split_held_out(records, 0.99, seed=0)
+
+
 def test_train_save_reload_generate(tmp_path, shared_data):
     torch.manual_seed(0)
     lm_tok = tiny_lm_tokenizer()
@@ -170,7 +190,8 @@ def test_train_save_reload_generate(tmp_path, shared_data):
     samples += list(coco_samples(shared_data / "boxes" / "voc100" / "instances.json"))[:2]
     records = build_records(samples, **tokenizers())
     cfg = LlavaTrainConfig(out=str(tmp_path / "run"), lora_r=8, lora_alpha=16, lr=3e-3, projector_lr=3e-4,
-                           batch_size=4, stages=4, samples_per_stage=48, recon_weight=0.1, gradient_checkpointing=False)
+                           batch_size=4, stages=4, samples_per_stage=48, recon_weight=0.1, gradient_checkpointing=False,
+                           val_fraction=0.2)
     result = train_llava(base, processor, tokenizers(), records, cfg, progress=False)
     losses = result["losses"]
     assert len(losses) == 48
@@ -186,6 +207,10 @@ def test_train_save_reload_generate(tmp_path, shared_data):
     lrs = [r["lr"] for r in rows]
     assert lrs[0] < lrs[1] == max(lrs) and lrs[-1] < lrs[len(lrs) // 2] < max(lrs)
     assert all(r["tokens"] > 0 and r["tokens_per_s"] > 0 and r["grad_norm"] > 0 for r in rows)
+    # 2 of the 10 source samples held out, scored at the end of every stage: the loss falls there too
+    held = [r for r in rows if "held_out_loss" in r]
+    assert [r["step"] for r in held] == [12, 24, 36, 48] and held[-1]["held_out_loss"] < 0.97 * held[0]["held_out_loss"]
+    assert result["held_out_loss"] == held[-1]["held_out_loss"] and set(result["held_out_tasks"]) <= set(cfg_tasks(records))
     with Image.open(tmp_path / "run" / "losses.png") as plot:
         assert plot.format == "PNG" and plot.width > 600 and plot.height > 500
 
@@ -233,7 +258,8 @@ def test_training_entry_point_under_torchrun_gloo(tmp_path):
     tiny_processor(lm_tok).save_pretrained(tmp_path / "base")
     args = ["train", "--model", str(tmp_path / "base"), "--tokenizers", "depth=depth:pooled,boxes,points",
             "--data", "synthetic:3", "--lora-r", "4", "--stages", "2", "--samples-per-stage", "8",
-            "--gradient-checkpointing", "off", "--group-by-length", "stage", "--workers", "1", "--lora-dropout", "0"]
+            "--gradient-checkpointing", "off", "--group-by-length", "stage", "--workers", "1", "--lora-dropout", "0",
+            "--val-fraction", "0.34"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "perceptok_llava", *args,
            "--out", str(tmp_path / "run"), "--batch-size", "2"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -246,8 +272,11 @@ def test_training_entry_point_under_torchrun_gloo(tmp_path):
     assert (tmp_path / "run" / "adapter_model.safetensors").exists()
     assert (tmp_path / "run" / "perception_vocab.json").exists()
     assert llava_cli([*args, "--out", str(tmp_path / "one"), "--batch-size", "4"]) == 0
-    alone = json.loads((tmp_path / "one" / "train_log.json").read_text())["losses"]
-    assert log["losses"] == pytest.approx(alone, rel=1e-4)
+    alone = json.loads((tmp_path / "one" / "train_log.json").read_text())
+    assert log["losses"] == pytest.approx(alone["losses"], rel=1e-4)
+    # the held-out sample (one of 3) scored over both ranks, each record once: as by one process
+    assert printed[0]["held_out_loss"] == log["held_out_loss"] == pytest.approx(alone["held_out_loss"], rel=1e-4)
+    assert log["held_out_tasks"] == pytest.approx(alone["held_out_tasks"], rel=1e-4) and len(log["held_out_tasks"]) >= 4
 
 
 def test_a_killed_training_run_resumes_where_it_stopped(tmp_path, capsys):
