@@ -65,7 +65,7 @@ def plot_losses(rows: list[dict], path: str | Path, title: str = "LLaVA training
     held = [r for r in rows if "held_out_loss" in r]
     if held:
         top.plot([r["step"] for r in held], [r["held_out_loss"] for r in held], "o-", color="tab:orange",
-                 markersize=5, label="held-out records")
+                 markersize=5, label="held-out records (every task)")
     top.set_ylabel(loss)
     top.set_title(f"{title}: {len(rows)} optimiser steps")
     bottom.plot(steps, [r["tokens_per_s"] for r in rows], color="tab:green", linewidth=1)
