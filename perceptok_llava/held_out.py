@@ -1,6 +1,6 @@
 """Held-out records for LLaVA training: a split by source sample (no image is both trained on and
-held out, though a sample gives records of several tasks), and each task's mean answer loss over
-the held-out records, every record counted once over all ranks."""
+held out, though a sample gives records of several tasks), and the answer losses of the held-out
+records, overall and per task, every record counted once over all ranks."""
 
 from __future__ import annotations
 

@@ -34,6 +34,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from perceptok.checkpoint import write_text
 from perceptok_llava.batches import answer_tokens, check_image_tokens, longest, token_lengths, training_batch
 from perceptok_llava.checkpointing import least_checkpointing, set_checkpointing
 from perceptok_llava.curriculum import CurriculumSampler
@@ -244,7 +245,6 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
         loader = accelerator.skip_first_batches(loader, resumed_from * cfg.grad_accum)
         if progress and accelerator.is_main_process:
             print(f"train llava: resuming {checkpoints.folder} at step {resumed_from} of {steps}", file=sys.stderr)
-    early = _EarlyStop(cfg.minutes, accelerator)
     task_loss = TaskLosses(task_names, accelerator.device)
     slots = torch.zeros(2, device=accelerator.device, dtype=torch.float64)  # (tokens, token slots) since the last save
 
@@ -258,6 +258,7 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     eval_every = cfg.eval_every or max(1, round(per_stage))
     model.train()
     last = time.perf_counter()
+    early = _EarlyStop(cfg.minutes, accelerator)  # from here to ``close``, SIGTERM stops the run at a step's end
     try:
         for window in steps_of(loader, cfg.grad_accum):
             stats = optimiser_step(model, opt, window, accelerator, cfg, vocab,
@@ -305,7 +306,7 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
                "stage_weights": sampler.drawn_weights, "task_losses": task_means,
                "padding": padding, "resumed_from": resumed_from, "complete": so_far.step >= steps,
                **so_far.held_out}
-        (out_dir / "train_log.json").write_text(json.dumps(log))
+        write_text(out_dir / "train_log.json", json.dumps(log))
         plot_losses(step_log.rows(), out_dir / PLOT, title=f"LLaVA training ({cfg.finetune}, {cfg.schedule} curriculum)",
                     loss="loss (nats per answer token" + (f" + {cfg.recon_weight} × depth MSE)" if cfg.recon_weight else ")"))
     if so_far.step >= steps:  # complete: the checkpoints go (a run stopped early keeps its own)
