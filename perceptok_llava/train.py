@@ -15,6 +15,7 @@ depth map's codes).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -240,6 +241,11 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     so_far = Progress()  # steps, losses, padding counts, task losses: saved with the checkpoints
     out_dir, unwrapped = Path(cfg.out), accelerator.unwrap_model(model)
     checkpoints = Checkpoints(accelerator, unwrapped, out_dir, key, [schedule, sampler, so_far])
+    if progress and accelerator.is_main_process:
+        counts = collections.Counter(r["task"] for r in records)
+        print(f"train llava: {len(records)} records ({', '.join(f'{t} {n}' for t, n in sorted(counts.items()))}), "
+              f"{len(held)} held out; {steps} optimiser steps of {global_batch * cfg.grad_accum} records on "
+              f"{accelerator.num_processes} process{'es' * (accelerator.num_processes > 1)}", file=sys.stderr)
     resumed_from = checkpoints.resume() if cfg.resume else 0
     if resumed_from:
         loader = accelerator.skip_first_batches(loader, resumed_from * cfg.grad_accum)

@@ -326,6 +326,7 @@ def test_a_killed_training_run_resumes_where_it_stopped(tmp_path, capsys):
     printed = json.loads(resumed.stdout.splitlines()[-1])
     assert printed["resumed_from"] == killed_at and printed["complete"] is True
     assert f"resuming {out / 'checkpoint'} at step {killed_at} of 36" in resumed.stderr
+    assert "0 held out; 36 optimiser steps of 2 records on 1 process" in resumed.stderr
     whole = subprocess.run([*command, "--out", str(tmp_path / "whole")], capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr[-3000:]
     logs = [json.loads((folder / "train_log.json").read_text()) for folder in (out, tmp_path / "whole")]
