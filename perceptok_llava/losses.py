@@ -50,11 +50,11 @@ def reconstruction_loss(logits: torch.Tensor, labels: torch.Tensor, vocab: Perce
 
 def record_losses(logits: torch.Tensor, labels: torch.Tensor, records: int,
                   segment: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each record's mean loss over its answer tokens, ``(records,)`` float64, and how many it has
-    ``(records,)`` int64 (a record without answer tokens gets a loss of 0). logits ``(B, K, V)`` and labels
-    ``(B, K)`` (K ≤ T: the last K positions, ``keep_answer_logits``) are read at the answer
-    positions only (not the whole batch in float32); ``segment`` ``(B, T)`` names each input
-    token's record in packed rows (default: row i is record i)."""
+    """Each record's mean loss over its answer tokens, ``(records,)`` float64, and how many it has,
+    ``(records,)`` int64 (a record without answer tokens gets a loss of 0). logits ``(B, K, V)``
+    and labels ``(B, K)`` (K ≤ T: the last K positions, ``keep_answer_logits``) are read at the
+    answer positions only (not the whole batch in float32); ``segment`` ``(B, T)`` names each
+    input token's record in packed rows (default: row i is record i)."""
     target = labels[:, 1:]  # token t predicts t + 1
     rows, cols = (target != IGNORE).nonzero(as_tuple=True)
     ce = F.cross_entropy(logits[rows, cols].float(), target[rows, cols], reduction="none").double()

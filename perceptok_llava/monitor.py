@@ -1,9 +1,11 @@
 """What a LLaVA training run shows while it runs and after it: ``OUT/log.jsonl``, one JSON line
 per optimiser step as it ends (loss, learning rate, the gradient's norm before clipping,
-curriculum stage, real tokens, seconds, tokens/s, and the held-out loss where it was measured), and ``OUT/losses.png``, the loss and the throughput of every step."""
+curriculum stage, real tokens, seconds, tokens/s, and the held-out loss where it was measured),
+and ``OUT/losses.png``, the loss and the throughput of every step."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -60,7 +62,8 @@ def plot_losses(rows: list[dict], path: str | Path, title: str = "LLaVA training
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True, height_ratios=(2, 1))
     top.plot(steps, losses, color="tab:blue", alpha=0.35 if window > 1 else 1.0, linewidth=1, label="each step")
     if window > 1:
-        means = [sum(losses[max(0, i + 1 - window) : i + 1]) / min(window, i + 1) for i in range(len(losses))]
+        sums = [0.0, *itertools.accumulate(losses)]
+        means = [(sums[i + 1] - sums[max(0, i + 1 - window)]) / min(window, i + 1) for i in range(len(losses))]
         top.plot(steps, means, color="tab:blue", linewidth=2, label=f"mean of the last {window} steps")
     held = [r for r in rows if "held_out_loss" in r]
     if held:
@@ -74,7 +77,8 @@ def plot_losses(rows: list[dict], path: str | Path, title: str = "LLaVA training
     for ax in (top, bottom):
         starts = [b["step"] - 0.5 for a, b in zip(rows, rows[1:]) if b["stage"] != a["stage"]]
         for k, x in enumerate(starts):
-            ax.axvline(x, color="gray", linestyle="dotted", linewidth=1, label="a curriculum stage starts" if k == 0 else None)
+            ax.axvline(x, color="gray", linestyle="dotted", linewidth=1,
+                       label="a curriculum stage starts" if k == 0 else None)
         ax.grid(alpha=0.3)
     top.legend(loc="upper right")
     fig.tight_layout()

@@ -83,7 +83,8 @@ class Checkpoints:
         if self.accelerator.is_main_process:
             from safetensors.torch import save_file
 
-            save_file({n: p.detach().cpu().contiguous() for n, p in self._trained().items()}, Path(output_dir) / TRAINED)
+            trained = {name: p.detach().cpu().contiguous() for name, p in self._trained().items()}
+            save_file(trained, Path(output_dir) / TRAINED)
 
     def _load_trained(self, models: list, input_dir: str) -> None:
         path = Path(input_dir) / TRAINED
@@ -124,7 +125,8 @@ class Checkpoints:
         saved = json.loads((found / PROGRESS).read_text())
         changed = sorted(k for k in self.run.keys() | saved["run"].keys() if self.run.get(k) != saved["run"].get(k))
         if changed:
-            what = ", ".join("other records" if k == "records" else f"{k} {saved['run'].get(k)!r} → {self.run.get(k)!r}"
+            was, now = saved["run"], self.run
+            what = ", ".join("other records" if k == "records" else f"{k} {was.get(k)!r} → {now.get(k)!r}"
                              for k in changed)
             raise ValueError(f"{found} is the checkpoint of another run ({what}): run the same command again to "
                              "resume it, or start over with --no-resume (resume=False) or another --out")

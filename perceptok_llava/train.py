@@ -258,7 +258,8 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
         return (torch.tensor(so_far.slots, dtype=torch.float64, device=slots.device)
                 + accelerator.reduce(slots, reduction="sum")).tolist()
 
-    bar = tqdm(total=steps, initial=so_far.step, desc="train llava", disable=not progress or not accelerator.is_main_process)
+    bar = tqdm(total=steps, initial=so_far.step, desc="train llava",
+               disable=not progress or not accelerator.is_main_process)
     step_log = StepLog(out_dir, resumed_from) if accelerator.is_main_process else None
     per_stage = sampler.stage_size / (global_batch * cfg.grad_accum)  # optimiser steps a curriculum stage
     eval_every = cfg.eval_every or max(1, round(per_stage))
@@ -313,8 +314,9 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
                "padding": padding, "resumed_from": resumed_from, "complete": so_far.step >= steps,
                **so_far.held_out}
         write_text(out_dir / "train_log.json", json.dumps(log))
+        recon = f" + {cfg.recon_weight} × depth MSE" if cfg.recon_weight else ""
         plot_losses(step_log.rows(), out_dir / PLOT, title=f"LLaVA training ({cfg.finetune}, {cfg.schedule} curriculum)",
-                    loss="loss (nats per answer token" + (f" + {cfg.recon_weight} × depth MSE)" if cfg.recon_weight else ")"))
+                    loss=f"loss (nats per answer token{recon})")
     if so_far.step >= steps:  # complete: the checkpoints go (a run stopped early keeps its own)
         checkpoints.finish()
     accelerator.wait_for_everyone()
@@ -335,10 +337,11 @@ class StepStats:
 
 def optimiser_step(model: Any, opt: Any, window: list[dict], accelerator: Any, cfg: LlavaTrainConfig,
                    vocab: PerceptionVocab, task_loss: TaskLosses | None, slots: torch.Tensor) -> StepStats:
-    """One optimiser step over ``window``, this rank's micro-batches of the step. Every answer token of the step weighs alike, however its records
-    are split into micro-batches and ranks: each micro-batch's summed loss is divided by the step's
-    token count over every rank (one all-reduce). ``task_loss`` (the temperature schedule) gets
-    every record's answer loss; ``slots`` counts (tokens, token slots) for the padding share."""
+    """One optimiser step over ``window``, this rank's micro-batches of the step. Every answer
+    token of the step weighs alike, however its records are split into micro-batches and ranks:
+    each micro-batch's summed loss is divided by the step's token count over every rank (one
+    all-reduce). ``task_loss`` (the temperature schedule) gets every record's answer loss;
+    ``slots`` counts (tokens, token slots) for the padding share."""
     targets = accelerator.reduce(torch.stack([answer_tokens(b["labels"]) for b in window]).sum(), reduction="sum")
     step_loss = torch.zeros(3, device=accelerator.device)  # (token loss, reconstruction loss, tokens) of this rank
     for k, batch in enumerate(window):
