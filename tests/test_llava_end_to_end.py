@@ -676,6 +676,7 @@ def test_gpu_smoke_script_runs_tiny_on_cpu():
     profile = phases[7]
     assert profile["busy_ms"] > 0 and profile["busy_ms_by_kind"]["matmul"] > 0 and len(profile["top"]) == 10
     assert phases[1]["gradient_checkpointing"] == 0  # "auto" on a CPU with room to spare
+    assert phases[1]["complete"] is True and phases[1]["held_out_loss"] > 0 and len(phases[1]["losses"]) == 4
     assert [(p["checkpointing"], p["lora_dropout"], p["per_row"], p["all_logits"]) for p in phases[2:7]] == \
         [(0, 0.05, 1, False), (1, 0.05, 1, False), (0, 0.0, 1, False), (0, 0.05, 2, False), (0, 0.05, 1, True)]
     assert all(p["tokens_per_s"] > 0 for p in phases[2:7])
