@@ -1,14 +1,15 @@
-"""Resumable LLaVA training: ``OUT/checkpoint`` holds what a run needs to go on exactly where it
+"""Stopping LLaVA training early and resuming it: ``EarlyStop`` (a time limit or a SIGTERM, agreed
+by every rank), and ``OUT/checkpoint``, which holds what a run needs to go on exactly where it
 stopped. That is the trained weights (LoRA, the new token rows, the projector; not the frozen
 base), the optimiser, the learning-rate schedule, the curriculum sampler, every rank's random
 number generators, and the run's progress (steps, losses, padding counts, task losses).
 
 It is written with accelerate's ``save_state`` (which also saves FSDP's and DeepSpeed's sharded
 states, their whole model included) every ``save_every`` optimiser steps and when the time limit
-or a SIGTERM stops a run, into a temporary folder put in place by renames (``replace_folder``), and removed
-when the run completes. Started again with the same command, a run loads it (``load_state``),
-skips the micro-batches it has trained on (``skip_first_batches``) and ends as an uninterrupted
-run would. ``OUT`` must be on a filesystem that every rank sees.
+or a SIGTERM stops a run, into a temporary folder put in place by renames (``replace_folder``),
+and removed when the run completes. Started again with the same command, a run loads it
+(``load_state``), skips the micro-batches it has trained on (``skip_first_batches``) and ends as
+an uninterrupted run would. ``OUT`` must be on a filesystem that every rank sees.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +143,32 @@ class Checkpoints:
         if self.accelerator.is_main_process:
             for folder in replaced_folders(self.folder):
                 shutil.rmtree(folder if folder == self.folder else folder.parent, ignore_errors=True)
+
+
+class EarlyStop:
+    """Whether to stop before the end, agreed at every optimiser step (one all-reduce) so that every
+    rank stops at the same one: ``minutes`` of wall time are up on rank 0's clock, or any rank got
+    SIGTERM (what a cluster sends before it ends or preempts a job; the run then saves a
+    checkpoint and returns). ``close`` gives SIGTERM back its previous handler."""
+
+    def __init__(self, minutes: float | None, accelerator: Any):
+        self.minutes, self.accelerator, self.started = minutes, accelerator, time.time()
+        self.signalled, self._previous = False, None
+        if threading.current_thread() is threading.main_thread():  # only there can Python take signals
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.signalled = True
+
+    def now(self) -> bool:
+        late = self.accelerator.is_main_process and self.minutes is not None and \
+            time.time() - self.started > self.minutes * 60
+        if self.accelerator.num_processes == 1:
+            return late or self.signalled
+        flag = torch.tensor([float(late or self.signalled)], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum")[0] > 0)
+
+    def close(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
