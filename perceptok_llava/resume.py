@@ -107,9 +107,13 @@ class Checkpoints:
                 p.copy_(saved[name])
         models.clear()  # loaded here; accelerate has nothing left to load
 
+    @property
+    def _tmp(self) -> Path:
+        return self.folder.with_name(f".{CHECKPOINT}.tmp")
+
     def save(self, step: int) -> None:
         """The state after ``step`` optimiser steps, put in place atomically. Every rank calls it."""
-        acc, tmp = self.accelerator, self.folder.with_name(f".{CHECKPOINT}.tmp")
+        acc, tmp = self.accelerator, self._tmp
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)  # a save that a kill cut short
         acc.wait_for_everyone()
@@ -138,11 +142,12 @@ class Checkpoints:
         return int(saved["step"])
 
     def finish(self) -> None:
-        """The run is complete: its checkpoints go. Every rank calls it."""
+        """The run is complete: its checkpoints go, and what a save cut short left. Every rank calls it."""
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             for folder in replaced_folders(self.folder):
                 shutil.rmtree(folder if folder == self.folder else folder.parent, ignore_errors=True)
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 class EarlyStop:

@@ -349,6 +349,39 @@ def test_a_killed_training_run_resumes_where_it_stopped(tmp_path, capsys):
     assert [r["loss"] for r in steps[0]] == pytest.approx([r["loss"] for r in steps[1]], rel=1e-6)
 
 
+def test_resuming_after_a_crash_between_the_renames_or_inside_a_save(tmp_path, monkeypatch):
+    """A run stopped early (at its 2nd step) keeps its checkpoint. A crash between the renames of
+    the next save leaves it only in ``.checkpoint.*.old/``, and a save cut short leaves
+    ``.checkpoint.tmp/``: the same call again resumes from the set-aside copy and, complete,
+    leaves neither behind."""
+    import shutil
+
+    from perceptok_llava import resume
+
+    toks = tokenizers()
+    records = build_records(synthetic_samples(3, size=(64, 80)), **toks, seed=0)
+    cfg = LlavaTrainConfig(out=str(tmp_path / "run"), lora_r=4, lora_alpha=8, batch_size=2, stages=1,
+                           samples_per_stage=8, gradient_checkpointing=False, save_every=0)
+    asked = []
+    monkeypatch.setattr(resume.EarlyStop, "now", lambda self: asked.append(1) or len(asked) == 2)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        lm_tok = tiny_lm_tokenizer()
+        model = tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>"))
+        runs.append(train_llava(model, tiny_processor(lm_tok), toks, records, cfg, progress=False))
+        if len(runs) == 1:
+            assert not runs[0]["complete"] and len(runs[0]["losses"]) == 2
+            aside = tmp_path / "run" / ".checkpoint.x1.old"
+            aside.mkdir()
+            shutil.move(tmp_path / "run" / "checkpoint", aside / "checkpoint")
+            (tmp_path / "run" / ".checkpoint.tmp").mkdir()
+            (tmp_path / "run" / ".checkpoint.tmp" / "optimizer.bin").write_bytes(b"half")
+    assert runs[1]["complete"] and runs[1]["resumed_from"] == 2 and len(runs[1]["losses"]) == 4
+    assert runs[1]["losses"][:2] == runs[0]["losses"]
+    assert not list((tmp_path / "run").glob("*checkpoint*"))
+
+
 def test_sigterm_stops_training_with_a_checkpoint_to_resume_from(tmp_path):
     """A cluster sends SIGTERM before it ends or preempts a job: the run finishes its optimiser
     step, saves a checkpoint, the adapter and its log (not complete) and exits normally; the same
