@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "with a checkpoint: the same command again goes on from there (a SIGTERM stops a run the same way)")
     t.add_argument("--save-every", type=int, default=500,
                    help="save a checkpoint to OUT/checkpoint every N optimiser steps; the same command again resumes "
-                        "from it (default: 500; 0: only when --minutes stops the run)")
+                        "from it (default: 500; 0: only when --minutes or a SIGTERM stops the run)")
     t.add_argument("--no-resume", action="store_true", help="start over, ignoring a checkpoint in OUT")
     t.set_defaults(run=_train)
     x = sub.add_parser("experiment", help="does writing depth tokens first help? arms trained from scratch, compared")

@@ -64,7 +64,7 @@ class LlavaTrainConfig:
     # the same way.
     minutes: float | None = None
     # Save a checkpoint to OUT/checkpoint every this many optimiser steps (0: only when ``minutes``
-    # stops the run); a run started again with the same options resumes from it (unless
+    # or a SIGTERM stops the run); a run started again with the same options resumes from it (unless
     # ``resume`` is False) and ends as an uninterrupted run would. See perceptok_llava.resume.
     save_every: int = 500
     resume: bool = True
@@ -91,6 +91,6 @@ class LlavaTrainConfig:
         if self.eval_every is not None and self.eval_every < 1:
             raise ValueError(f"eval_every must be ≥ 1 (or None: every curriculum stage), got {self.eval_every}")
         if self.save_every < 0:
-            raise ValueError(f"save_every must be ≥ 0 (0: save only when the time limit stops a run), got {self.save_every}")
+            raise ValueError(f"save_every must be ≥ 0 (0: save only when the run stops early), got {self.save_every}")
         if self.gradient_checkpointing not in (True, False, "auto"):
             raise ValueError(f"gradient_checkpointing must be True, False or 'auto', got {self.gradient_checkpointing!r}")
