@@ -246,7 +246,9 @@ def test_train_save_reload_generate(tmp_path, shared_data):
 
 def test_training_entry_point_under_torchrun_gloo(tmp_path):
     """Two gloo ranks of batch 2 train exactly as one process of batch 4 (the same global batches):
-    each step's gradient is the mean over all its answer tokens, whichever rank holds them."""
+    each step's gradient is the mean over all its answer tokens, whichever rank holds them. A
+    two-rank run stopped by its time limit after its first step, then resumed (a loader worker on
+    each rank), ends as the uninterrupted two-rank run did."""
     import json
     import subprocess
     import sys
@@ -277,6 +279,17 @@ def test_training_entry_point_under_torchrun_gloo(tmp_path):
     # the held-out sample (one of 3) scored over both ranks, each record once: as by one process
     assert printed[0]["held_out_loss"] == log["held_out_loss"] == pytest.approx(alone["held_out_loss"], rel=1e-4)
     assert log["held_out_tasks"] == pytest.approx(alone["held_out_tasks"], rel=1e-4) and len(log["held_out_tasks"]) >= 4
+    two_ranks = [*cmd[:-4], "--out", str(tmp_path / "stopped"), "--batch-size", "2"]
+    results = []
+    for extra in (["--minutes", "0.0001"], []):  # stopped after the first step by the clock, then resumed
+        run = subprocess.run([*two_ranks, *extra], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+        results.append(json.loads([line for line in run.stdout.splitlines() if line.startswith("{")][-1]))
+    assert results[0]["complete"] is False and results[0]["steps"] == 1
+    assert results[1]["complete"] is True and results[1]["resumed_from"] == 1 and results[1]["steps"] == 4
+    resumed = json.loads((tmp_path / "stopped" / "train_log.json").read_text())
+    assert resumed["losses"] == pytest.approx(log["losses"], rel=1e-5)
+    assert resumed["held_out_loss"] == pytest.approx(log["held_out_loss"], rel=1e-5)
 
 
 def test_a_killed_training_run_resumes_where_it_stopped(tmp_path, capsys):
