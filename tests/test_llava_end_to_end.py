@@ -159,10 +159,6 @@ def test_logits_only_from_the_first_answer_on_give_the_same_losses_and_gradients
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
 
 
-def cfg_tasks(records: list[dict]) -> set[str]:
-    return {r["task"] for r in records}
-
-
 def test_held_out_records_share_no_source_image_with_training():
     from perceptok_llava.held_out import sample_of, split_held_out
 
@@ -210,7 +206,7 @@ def test_train_save_reload_generate(tmp_path, shared_data):
     # 2 of the 10 source samples held out, scored at the end of every stage: the loss falls there too
     held = [r for r in rows if "held_out_loss" in r]
     assert [r["step"] for r in held] == [12, 24, 36, 48] and held[-1]["held_out_loss"] < 0.97 * held[0]["held_out_loss"]
-    assert result["held_out_loss"] == held[-1]["held_out_loss"] and set(result["held_out_tasks"]) <= set(cfg_tasks(records))
+    assert result["held_out_loss"] == held[-1]["held_out_loss"] and set(result["held_out_tasks"]) <= {r["task"] for r in records}
     with Image.open(tmp_path / "run" / "losses.png") as plot:
         assert plot.format == "PNG" and plot.width > 600 and plot.height > 500
 
