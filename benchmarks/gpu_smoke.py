@@ -257,7 +257,7 @@ def main() -> None:
     # checkpointing "auto"; 2 of the 8 scenes held out and scored at each stage's end; a checkpoint
     # (accelerate's save_state of the trained weights and AdamW) at the end of the first stage
     cfg = LlavaTrainConfig(out=args.out, batch_size=2, stages=2, samples_per_stage=2 * args.steps, val_fraction=0.25,
-                           save_every=args.steps, resume=False)
+                           save_every=args.steps, resume=False, overwrite=True)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()

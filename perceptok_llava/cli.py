@@ -107,6 +107,9 @@ def hub_reachable_or_cached(*models: str | None, timeout: float = 3.0) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from perceptok_llava.resume import refuse_to_replace
+
+    refuse_to_replace(args.out, args.overwrite)  # before the records are built, which may take long
     hub_reachable_or_cached(args.model, args.depth_model)
     import torch
     from transformers import AutoProcessor, LlavaForConditionalGeneration
@@ -133,7 +136,7 @@ def _train(args: argparse.Namespace) -> None:
                            recon_weight=args.recon_weight, gradient_checkpointing=CHECKPOINTING[args.gradient_checkpointing],
                            group_by_length=args.group_by_length, pack=args.pack, workers=args.workers,
                            seed=args.seed, minutes=args.minutes, save_every=args.save_every, resume=not args.no_resume,
-                           val_fraction=args.val_fraction, eval_every=args.eval_every)
+                           val_fraction=args.val_fraction, eval_every=args.eval_every, overwrite=args.overwrite)
     result = train_llava(model, processor, tokenizers, records, cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"out": result["out"], "steps": len(result["losses"]), "first_loss": result["losses"][0],
@@ -230,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save a checkpoint to OUT/checkpoint every N optimiser steps; the same command again resumes "
                         "from it (default: 500; 0: only when --minutes or a SIGTERM stops the run)")
     t.add_argument("--no-resume", action="store_true", help="start over, ignoring a checkpoint in OUT")
+    t.add_argument("--overwrite", action="store_true", help="replace a completed run in OUT (without it, that is an "
+                   "error: a finished run is never lost to a command run again by mistake)")
     t.set_defaults(run=_train)
     x = sub.add_parser("experiment", help="does writing depth tokens first help? arms trained from scratch, compared")
     x.add_argument("name", choices=["relative-depth"], help="the experiment: relative-depth (AURORA's BLINK/HardBLINK)")

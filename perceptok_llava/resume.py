@@ -32,7 +32,8 @@ CHECKPOINT = "checkpoint"
 TRAINED = "trained.safetensors"
 PROGRESS = "progress.json"
 # options a resumed run may change: where and how long it runs, and how it saves memory or time
-FREE_OPTIONS = ("out", "minutes", "workers", "save_every", "resume", "gradient_checkpointing", "eval_every")
+FREE_OPTIONS = ("out", "minutes", "workers", "save_every", "resume", "gradient_checkpointing", "eval_every",
+                "overwrite")
 
 
 @dataclasses.dataclass
@@ -64,6 +65,22 @@ def run_key(options: dict, records: list[dict], processes: int) -> dict:
         digest.update(json.dumps([r.get("id"), r["task"], r["target"]]).encode())
     key = {k: v for k, v in options.items() if k not in FREE_OPTIONS}
     return json.loads(json.dumps({**key, "records": digest.hexdigest(), "processes": processes}))
+
+
+def refuse_to_replace(out: str | Path, overwrite: bool) -> None:
+    """Unless ``overwrite``, a ``ValueError`` when ``out`` holds a completed run (its
+    ``train_log.json`` says so, and no checkpoint is left to resume from): training again there
+    would replace its adapter."""
+    log = Path(out) / "train_log.json"
+    if overwrite or not log.is_file() or replaced_folders(Path(out) / CHECKPOINT):
+        return
+    try:
+        complete = json.loads(log.read_text()).get("complete", True)
+    except ValueError:
+        return
+    if complete:
+        raise ValueError(f"{out} holds a completed run ({log}): choose another --out, or pass --overwrite "
+                         "(overwrite=True) to replace it")
 
 
 class Checkpoints:

@@ -41,7 +41,7 @@ from perceptok_llava.data import ATOMIC_TASKS
 from perceptok_llava.held_out import held_out_losses, split_held_out
 from perceptok_llava.losses import TaskLosses, reconstruction_loss
 from perceptok_llava.monitor import PLOT, StepLog, plot_losses
-from perceptok_llava.resume import Checkpoints, EarlyStop, Progress, run_key
+from perceptok_llava.resume import Checkpoints, EarlyStop, Progress, refuse_to_replace, run_key
 from perceptok_llava.train_config import LlavaTrainConfig
 from perceptok_llava.vocab import PerceptionVocab, add_perception_tokens
 
@@ -79,6 +79,7 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     bf16 = cuda and torch.cuda.is_bf16_supported()
     accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not cuda, dataloader_config=DataLoaderConfiguration(non_blocking=cuda))
+    refuse_to_replace(cfg.out, cfg.overwrite)
     torch.manual_seed(cfg.seed)
     task_names = sorted({r["task"] for r in records})
     key = run_key(dataclasses.asdict(cfg), records, accelerator.num_processes)

@@ -68,6 +68,9 @@ class LlavaTrainConfig:
     # ``resume`` is False) and ends as an uninterrupted run would. See perceptok_llava.resume.
     save_every: int = 500
     resume: bool = True
+    # Replace a completed run found in OUT (False: that is an error, so a finished run is never
+    # lost to a command run again by mistake).
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         if self.lora_r < 1 or self.batch_size < 1 or self.grad_accum < 1 or self.stages < 1:

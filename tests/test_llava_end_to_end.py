@@ -394,7 +394,7 @@ def test_resuming_after_a_crash_between_the_renames_or_inside_a_save(tmp_path, m
 def test_sigterm_stops_training_with_a_checkpoint_to_resume_from(tmp_path):
     """A cluster sends SIGTERM before it ends or preempts a job: the run finishes its optimiser
     step, saves a checkpoint, the adapter and its log (not complete) and exits normally; the same
-    command then completes the run."""
+    command then completes the run, and once more is an error that leaves the run as it was."""
     import json
     import signal
     import subprocess
@@ -427,6 +427,14 @@ def test_sigterm_stops_training_with_a_checkpoint_to_resume_from(tmp_path):
     assert printed_again["complete"] is True and printed_again["resumed_from"] == printed["steps"]
     assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == list(range(1, 25))
     assert not (out / "checkpoint").exists()
+    # the same command once more would replace the completed run: an error, and nothing is lost
+    adapter = (out / "adapter_model.safetensors").read_bytes()
+    once_more = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert once_more.returncode == 2 and "holds a completed run" in once_more.stderr and "--overwrite" in once_more.stderr
+    assert "Traceback" not in once_more.stderr and (out / "adapter_model.safetensors").read_bytes() == adapter
+    replaced = subprocess.run([*command, "--overwrite"], capture_output=True, text=True, timeout=600)
+    assert replaced.returncode == 0, replaced.stderr[-3000:]
+    assert json.loads(replaced.stdout.splitlines()[-1])["resumed_from"] == 0
 
 
 @pytest.mark.parametrize("stop", ["clock", "sigterm"])
