@@ -228,9 +228,8 @@ def optimiser_step(model: Any, opt: Any, window: list[dict], accelerator: Any, c
     for k, batch in enumerate(window):
         task_index, segment = batch.pop("task_index"), batch.pop("segment", None)
         real = batch["attention_mask"] if segment is None else segment >= 0
-        slots[0] += real.sum()
-        slots[1] += real.numel()
         step_loss[2] += real.sum()
+        slots[1] += real.numel()
         # gradients are reduced across ranks, clipped and applied after the window's last micro-batch
         accelerator.sync_gradients = k == len(window) - 1
         with contextlib.nullcontext() if accelerator.sync_gradients else accelerator.no_sync(model):
@@ -248,6 +247,7 @@ def optimiser_step(model: Any, opt: Any, window: list[dict], accelerator: Any, c
             accelerator.backward(loss)
         if task_loss is not None:
             task_loss.add(out.logits.detach(), batch["labels"], task_index, segment)
+    slots[0] += step_loss[2]
     norm = accelerator.clip_grad_norm_(model.parameters(), 1.0)  # None under DeepSpeed, which clips itself
     opt.step()
     opt.zero_grad(set_to_none=True)
