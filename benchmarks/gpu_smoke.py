@@ -38,6 +38,7 @@ from perceptok import BoxTokenizer, PointTokenizer, load  # noqa: E402
 from perceptok_llava.data import build_records  # noqa: E402
 from perceptok_llava.sources import synthetic_samples  # noqa: E402
 from perceptok_llava.generate import generate_with_perception  # noqa: E402
+from perceptok_llava.images import load_image  # noqa: E402
 from perceptok_llava.constrain import PerceptionLogitsProcessor  # noqa: E402
 from perceptok_llava.checkpointing import set_checkpointing  # noqa: E402
 from perceptok_llava.batches import chat, collate, training_batch  # noqa: E402
@@ -268,7 +269,7 @@ def main() -> None:
          s_per_step=round(train_s / len(result["losses"]), 2), peak_gib=peak,
          gradient_checkpointing=result["gradient_checkpointing"], padding=round(result["padding"], 4),
          held_out_loss=round(result["held_out_loss"], 3), complete=result["complete"])
-    model, vocab, image = result["model"], result["vocab"], records[0]["image"]
+    model, vocab, image = result["model"], result["vocab"], load_image(records[0]["image"])
     # no checkpointing where memory allows (what "auto" picks) and every layer checkpointed for
     # comparison; then, while the generation table's time (about 220 s at 7B shapes) is left, LoRA
     # without dropout (the default's 0.05 keeps copies of activations), records packed two a row,

@@ -50,7 +50,7 @@ def test_collate_batch16_336px(benchmark, records_and_processor, prompts_again):
     def run():
         batch = collate(records, processor)
         if prompts_again:
-            processor(text=[chat(r["prompt"]) for r in records], images=[r["image"] for r in records],
+            processor(text=[chat(r["prompt"]) for r in records], images=[r["image"].load() for r in records],
                       return_tensors="pt", padding=True)
         return batch
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from perceptok_llava.images import load_image
+
 IGNORE = -100  # the label of a token the loss skips (the prompt, the image, padding)
 
 
@@ -30,7 +32,8 @@ def expand_image_tokens(text: str, processor: Any, copies: int) -> str:
 
 def collate(records: list[dict], processor: Any, task_names: list[str] | None = None,
             per_row: int = 1) -> dict[str, torch.Tensor]:
-    """Tokenise records with their images; labels cover only the answer (and the end token).
+    """Tokenise records with their images (loaded here from their recipes, ``load_image``); labels
+    cover only the answer (and the end token).
     With ``task_names``, ``task_index`` ``(B,)`` says which task each record is; with
     ``per_row`` > 1 the records are packed (``pack``).
 
@@ -38,7 +41,7 @@ def collate(records: list[dict], processor: Any, task_names: list[str] | None = 
     repeated as often as the processor repeated it in that row."""
     lm_tok = processor.tokenizer
     texts = [training_text(r, lm_tok) for r in records]
-    batch = processor(text=texts, images=[r["image"] for r in records], return_tensors="pt", padding=True)
+    batch = processor(text=texts, images=[load_image(r["image"]) for r in records], return_tensors="pt", padding=True)
     ids, mask = batch["input_ids"], batch["attention_mask"]
     expanded = []
     for i, r in enumerate(records):
@@ -151,7 +154,7 @@ def check_image_tokens(model: Any, processor: Any, record: dict) -> None:
     side = vision.image_size // vision.patch_size
     strategy = getattr(model.config, "vision_feature_select_strategy", "default")
     expected = side * side + (1 if strategy == "full" else 0)
-    batch = processor(text=[chat(record["prompt"])], images=[record["image"]], return_tensors="pt")
+    batch = processor(text=[chat(record["prompt"])], images=[load_image(record["image"])], return_tensors="pt")
     found = int((batch["input_ids"] == model.config.image_token_index).sum())
     if found != expected:
         raise ValueError(

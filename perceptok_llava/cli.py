@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from perceptok_llava.eval import BENCHMARK_LETTERS, score
@@ -60,25 +61,27 @@ def parse_tokenizers(spec: str) -> dict:
     return out
 
 
-def load_samples(specs: list[str], seed: int) -> list:
+def load_samples(specs: list[str], seed: int) -> Iterator:
     """synthetic:N, a depth manifest (.jsonl), COCO instances (.json) or a folder of depth token
-    shards (``perceptok tokenize depth --out DIR``) → samples."""
+    shards (``perceptok tokenize depth --out DIR``) → samples, read one at a time as they are
+    consumed (their images stay on disk until a batch needs them); a spec that is none of these
+    is an error at once."""
     from perceptok_llava.sources import coco_samples, manifest_samples, shard_samples, synthetic_samples
 
-    samples = []
+    sources = []
     for spec in specs:
         if spec.startswith("synthetic:"):
-            samples += list(synthetic_samples(int(spec.split(":", 1)[1]), seed=seed))
+            sources.append(synthetic_samples(int(spec.split(":", 1)[1]), seed=seed))
         elif spec.endswith(".jsonl"):
-            samples += list(manifest_samples(spec))
+            sources.append(manifest_samples(spec))
         elif spec.endswith(".json"):
-            samples += list(coco_samples(spec))
+            sources.append(coco_samples(spec))
         elif (Path(spec) / "metadata.json").is_file():
-            samples += list(shard_samples(spec))
+            sources.append(shard_samples(spec))
         else:
             raise ValueError(f"--data {spec!r}: expected synthetic:N, a manifest .jsonl, COCO instances .json or a "
                              "folder of depth token shards (perceptok tokenize depth --out DIR)")
-    return samples
+    return itertools.chain.from_iterable(sources)
 
 
 def hub_reachable_or_cached(*models: str | None, timeout: float = 3.0) -> None:
@@ -110,6 +113,7 @@ def _train(args: argparse.Namespace) -> None:
     from perceptok_llava.resume import refuse_to_replace
 
     refuse_to_replace(args.out, args.overwrite)  # before the records are built, which may take long
+    samples = load_samples(args.data, args.seed)
     hub_reachable_or_cached(args.model, args.depth_model)
     import torch
     from transformers import AutoProcessor, LlavaForConditionalGeneration
@@ -128,7 +132,7 @@ def _train(args: argparse.Namespace) -> None:
 
         estimator = MonocularDepth(args.depth_model, cache_dir=Path(args.out) / "depth_cache")
     builders = {k: tokenizers.get(k) or load(k) for k in ("depth", "boxes", "points")}
-    records = build_records(load_samples(args.data, args.seed), builders["depth"], builders["boxes"], builders["points"],
+    records = build_records(samples, builders["depth"], builders["boxes"], builders["points"],
                             seed=args.seed, estimator=estimator, progress=int(os.environ.get("RANK", "0")) == 0)
     cfg = LlavaTrainConfig(out=args.out, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=args.lora_dropout,
                            lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum, stages=args.stages,

@@ -1,7 +1,9 @@
 """Curriculum records from real and synthetic sources (AURORA §3.2).
 
-A record is a plain dict (so ``datasets.Dataset.from_list`` takes a list of them): ``id``,
-``task``, ``image`` (a PIL image), ``prompt`` (with one ``<image>`` placeholder) and ``target``.
+A record is a plain dict: ``id``, ``task``, ``image``, ``prompt`` (with one ``<image>``
+placeholder) and ``target``. Its ``image`` is an ``ImageRecipe`` (the source file or pixels, the
+padding, the marks), not pixels: ``load()`` makes the PIL image, and training does so in its
+DataLoader's workers, a batch at a time. Records of the same sample share one recipe.
 
 Tasks, each atomic or multi-task:
 
@@ -24,17 +26,15 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from perceptok import BoxTokenizer, PointTokenizer
 from perceptok.depth import GridDepthTokenizer
 from perceptok.depth.normalize import normalize_depth
 from perceptok.io import DepthMap
+from perceptok_llava.images import ImageRecipe, SquareFrame
 from perceptok_llava.sources import Sample
 
-# LLaVA-1.5's expand2square fill: CLIP's image mean × 255.
-PAD_COLOUR = (122, 116, 104)
 ATOMIC_TASKS = ("depth_generation", "box_listing")
 MULTI_TASKS = ("relative_depth_cot", "relative_depth_direct", "counting_cot", "counting_direct")
 MARK_SIDE = 336  # the original's image side for the distance rule
@@ -43,51 +43,12 @@ MIN_DEPTH_GAP = 20 / 255  # in relative inverse depth
 RECORD_BATCH = 32  # samples whose depth maps build_records encodes (and estimates) in one call
 
 
-@dataclasses.dataclass(frozen=True)
-class SquareFrame:
-    """Where a ``w × h`` image sits on the ``side × side`` square it is padded to (LLaVA-1.5's
-    ``pad`` aspect: centred, the rest filled with ``PAD_COLOUR``)."""
-
-    w: int
-    h: int
-
-    @property
-    def side(self) -> int:
-        return max(self.w, self.h)
-
-    @property
-    def offset(self) -> tuple[int, int]:
-        return (self.side - self.w) // 2, (self.side - self.h) // 2
-
-    def pad_image(self, image: Image.Image) -> Image.Image:
-        if self.w == self.h:
-            return image
-        square = Image.new("RGB", (self.side, self.side), PAD_COLOUR)
-        square.paste(image, self.offset)
-        return square
-
-    def to_original(self, normalized: torch.Tensor) -> torch.Tensor:
-        """``(..., 2k)`` x, y, … normalised to the square → normalised to the image."""
-        x0, y0 = self.offset
-        opts = dict(dtype=normalized.dtype, device=normalized.device)
-        scale = torch.tensor([self.side / self.w, self.side / self.h], **opts)
-        shift = torch.tensor([x0 / self.w, y0 / self.h], **opts)
-        pairs = normalized.unflatten(-1, (-1, 2)) * scale - shift
-        return pairs.flatten(-2)
-
-    def crop(self, square_map: torch.Tensor) -> torch.Tensor:
-        """A ``(S, S)`` map of the square → the image's part of it."""
-        s = square_map.shape[-1] / self.side
-        x0, y0 = self.offset
-        return square_map[round(y0 * s) : round((y0 + self.h) * s), round(x0 * s) : round((x0 + self.w) * s)]
-
-
 def pad_to_square(sample: Sample) -> Sample:
     """The sample as LLaVA-1.5 saw its images (padded to a square, not centre-cropped as
     llava-hf's processor would): the image centred on the square, depth padded with
     no-measurement pixels, boxes moved with the image. Every target then describes the pixels the
     model sees."""
-    frame = SquareFrame(sample.image.width, sample.image.height)
+    frame = SquareFrame(*sample.image.size)
     if frame.w == frame.h:
         return sample
     depth = sample.depth
@@ -102,23 +63,12 @@ def pad_to_square(sample: Sample) -> Sample:
     boxes = sample.boxes
     if boxes is not None:
         boxes = np.asarray(boxes, np.float64) + np.tile(frame.offset, 2)
-    return dataclasses.replace(sample, image=frame.pad_image(sample.image), depth=depth, boxes=boxes)
+    return dataclasses.replace(sample, image=sample.image.padded(), depth=depth, boxes=boxes)
 
 
 def _relative(depth: DepthMap) -> tuple[torch.Tensor, torch.Tensor]:
     norm = normalize_depth(depth.values[None], depth.kind, depth.valid[None])
     return norm.rel[0], norm.valid[0]
-
-
-def _mark_points(image: Image.Image, points: np.ndarray, letters: str) -> Image.Image:
-    """Red circles with letters beside them, BLINK style."""
-    out = image.copy()
-    draw = ImageDraw.Draw(out)
-    r = max(4, round(min(image.size) / 40))
-    for (x, y), letter in zip(points, letters):
-        draw.ellipse([x - r, y - r, x + r, y + r], outline=(255, 0, 0), width=max(2, r // 3))
-        draw.text((x + r + 2, y - r - 2), letter, fill=(255, 0, 0))
-    return out
 
 
 def _pick_points(rel: torch.Tensor, ok: torch.Tensor, k: int, rng: np.random.Generator, tries: int = 200) -> np.ndarray | None:
@@ -148,13 +98,13 @@ class MarkedPoints:
     """``k`` lettered points marked on an image for a relative-depth question.
 
     Attributes:
-        image: the image with the points circled and lettered (BLINK style).
+        image: the image with the points circled and lettered (BLINK style), as a recipe.
         points: ``(k, 2)`` x, y pixel centres of the depth map's pixels, in the image's frame.
         letters: "AB", "ABC", … in the order of ``points``.
         nearest: the letter of the point nearest the camera.
     """
 
-    image: Image.Image
+    image: ImageRecipe
     points: np.ndarray
     letters: str
     nearest: str
@@ -174,7 +124,7 @@ def mark_points(sample: Sample, k: int, rng: np.random.Generator) -> MarkedPoint
     nearest = letters[int(np.argmax([float(rel[int(y), int(x)]) for x, y in pts]))]
     h, w = rel.shape
     at_image = pts * np.array([sample.image.width / w, sample.image.height / h])  # the map may be smaller
-    return MarkedPoints(_mark_points(sample.image, at_image, letters), at_image, letters, nearest)
+    return MarkedPoints(sample.image.marked(at_image, letters), at_image, letters, nearest)
 
 
 def _depth_prompt() -> str:
@@ -218,7 +168,7 @@ def build_records(samples: Iterable[Sample], depth: GridDepthTokenizer, boxes: B
     bar = tqdm(unit="sample", desc="curriculum records", disable=not progress)
     while chunk := list(itertools.islice(samples, RECORD_BATCH)):
         missing = [i for i, s in enumerate(chunk) if s.depth is None] if estimator is not None else []
-        for i, estimate in zip(missing, estimator([chunk[i].image for i in missing]) if missing else []):
+        for i, estimate in zip(missing, estimator([chunk[i].image.load() for i in missing]) if missing else []):
             chunk[i] = dataclasses.replace(chunk[i], depth=estimate)
         if square:
             chunk = [pad_to_square(s) for s in chunk]

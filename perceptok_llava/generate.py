@@ -14,7 +14,7 @@ from perceptok.depth import GridDepthTokenizer
 from perceptok.depth.resample import resize
 from perceptok_llava.batches import chat, expand_image_tokens
 from perceptok_llava.constrain import PerceptionLogitsProcessor
-from perceptok_llava.data import SquareFrame
+from perceptok_llava.images import SquareFrame, load_image
 from perceptok_llava.vocab import PerceptionVocab
 
 
@@ -72,7 +72,7 @@ def prompt_tokens(processor: Any, image: Any, prompts: list[str], start_with: st
     """How many tokens each prompt takes with its image's tokens, every image giving as many as
     ``image`` does (LLaVA-1.5: every image is resized to one size): one image processed, the
     prompts tokenised as text."""
-    probe = processor(text=[answer_prompt(processor.image_token)], images=[image], return_tensors="pt")
+    probe = processor(text=[answer_prompt(processor.image_token)], images=[load_image(image)], return_tensors="pt")
     per_image = int((probe["input_ids"] == processor.image_token_id).sum())
     texts = [expand_image_tokens(answer_prompt(p, start_with), processor, per_image) for p in prompts]
     return [len(ids) for ids in processor.tokenizer(texts)["input_ids"]]
@@ -86,7 +86,8 @@ def generate_with_perception(model: Any, processor: Any, vocab: PerceptionVocab,
     """Generate answers with well-formed perception spans (``PerceptionLogitsProcessor``).
 
     Args:
-        images, prompts: one image and one prompt (with ``<image>``) per answer.
+        images, prompts: one image (RGB, a file's path or an ``ImageRecipe``) and one prompt (with
+            ``<image>``) per answer.
         start_with: text the answer is forced to begin with, e.g. ``"<DEPTH_START>"``.
         depth_size: ``(H, W)`` for decoded depth maps (default: the image's size with ``square``,
             else the tokenizer's).
@@ -104,6 +105,7 @@ def generate_with_perception(model: Any, processor: Any, vocab: PerceptionVocab,
     lm_tok = processor.tokenizer
     side, lm_tok.padding_side = lm_tok.padding_side, "left"
     texts = [answer_prompt(p, start_with) for p in prompts]
+    images = [load_image(im) for im in images]
     frames = [SquareFrame(im.width, im.height) if square else None for im in images]
     images = [f.pad_image(im) if f else im for f, im in zip(frames, images)]
     padding = {"padding": "max_length", "max_length": pad_to} if pad_to else {"padding": True}

@@ -15,6 +15,7 @@ from PIL import Image
 
 from perceptok.io import DepthMap, read_manifest
 from perceptok.synthetic import render_scene
+from perceptok_llava.images import ImageRecipe
 
 DECODE_ROWS = 32  # token rows that shard_samples decodes in one call
 
@@ -25,16 +26,20 @@ class Sample:
 
     Attributes:
         id: a unique name.
-        image: RGB.
+        image: given as an RGB image, an image file's path (read when its pixels are needed) or
+            an ``ImageRecipe``; held as an ``ImageRecipe``.
         depth: its depth map, if known.
         boxes: ``(N, 4)`` xyxy pixel boxes, if known; ``labels`` names them.
     """
 
     id: str
-    image: Image.Image
+    image: ImageRecipe
     depth: DepthMap | None = None
     boxes: np.ndarray | None = None
     labels: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.image = ImageRecipe.of(self.image)
 
 
 def synthetic_samples(n: int, seed: int = 0, size: tuple[int, int] = (240, 320)) -> Iterator[Sample]:
@@ -53,7 +58,7 @@ def manifest_samples(path: str | Path) -> Iterator[Sample]:
     for entry in read_manifest(path):
         if entry.rgb is None:
             continue
-        yield Sample(entry.id, Image.open(entry.rgb).convert("RGB"), entry.load())
+        yield Sample(entry.id, entry.rgb, entry.load())
 
 
 def shard_samples(folder: str | Path) -> Iterator[Sample]:
@@ -100,7 +105,7 @@ def shard_samples(folder: str | Path) -> Iterator[Sample]:
                                         "the tokenize run was started in")
             seen.append((row, path))
         for (row, path), values in zip(seen, decode_rows(tok, [row for row, _ in seen])):  # (H, W) in the map's units
-            yield Sample(row["id"], Image.open(path).convert("RGB"), DepthMap(values, torch.isfinite(values), row["kind"]))
+            yield Sample(row["id"], path, DepthMap(values, torch.isfinite(values), row["kind"]))
 
 
 def coco_samples(instances: str | Path, images_dir: str | Path | None = None) -> Iterator[Sample]:
@@ -115,5 +120,5 @@ def coco_samples(instances: str | Path, images_dir: str | Path | None = None) ->
     for im in data["images"]:
         boxes = np.array([a["bbox"] for a in anns.get(im["id"], [])], np.float64).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
-        yield Sample(str(im["file_name"]), Image.open(folder / im["file_name"]).convert("RGB"), None, boxes,
+        yield Sample(str(im["file_name"]), folder / im["file_name"], None, boxes,
                      [names[a["category_id"]] for a in anns.get(im["id"], [])])

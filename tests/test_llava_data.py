@@ -46,8 +46,55 @@ def test_records_show_their_progress_when_asked(capsys):
 def test_marked_points_are_drawn():
     sample = next(synthetic_samples(1, seed=3, size=(96, 128)))
     records = build_records([sample], **TOKS, tasks=["relative_depth_direct"], seed=2)
-    padded = pad_to_square(sample).image
-    assert records and np.abs(np.asarray(records[0]["image"], float) - np.asarray(padded, float)).sum() > 0
+    padded = pad_to_square(sample).image.load()
+    marked = records[0]["image"].load()
+    assert records and marked.size == padded.size == (128, 128)
+    red = (np.asarray(marked, int) - np.asarray(padded, int)).any(-1)  # (H, W) pixels the marks changed
+    for x, y in records[0]["points"]:  # a circle around every point, none elsewhere than near the points
+        assert red[int(y) - 5 : int(y) + 6, int(x) - 5 : int(x) + 6].any()
+    assert red.mean() < 0.2
+
+
+def test_records_hold_recipes_not_pixels_and_load_the_same_image_from_a_file(tmp_path):
+    """A curriculum of 20k photos held as decoded images needed ~56 GB; records now hold where each
+    image comes from, its padding and its marks, and load the pixels when a batch needs them: from
+    a file, exactly the image that the same photo held in memory gives."""
+    import pickle
+
+    from PIL import Image
+
+    from perceptok_llava.images import ImageRecipe
+
+    sample = next(synthetic_samples(1, seed=5, size=(96, 128)))
+    photo = tmp_path / "photo.png"
+    sample.image.load().save(photo)
+    tasks = ["depth_generation", "relative_depth_direct", "counting_cot"]
+    in_memory = build_records([sample], **TOKS, tasks=tasks, seed=4)
+    on_disk = build_records([Sample(sample.id, str(photo), sample.depth, sample.boxes, sample.labels)], **TOKS,
+                            tasks=tasks, seed=4)
+    assert [r["task"] for r in on_disk] == [r["task"] for r in in_memory] and len(on_disk) == 3
+    for a, b in zip(in_memory, on_disk):
+        assert isinstance(b["image"], ImageRecipe) and b["image"].size == (128, 128) and a["target"] == b["target"]
+        assert np.array_equal(np.asarray(a["image"].load()), np.asarray(b["image"].load()))
+    pixels = 128 * 128 * 3
+    assert len(pickle.dumps(on_disk)) < pixels / 10  # a recipe is a path and a few numbers
+    assert Image.open(photo).size == (128, 96)  # the file is read, never written
+
+
+def test_a_missing_or_broken_image_file_is_a_clear_error(tmp_path):
+    from perceptok_llava.images import load_image
+
+    with pytest.raises(FileNotFoundError, match="nowhere.png not found"):
+        Sample("gone", str(tmp_path / "nowhere.png"))
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ValueError, match="text.png: not an image file"):
+        Sample("text", str(tmp_path / "text.png"))
+    photo = tmp_path / "cut.png"
+    next(synthetic_samples(1, size=(64, 80))).image.load().save(photo)
+    sample = Sample("cut", str(photo))  # the header is whole; the pixels are cut short afterwards
+    photo.write_bytes(photo.read_bytes()[: photo.stat().st_size // 2])
+    with pytest.raises(ValueError, match="cut.png: cannot be read"):
+        load_image(sample.image)
 
 
 def test_real_sources(shared_data):
@@ -94,7 +141,7 @@ def test_a_box_lands_on_the_pixels_the_model_sees(square):
     record = build_records([Sample("photo", photo, boxes=np.array([box], float), labels=["red"])], **TOKS,
                            tasks=["box_listing"], square=square)[0]
     clip = CLIPImageProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})  # llava-hf's
-    pixels = clip(record["image"], return_tensors="pt")["pixel_values"][0]  # (3, 336, 336), normalised
+    pixels = clip(record["image"].load(), return_tensors="pt")["pixel_values"][0]  # (3, 336, 336), normalised
     red = (pixels[0] > 1.5) & (pixels[1] < -1.0)
     ys, xs = torch.nonzero(red, as_tuple=True)
     said = TOKS["boxes"].decode(TOKS["boxes"].parse(record["target"]).ids, canvas_size=(336, 336))[0]
@@ -135,7 +182,7 @@ def test_token_shards_are_a_curriculum_source(shared_data, tmp_path):
     assert sorted(samples) == sorted(direct)
     for key in list(direct)[:3]:
         got, ref = samples[key], direct[key]
-        assert np.array_equal(np.asarray(got.image), np.asarray(ref.image))
+        assert np.array_equal(np.asarray(got.image.load()), np.asarray(ref.image.load()))
         assert got.depth.values.shape == ref.depth.values.shape and got.depth.kind == ref.depth.kind
         ok = ref.depth.valid & got.depth.valid
         error = (got.depth.values[ok] - ref.depth.values[ok]).abs() / ref.depth.values[ok]

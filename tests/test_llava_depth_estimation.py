@@ -76,5 +76,5 @@ def test_records_estimate_the_depth_of_many_samples_at_once():
     toks = dict(depth=load("depth"), boxes=BoxTokenizer.from_preset("aurora"), points=PointTokenizer.from_preset("aurora"))
     records = build_records(rgb, **toks, estimator=count, tasks=["depth_generation"], seed=0)
     assert calls == [RECORD_BATCH, 3] and len(records) == RECORD_BATCH + 3
-    given = [dataclasses.replace(s, depth=m) for s, m in zip(rgb, estimate([s.image for s in rgb]))]
+    given = [dataclasses.replace(s, depth=m) for s, m in zip(rgb, estimate([s.image.load() for s in rgb]))]
     assert [r["target"] for r in records] == [r["target"] for r in build_records(given, **toks, tasks=["depth_generation"], seed=0)]

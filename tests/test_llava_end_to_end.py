@@ -58,7 +58,7 @@ def test_labels_start_where_the_processors_own_prompt_ends(side):
     records = build_records(synthetic_samples(6, size=(64, 80)), **tokenizers())
     records = [records[i] for i in torch.randperm(len(records), generator=torch.Generator().manual_seed(0))[:8]]
     batch = collate(records, processor)
-    prompts = processor(text=[chat(r["prompt"]) for r in records], images=[r["image"] for r in records],
+    prompts = processor(text=[chat(r["prompt"]) for r in records], images=[r["image"].load() for r in records],
                         return_tensors="pt", padding=True)
     assert len({int(m.sum()) for m in batch["attention_mask"]}) > 1  # rows of different lengths: padding matters
     for i in range(len(records)):
@@ -702,7 +702,7 @@ def test_prompt_tokens_count_what_the_processor_makes_of_each_prompt():
 
     lm_tok = tiny_lm_tokenizer()
     processor = tiny_processor(lm_tok)
-    image = build_records(synthetic_samples(1, size=(64, 80)), **tokenizers(), tasks=["counting_direct"])[0]["image"]
+    image = build_records(synthetic_samples(1, size=(64, 80)), **tokenizers(), tasks=["counting_direct"])[0]["image"].load()
     prompts = ["<image>\nHow many?", "Which point is closer, A or B? <image>", "<image>\n" + "Look again. " * 7]
     for start_with in (None, "<DEPTH_START>"):
         counts = prompt_tokens(processor, image, prompts, start_with)

@@ -62,7 +62,7 @@ def test_arms_see_the_same_images_points_and_answers():
     pooled = question_sets(size, {"depth": load("depth:pooled"), "boxes": boxes, "points": points})
     for a, b in zip(vq.train + vq.tests["synthetic"], pooled.train + pooled.tests["synthetic"], strict=True):
         assert (a["id"], a["task"], a.get("answer"), a.get("points")) == (b["id"], b["task"], b.get("answer"), b.get("points"))
-        assert np.array_equal(np.asarray(a["image"]), np.asarray(b["image"]))
+        assert np.array_equal(np.asarray(a["image"].load()), np.asarray(b["image"].load()))
     # the direct and chain-of-thought questions of one scene share its marked image and answer
     by_scene = {}
     for r in vq.train:

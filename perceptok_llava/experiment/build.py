@@ -79,7 +79,7 @@ def fit_sample(sample: Sample, side: int) -> Sample:
     w, h = sample.image.size
     scale = side / max(w, h)
     size = (max(1, round(h * scale)), max(1, round(w * scale)))  # (H, W)
-    image = sample.image.resize(size[::-1], Image.Resampling.BICUBIC)
+    image = sample.image.load().resize(size[::-1], Image.Resampling.BICUBIC)
     depth = sample.depth
     if depth is not None:
         values = F.interpolate(depth.values[None, None], size=size, mode="nearest")[0, 0]
