@@ -263,7 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.run(args)
     except (ValueError, OSError, ImportError) as err:
-        print(f"perceptok-llava: error: {' '.join(str(err).split())}", file=sys.stderr)
+        from perceptok.cli.messages import one_line  # here: the perceptok CLI's imports take 50 ms
+
+        print(f"perceptok-llava: error: {one_line(err)}", file=sys.stderr)
         return 2
     return 0
 

@@ -178,9 +178,9 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
                 last = time.perf_counter()  # the next step's time leaves the saving out
             if stop:
                 break
-    finally:
+    finally:  # an error (an unreadable image, say) is then reported on a line of its own
         early.close()
-    bar.close()
+        bar.close()
     tokens, total = slot_totals()
     padding = 1 - tokens / max(total, 1)  # the share of the batches' token slots that were padding
     losses, task_means = so_far.losses, so_far.task_means

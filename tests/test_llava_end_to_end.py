@@ -15,6 +15,7 @@ pytest.importorskip("peft")
 from llava_fixtures import short_of_memory, tiny_llava, tiny_lm_tokenizer  # noqa: E402
 from perceptok import BoxTokenizer, PointTokenizer, PooledDepthTokenizer, load  # noqa: E402
 from perceptok_llava.data import build_records  # noqa: E402
+from perceptok_llava.images import ImageRecipe  # noqa: E402
 from perceptok_llava.sources import coco_samples, manifest_samples, synthetic_samples  # noqa: E402
 from perceptok_llava.generate import generate_with_perception  # noqa: E402
 from perceptok_llava.checkpointing import is_checkpointing  # noqa: E402
@@ -473,6 +474,50 @@ def test_three_ranks_uneven_records_grad_accum_and_an_early_stop(tmp_path, stop)
     assert saved["step"] == ranks[0]["steps"] and saved["run"]["processes"] == 3
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoint").glob("random_states_*")) == \
         [f"random_states_{r}.pkl" for r in range(3)]
+
+
+def test_training_from_image_files_reads_them_in_the_workers_and_a_broken_one_is_a_one_line_error(tmp_path, capsys):
+    """Records hold image files' paths (an ``ImageRecipe``), so the loader's worker reads them:
+    training from COCO files trains, and a file whose pixels are cut short after the records were
+    built stops training with a one-line error that names it (the worker's traceback, which torch
+    puts in the message, left out)."""
+    import json
+
+    from perceptok_llava.cli import main as llava_cli
+
+    lm_tok = tiny_lm_tokenizer()
+    tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>")).save_pretrained(tmp_path / "base")
+    tiny_processor(lm_tok).save_pretrained(tmp_path / "base")
+    (tmp_path / "images").mkdir()
+    images, annotations = [], []
+    for i, sample in enumerate(synthetic_samples(3, size=(48, 64))):
+        sample.image.load().save(tmp_path / "images" / f"{i}.png")
+        images.append({"id": i, "file_name": f"{i}.png", "width": 64, "height": 48})
+        annotations += [{"id": 10 * i + j, "image_id": i, "category_id": 1, "bbox": [x0, y0, x1 - x0, y1 - y0]}
+                        for j, (x0, y0, x1, y1) in enumerate(sample.boxes.tolist())]
+    coco = tmp_path / "instances.json"
+    coco.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "thing"}]}))
+    args = ["train", "--model", str(tmp_path / "base"), "--tokenizers", "depth=depth:pooled,boxes,points",
+            "--data", str(coco), "--lora-r", "4", "--stages", "1", "--samples-per-stage", "8", "--batch-size", "2",
+            "--gradient-checkpointing", "off", "--workers", "1", "--out", str(tmp_path / "run")]
+    assert llava_cli(args) == 0
+    assert len(json.loads((tmp_path / "run" / "train_log.json").read_text())["losses"]) == 4
+    capsys.readouterr()
+    broken = tmp_path / "images" / "2.png"
+    real_load = ImageRecipe.load
+
+    def cut_then_load(recipe):  # the file breaks once the records are built: its header was read whole
+        broken.write_bytes(broken.read_bytes()[:200])
+        return real_load(recipe)
+
+    ImageRecipe.load = cut_then_load
+    try:
+        assert llava_cli([*args[:-1], str(tmp_path / "again")]) == 2
+    finally:
+        ImageRecipe.load = real_load
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars, on a line of its own
+    assert err.startswith("perceptok-llava: error: image ") and "2.png: cannot be read" in err, err
+    assert "Traceback" not in err and "worker" not in err, err
 
 
 def test_gradient_checkpointing_only_where_memory_needs_it(tmp_path):

@@ -3,6 +3,7 @@ warning for what lenient parsing dropped or filled."""
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -10,8 +11,14 @@ from perceptok.errors import TokenParseError
 
 
 def one_line(err: BaseException) -> str:
-    """The error as one line, with the command line's flags in its advice."""
-    text = " ".join(str(err).split()) or type(err).__name__
+    """The error as one line, with the command line's flags in its advice. An error raised in a
+    DataLoader worker, whose message torch fills with the worker's traceback, is its last line:
+    the original error's own message."""
+    text = str(err)
+    if "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]
+        text = re.sub(r"^[\w.]+: ", "", last)
+    text = " ".join(text.split()) or type(err).__name__
     return text.replace("Pass strict=False to recover", "Pass --lenient to recover")
 
 
