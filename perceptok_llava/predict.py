@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
 from tqdm.auto import tqdm
 
 from perceptok.io.jsonl import read_jsonl
@@ -53,11 +52,6 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _image(record: dict[str, Any]) -> Image.Image:
-    with Image.open(record["image_path"]) as im:
-        return im.convert("RGB")
-
-
 def _prompt(record: dict[str, Any]) -> str:
     return record["prompt"] if "<image>" in record["prompt"] else f"<image>\n{record['prompt']}"
 
@@ -70,13 +64,13 @@ def predict(model: Any, processor: Any, vocab: PerceptionVocab, records: Sequenc
     With ``static_cache`` every batch has one shape, so that the compiled decoding step is built
     once: prompts padded to the longest of all the records, and the last batch filled up with
     copies of its last record (their answers dropped)."""
-    pad_to = max(prompt_tokens(processor, _image(records[0]), [_prompt(r) for r in records], start_with)) \
+    pad_to = max(prompt_tokens(processor, records[0]["image_path"], [_prompt(r) for r in records], start_with)) \
         if static_cache else None
     out = []
     bar = tqdm(total=len(records), unit="answer", disable=not progress, desc="predict")
     for batch in _batches(records, batch_size):
         filled = list(batch) + [batch[-1]] * (batch_size - len(batch) if static_cache else 0)
-        answers = generate_with_perception(model, processor, vocab, [_image(r) for r in filled],
+        answers = generate_with_perception(model, processor, vocab, [r["image_path"] for r in filled],
                                            [_prompt(r) for r in filled], start_with=start_with,
                                            static_cache=static_cache, pad_to=pad_to, **generate_kwargs)
         for r, answer in zip(batch, answers):
