@@ -17,13 +17,17 @@ The rules are written once, as Python (``_advance``: a state and a token → the
 ``_masked``: a state → the tokens it forbids). For decoding they are compiled into a small
 automaton (``_Automaton``): LM tokens fall into a few classes that the rules cannot tell apart,
 the states reachable from the start are enumerated over those classes, and each state's mask
-is one row of a table on the logits' device. A step then advances each row's state by its new
-token with two list lookups (rows that beam search reorders are matched to the row they grew
-from) and masks the whole batch with views of the table's rows and one ``masked_fill``: one
-host sync for the batch and nothing copied to the device, the same cost after a 700-token
-prompt as after a short one. A first call, or a row with no parent, is read whole. The rules'
-tables are CPU tensors whatever torch's default device is; only the mask table goes to the
-logits' device, once.
+is one row of a table. The automaton's tables live on the logits' device (``_DeviceTables``,
+made once per device and width), and so does each row's state: a step matches each row to the
+row of the last call it grew from (beam search reorders rows), advances its state by its new
+token with two gathers and masks the batch with one gather of mask rows and one
+``masked_fill``. Nothing is read back to the host, so on a GPU the step never waits for the
+model's forward pass (a host sync there costs the overlap of the CPU's work with the GPU's,
+which a CUDA-graph decoding step makes visible), and the cost after a 700-token prompt is that
+after a short one. The first call reads each row whole on the host. A row that grew from no row
+of the last call (possible only outside ``generate``) is found from a flag copied to the host
+without waiting, and every row is read whole again at the next call. The rules' tables are CPU
+tensors whatever torch's default device is.
 """
 
 from __future__ import annotations
@@ -161,8 +165,11 @@ class PerceptionLogitsProcessor:
         self.outside = torch.cat(outside) if outside else torch.zeros(0, dtype=torch.long, device="cpu")
         self._starts = {sp.start: k for k, sp in enumerate(self.spans)}
         self.automaton = _Automaton.shared(self, vocab, lm_tok)
-        self._prev: torch.Tensor | None = None  # the last call's input_ids, and each row's state after them
-        self._prev_states: list[int] = []
+        # the last call's input_ids and each row's state after them, on their device; whether a
+        # row of that call grew from no row of the call before (a host copy, and its event)
+        self._prev: torch.Tensor | None = None
+        self._state: torch.Tensor | None = None
+        self._lost: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
 
     def _text_of(self, token: int) -> str:
         """An LM id's text (every id decoded once, the first time one is asked; "" past the LM's
@@ -217,35 +224,62 @@ class PerceptionLogitsProcessor:
 
     # --- decoding --------------------------------------------------------------------------
 
-    def _states(self, input_ids: torch.LongTensor) -> list[int]:
-        """Each row's automaton state, advanced by its new token from the row it grew from at the
-        last call (beam search reorders rows; a row with no parent, as at a first call, is read whole)."""
-        step, prev = self.automaton.step, self._prev
-        if prev is not None and prev.shape[1] == input_ids.shape[1] - 1 and prev.device == input_ids.device:
-            if prev.shape[0] == input_ids.shape[0]:  # greedy and sampling: each row grew from the same row
-                kept = (input_ids[:, :-1] == prev).all(1)
-                rows = torch.stack([kept.long(), input_ids[:, -1]], 1).tolist()  # the step's one host sync
-                if all(k for k, _ in rows):
-                    return [step(state, t) for state, (_, t) in zip(self._prev_states, rows)]
-            # beam search reorders rows: find the row each one grew from
-            match = (input_ids[:, None, :-1] == prev[None]).all(-1)  # (B, B_prev)
-            found, parent = match.any(1).long(), match.to(torch.uint8).argmax(1)
-            rows = torch.stack([found, parent, input_ids[:, -1]], 1).tolist()
-            if all(f for f, _, _ in rows):
-                return [step(self._prev_states[p], t) for _, p, t in rows]
-        return [self.automaton.scan(row) for row in input_ids.tolist()]
+    def _states(self, input_ids: torch.LongTensor, tables: _DeviceTables) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(B,)`` each row's automaton state on ``input_ids``' device, and a 0-d flag: some row
+        grew from no row of the last call (None when the rows were read whole). A row that is one
+        token longer than the last call's rows is advanced by that token from the row it grew from
+        (``(B, B_prev)`` comparisons); a first call, other lengths or a lost row last time: each
+        row is read whole on the host."""
+        prev = self._prev
+        if (prev is None or prev.shape[1] != input_ids.shape[1] - 1 or prev.device != input_ids.device
+                or self._was_lost()):
+            scanned = [self.automaton.scan(row) for row in input_ids.tolist()]
+            return torch.tensor(scanned, dtype=torch.long, device=input_ids.device), None
+        match = (input_ids[:, None, :-1] == prev[None]).all(-1)  # (B, B_prev): row b grew from row p
+        parent = match.to(torch.uint8).argmax(1)
+        token = input_ids[:, -1].clamp(0, len(self.automaton.token_class) - 1)
+        return tables.next[self._state[parent], tables.token_class[token]], ~match.any(1).all()
+
+    def _was_lost(self) -> bool:
+        """Whether a row of the last call grew from no row of the call before (read from a copy
+        made without waiting, complete by now; its event is waited on for certainty)."""
+        if self._lost is None:
+            return False
+        flag, event = self._lost
+        if event is not None:
+            event.synchronize()
+        return bool(flag)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        states = self._states(input_ids)
-        self._prev, self._prev_states = input_ids.clone(), states
-        return self.automaton.mask(scores, states, self)
+        tables = self.automaton.tables(scores.device, scores.shape[-1], self)
+        states, lost = self._states(input_ids, tables)
+        self._prev, self._state, self._lost = input_ids.clone(), states, None
+        if lost is not None:
+            flag = lost.to("cpu", non_blocking=True)
+            event = torch.cuda.Event() if lost.device.type == "cuda" else None
+            if event is not None:
+                event.record()
+            self._lost = (flag, event)
+        return scores.masked_fill(tables.mask[tables.row[states]], float("-inf"))
+
+
+@dataclasses.dataclass(frozen=True)
+class _DeviceTables:
+    """An automaton's tables on one device, for logits of one width: ``next`` ``(S, C)`` (a state
+    and a token class → the next state), ``token_class`` ``(n + 1,)``, ``row`` ``(S,)`` (a state
+    → its row of ``mask``) and ``mask`` ``(M, width)`` bool, one row per distinct mask."""
+
+    next: torch.Tensor
+    token_class: torch.Tensor
+    row: torch.Tensor
+    mask: torch.Tensor
 
 
 class _Automaton:
     """The processor's rules compiled for decoding: ``token_class`` (LM id → class; ids that no
-    rule tells apart share one), ``next[state][class]`` over the states reachable from the start,
-    and ``row[state]``, the state's row in a table of masks (one per distinct mask, built per
-    device and logits width on first use). A span's count of tokens stops mattering once it
+    rule tells apart share one) and ``next[state][class]`` over the states reachable from the
+    start, as lists for reading rows on the host and as ``_DeviceTables`` (with each state's mask)
+    per device and logits width. A span's count of tokens stops mattering once it
     passes the span's length, so it is capped there and the states are finite."""
 
     _shared: dict[tuple[int, int], tuple[weakref.ref, weakref.ref, _Automaton]] = {}
@@ -282,7 +316,7 @@ class _Automaton:
                 row.append(index[nxt])
             self.next.append(row)
         self.states = states
-        self._masks: dict[tuple[torch.device, int], tuple[torch.Tensor, list[int]]] = {}
+        self._tables: dict[tuple[torch.device, int], _DeviceTables] = {}
 
     @staticmethod
     def _features(proc: PerceptionLogitsProcessor, token: int) -> tuple:
@@ -292,34 +326,27 @@ class _Automaton:
                 tuple((token in it.coord_set, token == it.between, token == it.close,
                        bool(it.opener) and proc._text_of(token).rstrip().endswith(it.opener)) for it in proc.items))
 
-    def step(self, state: int, token: int) -> int:
-        return self.next[state][self.token_class[min(token, len(self.token_class) - 1)]]
-
     def scan(self, tokens: list[int]) -> int:
-        state = 0
+        """The state after ``tokens``, read on the host."""
+        state, last = 0, len(self.token_class) - 1
         for token in tokens:
-            state = self.step(state, token)
+            state = self.next[state][self.token_class[min(max(token, 0), last)]]
         return state
 
-    def mask(self, scores: torch.Tensor, states: list[int], rules: PerceptionLogitsProcessor) -> torch.Tensor:
-        """``scores`` with what each row's state forbids set to -inf: the rows of the mask table
-        (one view when every row has the same mask, as inside a span; else one stack of views, so
-        nothing is copied from the host) and one fill. ``rules``: a processor of this automaton's
-        vocabulary, whose ``_masked`` builds the table."""
-        key = (scores.device, scores.shape[-1])
-        if key not in self._masks:
-            tables: dict[bytes, int] = {}
+    def tables(self, device: torch.device, width: int, rules: PerceptionLogitsProcessor) -> _DeviceTables:
+        """The tables on ``device`` for logits ``width`` wide, made on first use. ``rules``: a
+        processor of this automaton's vocabulary, whose ``_masked`` builds the masks."""
+        key = (device, width)
+        if key not in self._tables:
+            distinct: dict[bytes, int] = {}
             rows, masks = [], []
             for state in self.states:
-                m = rules._masked(state, scores.shape[-1])
-                rows.append(tables.setdefault(m.numpy().tobytes(), len(tables)))
+                m = rules._masked(state, width)
+                rows.append(distinct.setdefault(m.numpy().tobytes(), len(distinct)))
                 if rows[-1] == len(masks):
                     masks.append(m)
-            self._masks[key] = (torch.stack(masks).to(scores.device), rows)
-        table, rows = self._masks[key]
-        picked = [rows[s] for s in states]
-        if all(r == picked[0] for r in picked):
-            blocked = table[picked[0]].expand(len(picked), -1)
-        else:
-            blocked = torch.stack([table[r] for r in picked])
-        return scores.masked_fill(blocked, float("-inf"))
+            self._tables[key] = _DeviceTables(torch.tensor(self.next, dtype=torch.long, device=device),
+                                              torch.tensor(self.token_class, dtype=torch.long, device=device),
+                                              torch.tensor(rows, dtype=torch.long, device=device),
+                                              torch.stack(masks).to(device))
+        return self._tables[key]

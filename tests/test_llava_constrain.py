@@ -101,6 +101,91 @@ def test_incremental_state_matches_a_full_rescan_under_beam_reordering(setup):
         ids = torch.cat([ids[parents], nxt[parents, None]], dim=1)
 
 
+@pytest.mark.parametrize("mode", [dict(do_sample=False), dict(do_sample=True, top_k=0), dict(num_beams=3, do_sample=False)])
+def test_under_generate_every_row_grows_from_a_row_of_the_last_call(setup, mode, monkeypatch):
+    """The device-side stepping relies on it: under greedy, sampling and beam search, every row
+    that ``generate`` hands the processor continues a row of its last call, so none is flagged
+    and no row is read whole again after the first call's prompt."""
+    from perceptok_llava.constrain import _Automaton
+
+    scans = []
+    real = _Automaton.scan
+    monkeypatch.setattr(_Automaton, "scan", lambda self, tokens: scans.append(len(tokens)) or real(self, tokens))
+    out = generate(setup, [setup[2].delimiters["depth"]["start"]], **mode)
+    beams = mode.get("num_beams", 1)
+    assert out.shape[1] > 100 and len(scans) == 2 * beams  # the first call's rows, then none
+    assert len(set(scans)) == 1  # all of them the prompt
+
+
+def test_a_step_reads_nothing_back_from_the_device(setup, monkeypatch):
+    """After the first call, a step neither reads a row whole nor copies tokens or states to the
+    host (``tolist``, ``item``), whichever rows beam search continues: on a GPU, such a read would
+    wait for the model's forward pass."""
+    import sys
+
+    from perceptok_llava.constrain import _Automaton
+
+    lm_tok, _, vocab = setup
+    proc = PerceptionLogitsProcessor(vocab, lm_tok)
+    scores = torch.zeros(4, len(lm_tok))
+    ids = torch.tensor([[5, 6, vocab.delimiters["depth"]["start"]], [5, 6, 7], [5, 8, 9], [5, 6, 7]])
+    proc(ids, scores)
+    reads = []
+    for name in ("tolist", "item"):
+        real = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _real=real, _name=name):
+            if sys._getframe(1).f_code.co_filename.endswith("constrain.py"):
+                reads.append(_name)
+            return _real(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    monkeypatch.setattr(_Automaton, "scan", lambda *a: reads.append("scan"))
+    codes = torch.tensor(vocab.lm_ids["depth"][:10])
+    for step in range(10):
+        ids = torch.cat([ids[torch.tensor([1, 0, 0, 3])], codes[step].expand(4, 1)], 1)
+        got = proc(ids, scores)
+    monkeypatch.undo()
+    assert reads == [] and torch.equal(got, _by_the_rules(proc, ids, scores))
+
+
+def test_a_row_that_grew_from_no_row_is_read_whole_at_the_next_call(setup):
+    """Outside ``generate``, rows may not continue the last call's: such a row is flagged (without
+    waiting for the device) and every row is read whole at the next call, which then masks by
+    the rules again."""
+    lm_tok, _, vocab = setup
+    start = vocab.delimiters["depth"]["start"]
+    code = vocab.lm_ids["depth"][0]
+    proc = PerceptionLogitsProcessor(vocab, lm_tok)
+    scores = torch.zeros(2, len(lm_tok))
+    proc(torch.tensor([[5, start], [5, 6]]), scores)
+    proc(torch.tensor([[7, 8, 9], [5, 6, 7]]), scores)  # row 0 grew from no row
+    ids = torch.tensor([[7, 8, 9, start], [5, 6, 7, 8]])
+    assert torch.equal(proc(ids, scores), _by_the_rules(proc, ids, scores))
+    ids = torch.cat([ids, torch.tensor([[code], [9]])], 1)
+    assert torch.equal(proc(ids, scores), _by_the_rules(proc, ids, scores))  # and follows the rows again
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: host syncs only exist there")
+def test_a_decoding_step_never_syncs_with_the_gpu(setup):
+    """After the first call, a step issues no synchronising CUDA call (torch's sync debug mode
+    raises on any), and masks as the rules do."""
+    lm_tok, _, vocab = setup
+    proc = PerceptionLogitsProcessor(vocab, lm_tok)
+    ids = torch.tensor([[5, 6, vocab.delimiters["depth"]["start"]]] * 4, device="cuda")
+    scores = torch.zeros(4, len(lm_tok), device="cuda")
+    proc(ids, scores)
+    codes = torch.tensor(vocab.lm_ids["depth"][:20], device="cuda")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for step in range(20):
+            ids = torch.cat([ids[torch.tensor([1, 0, 3, 2], device="cuda")], codes[step].expand(4, 1)], 1)
+            got = proc(ids, scores)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(got.cpu(), _by_the_rules(proc, ids.cpu(), scores.cpu()))
+
+
 def test_the_automaton_is_the_rules_on_long_spans_and_grid_markers():
     """Spans longer than the tokenizer's length (in a prompt, nothing stops them), grid markers,
     ids past the LM's vocabulary (padded logits) and a vocabulary of every kind: the compiled
