@@ -163,10 +163,12 @@ def check_image_tokens(model: Any, processor: Any, record: dict) -> None:
         )
 
 
-def token_lengths(records: list[dict], lm_tok: Any) -> list[int]:
-    """Every record's text in LM tokens: prompt, answer and end token, in one tokenizer call (the
-    image's tokens, the same for every record of LLaVA-1.5, are left out)."""
-    return [len(ids) for ids in lm_tok([training_text(r, lm_tok) for r in records])["input_ids"]]
+def token_lengths(records: list[dict], lm_tok: Any, chunk: int = 8192) -> list[int]:
+    """Every record's text in LM tokens: prompt, answer and end token (the image's tokens, the
+    same for every record of LLaVA-1.5, are left out); ``chunk`` records a tokenizer call, so
+    that a million records never hold all their ids at once."""
+    return [len(ids) for start in range(0, len(records), chunk)
+            for ids in lm_tok([training_text(r, lm_tok) for r in records[start : start + chunk]])["input_ids"]]
 
 
 def longest(records: list[dict], lengths: list[int], n: int) -> list[dict]:

@@ -47,6 +47,15 @@ def test_labels_cover_only_the_answer():
         assert "How many" not in lm_tok.decode(kept)
 
 
+def test_token_lengths_in_chunks_are_each_records_own_length():
+    from perceptok_llava.batches import token_lengths, training_text
+
+    lm_tok = tiny_lm_tokenizer()
+    records = build_records(synthetic_samples(3, size=(48, 64)), **tokenizers(), seed=0)
+    each = [len(lm_tok(training_text(r, lm_tok))["input_ids"]) for r in records]
+    assert token_lengths(records, lm_tok, chunk=4) == token_lengths(records, lm_tok) == each and len(set(each)) > 3
+
+
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_labels_start_where_the_processors_own_prompt_ends(side):
     """collate processes the images once and tokenises the prompts as text; the answer must start
