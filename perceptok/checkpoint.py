@@ -78,6 +78,20 @@ def replace_folder(finished: Path, path: Path) -> None:
         os.replace(finished, path)
 
 
+def move_into(finished: Path, folder: Path, last: str) -> None:
+    """Move every file and folder of ``finished`` into ``folder`` by renames (a folder by
+    ``replace_folder``), replacing what is there, and ``last`` after all the others, then remove
+    ``finished``. ``folder``'s old ``last`` goes first: a reader never sees a half-written file,
+    and finds ``last`` only beside a whole set (a crash halfway leaves no ``last``)."""
+    (folder / last).unlink(missing_ok=True)
+    for entry in sorted(finished.iterdir(), key=lambda p: p.name == last):
+        if entry.is_dir():
+            replace_folder(entry, folder / entry.name)
+        else:
+            os.replace(entry, folder / entry.name)
+    finished.rmdir()
+
+
 def replaced_folders(path: Path) -> list[Path]:
     """``path`` if it is there, then the copies ``replace_folder`` set aside (newest first): what a
     reader looks for after a crash."""

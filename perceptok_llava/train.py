@@ -23,7 +23,9 @@ import itertools
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from perceptok.checkpoint import write_text
+from perceptok.checkpoint import move_into, write_text
 from perceptok_llava.batches import answer_tokens, check_image_tokens, longest, token_lengths, training_batch
 from perceptok_llava.checkpointing import least_checkpointing, set_checkpointing
 from perceptok_llava.curriculum import CurriculumSampler
@@ -185,19 +187,29 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     padding = 1 - tokens / max(total, 1)  # the share of the batches' token slots that were padding
     losses, task_means = so_far.losses, so_far.task_means
     accelerator.wait_for_everyone()
+    # on every rank: under FSDP and DeepSpeed ZeRO-3 gathering the whole weights is a collective
+    weights = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
-        unwrapped.save_pretrained(out_dir, state_dict=accelerator.get_state_dict(model))
-        processor.save_pretrained(out_dir)
-        vocab.save(out_dir)
         log = {"losses": losses, "config": dataclasses.asdict(cfg), "gradient_checkpointing": checkpointing,
                "stage_probabilities": sampler.drawn,
                "stage_weights": sampler.drawn_weights, "task_losses": task_means,
                "padding": padding, "resumed_from": resumed_from, "complete": so_far.step >= steps,
                **so_far.held_out}
-        write_text(out_dir / "train_log.json", json.dumps(log))
         recon = f" + {cfg.recon_weight} × depth MSE" if cfg.recon_weight else ""
-        plot_losses(step_log.rows(), out_dir / PLOT, title=f"LLaVA training ({cfg.finetune}, {cfg.schedule} curriculum)",
-                    loss=f"loss (nats per answer token{recon})")
+        for stale in out_dir.glob(".final.*.tmp"):  # left by a run killed while saving
+            shutil.rmtree(stale, ignore_errors=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".final.", suffix=".tmp", dir=out_dir))
+        try:  # written aside, then moved in file by file with train_log.json last: never a half-written run
+            unwrapped.save_pretrained(staging, state_dict=weights)
+            processor.save_pretrained(staging)
+            vocab.save(staging)
+            plot_losses(step_log.rows(), staging / PLOT, title=f"LLaVA training ({cfg.finetune}, {cfg.schedule} "
+                        "curriculum)", loss=f"loss (nats per answer token{recon})")
+            write_text(staging / "train_log.json", json.dumps(log))
+            move_into(staging, out_dir, last="train_log.json")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     if so_far.step >= steps:  # complete: the checkpoints go (a run stopped early keeps its own)
         checkpoints.finish()
     accelerator.wait_for_everyone()

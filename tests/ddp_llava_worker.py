@@ -1,7 +1,8 @@
 """Run by ``tests/test_llava_end_to_end.py`` under ``torchrun`` (gloo, 3 processes): trains the
 tiny LLaVA in ``BASE`` with ``grad_accum=2`` on an uneven number of records for a few seconds of
-wall time, then every rank writes its optimiser steps and a fingerprint of its trainable weights
-(LoRA, new token rows, projector) to ``OUT/rank{R}.json``. The clocks of ranks 1 and 2 run 2 and 3
+wall time, then every rank writes its optimiser steps, a fingerprint of its trainable weights
+(LoRA, new token rows, projector) and how often it took part in gathering the weights to save
+to ``OUT/rank{R}.json``. The clocks of ranks 1 and 2 run 2 and 3
 times as fast: a rank that stopped on its own clock would leave the others blocked. Rank 1 runs
 out of memory unless every layer is checkpointed ("auto" must choose that on every rank).
 
@@ -49,6 +50,11 @@ def main(base: str, out: str, minutes: float | None) -> None:
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     train.time = SkewedClock(1.0 + int(os.environ["RANK"]))
+    from accelerate import Accelerator
+
+    gathered, real_get_state_dict = [], Accelerator.get_state_dict
+    # under FSDP and ZeRO-3 gathering the weights is a collective: every rank must take part
+    Accelerator.get_state_dict = lambda self, *a, **k: gathered.append(1) or real_get_state_dict(self, *a, **k)
     if minutes is None and int(os.environ["RANK"]) == 2:
         sigterm_at_step(3)
     torch.manual_seed(0)
@@ -72,7 +78,8 @@ def main(base: str, out: str, minutes: float | None) -> None:
     Path(out, f"rank{dist.get_rank()}.json").write_text(json.dumps({"steps": len(result["losses"]),
                                                                     "complete": result["complete"],
                                                                     "weights": digest.hexdigest(),
-                                                                    "checkpointing": result["gradient_checkpointing"]}))
+                                                                    "checkpointing": result["gradient_checkpointing"],
+                                                                    "gathered_weights": len(gathered)}))
 
 
 if __name__ == "__main__":

@@ -401,6 +401,59 @@ def test_resuming_after_a_crash_between_the_renames_or_inside_a_save(tmp_path, m
     assert not list((tmp_path / "run").glob("*checkpoint*"))
 
 
+def test_a_crash_while_saving_the_trained_model_leaves_no_half_written_run(tmp_path, monkeypatch):
+    """The trained model is written aside and moved in file by file, ``train_log.json`` last (and
+    a completed run's old one removed first): killed halfway through the moves, the folder holds
+    whole files, no log that says the run is complete, and the checkpoint; the same call again
+    resumes from it, ends complete, and the model loads."""
+    import json
+    import os
+    from pathlib import Path
+
+    from perceptok import checkpoint
+
+    toks = tokenizers()
+    records = build_records(synthetic_samples(3, size=(64, 80)), **toks, seed=0)
+    cfg = LlavaTrainConfig(out=str(tmp_path / "run"), lora_r=4, lora_alpha=8, batch_size=2, stages=1,
+                           samples_per_stage=8, gradient_checkpointing=False, save_every=2, overwrite=True)
+    lm_tok = tiny_lm_tokenizer()
+    tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>")).save_pretrained(tmp_path / "base")
+
+    def train():
+        torch.manual_seed(0)
+        lm_tok = tiny_lm_tokenizer()
+        model = tiny_llava(len(lm_tok), lm_tok.convert_tokens_to_ids("<image>"))
+        return train_llava(model, tiny_processor(lm_tok), toks, records, cfg, progress=False)
+
+    first = train()  # a completed run in the folder, which the next one replaces (overwrite)
+    moves, real_replace = [], os.replace
+
+    def killed_on_the_third_move(src, dst):  # of a file of the staging folder into the run's
+        if ".final." in str(src) and Path(dst).parent == tmp_path / "run":
+            moves.append(dst)
+            if len(moves) == 3:
+                raise KeyboardInterrupt("killed")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", killed_on_the_third_move)
+    with pytest.raises(KeyboardInterrupt):
+        train()
+    monkeypatch.undo()
+    run = tmp_path / "run"
+    assert len(moves) == 3 and not (run / "train_log.json").exists() and (run / "checkpoint").is_dir()
+    assert not list(run.glob(".final.*"))  # the staging folder went with the error
+    safetensors = run / "adapter_model.safetensors"
+    if safetensors.exists():  # moved whole or not at all
+        from safetensors.torch import load_file
+
+        assert load_file(safetensors)
+    again = train()
+    assert again["complete"] and again["resumed_from"] == 2 and again["losses"] == first["losses"]
+    assert json.loads((run / "train_log.json").read_text())["complete"] and not (run / "checkpoint").exists()
+    model, _, _ = load_trained(run, tmp_path / "base")
+    assert any("lora_" in name for name, _ in model.named_parameters())
+
+
 def test_sigterm_stops_training_with_a_checkpoint_to_resume_from(tmp_path):
     """A cluster sends SIGTERM before it ends or preempts a job: the run finishes its optimiser
     step, saves a checkpoint, the adapter and its log (not complete) and exits normally; the same
@@ -473,6 +526,9 @@ def test_three_ranks_uneven_records_grad_accum_and_an_early_stop(tmp_path, stop)
     ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in range(3)]
     assert len({r["steps"] for r in ranks}) == 1 and len({r["weights"] for r in ranks}) == 1
     assert [r["checkpointing"] for r in ranks] == [1, 1, 1]  # rank 1 alone needed every layer checkpointed
+    # gathering the weights is a collective under FSDP and ZeRO-3: every rank takes part, in the
+    # checkpoint's save_state and in saving the trained model
+    assert [r["gathered_weights"] for r in ranks] == [2, 2, 2]
     # 2 stages of 26 whole steps would be 52
     assert 1 <= ranks[0]["steps"] < 50 if stop == "clock" else ranks[0]["steps"] == 3
     # stopped early, the run is not complete and keeps a checkpoint of its last step, with every
