@@ -169,7 +169,7 @@ class PerceptionLogitsProcessor:
         # row of that call grew from no row of the call before (a host copy, and its event)
         self._prev: torch.Tensor | None = None
         self._state: torch.Tensor | None = None
-        self._lost: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
+        self._lost: tuple[torch.Tensor, torch.Event | None] | None = None
 
     def _text_of(self, token: int) -> str:
         """An LM id's text (every id decoded once, the first time one is asked; "" past the LM's
@@ -256,7 +256,7 @@ class PerceptionLogitsProcessor:
         self._prev, self._state, self._lost = input_ids.clone(), states, None
         if lost is not None:
             flag = lost.to("cpu", non_blocking=True)
-            event = torch.cuda.Event() if lost.device.type == "cuda" else None
+            event = None if lost.device.type == "cpu" else torch.Event(device=lost.device)  # CUDA, XPU, MPS…
             if event is not None:
                 event.record()
             self._lost = (flag, event)
