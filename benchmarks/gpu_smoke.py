@@ -8,7 +8,9 @@ at 16, then (while the generation table's time is left) without LoRA dropout at 
 and peak memory, median of 3 steps after a warm-up; "out_of_memory" where it does not fit),
 where the time of a training step at batch 16 goes (torch.profiler: matrix products, attention,
 optimiser, the rest, and the device's idle share), constrained generation of a depth map (strictly
-well formed, tokens/s, peak memory), and the generation table of issue 13 (plain vs constrained;
+well formed, tokens/s, peak memory), the constraint's own step at batch 1 and 8 after a 700-token
+prompt (ms a step; on CUDA under torch's sync debug mode set to raise, so a step that waits for
+the GPU is reported as an error), and the generation table of issue 13 (plain vs constrained;
 the unmerged adapter at batch 1; the merged model at batch 1 and 8, eager and with transformers'
 static KV cache, which it compiles with CUDA graphs on a GPU; median of 3 after a warm-up). Prints
 one JSON line per phase; a phase that fails prints its error and the run goes on; phases past
@@ -298,6 +300,9 @@ def main() -> None:
     for batch in (1, 4):
         row = measured(budget, constrained_depth, model, processor, vocab, image, device, batch)
         emit(**(row if isinstance(row, dict) else {"phase": "generate", "batch": batch, "error": row}))
+    for batch in (1, 8):
+        row = measured(budget, constraint_step, vocab, processor, device, batch)
+        emit(**(row if isinstance(row, dict) else {"phase": "constraint_step", "batch": batch, "error": row}))
     repeats = 1 if args.tiny else 3
     table: dict[str, float | str] = {}
     # unmerged at batch 1 first (merging unloads the adapter), then the merged model: the issue's goal
@@ -316,6 +321,38 @@ def main() -> None:
         emit(phase="generation", run=key, tokens_per_s=table[key])
     emit(phase="generation_table", tokens_per_s=table)
     emit(phase="done", seconds=round(time.perf_counter() - started, 1))
+
+
+def constraint_step(vocab, processor, device: torch.device, batch: int, steps: int = 50) -> dict:
+    """``PerceptionLogitsProcessor`` alone for ``steps`` steps into a depth span after a 700-token
+    prompt, on logits as wide as LLaVA-1.5's: ms a step (the prompt's first reading left out).
+    On CUDA the steps run under ``torch.cuda.set_sync_debug_mode("error")``: any host sync raises."""
+    lm_tok = processor.tokenizer
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 200, (batch, 700), generator=g).to(device)
+    ids[:, -1] = vocab.delimiters["depth"]["start"]
+    codes = torch.tensor(vocab.lm_ids["depth"], device=device)
+    scores = torch.zeros(batch, max(32064, len(lm_tok)), device=device)
+    proc = PerceptionLogitsProcessor(vocab, lm_tok)
+    proc(ids, scores)
+    steps_ids = [torch.cat([ids, codes[:k].expand(batch, k)], 1) for k in range(1, steps + 1)]
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        t = time.perf_counter()
+        for step_ids in steps_ids:
+            out = proc(step_ids, scores)
+    finally:
+        if cuda:
+            torch.cuda.set_sync_debug_mode("default")
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t
+    allowed = torch.isfinite(out).sum(1)  # the last step, inside the span: only codes (and no end yet)
+    return {"phase": "constraint_step", "batch": batch, "ms_per_step": round(seconds / steps * 1000, 3),
+            "host_syncs": 0 if cuda else None, "codes_only": bool((allowed == len(codes)).all())}
 
 
 def constrained_depth(model, processor, vocab, image, device: torch.device, batch: int) -> dict:

@@ -832,7 +832,10 @@ def test_gpu_smoke_script_runs_tiny_on_cpu():
     assert out.returncode == 0, out.stderr[-3000:]
     phases = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert [p["phase"] for p in phases] == ["build", "train"] + ["train_throughput"] * 5 + ["train_profile",
-                                            "generate", "generate"] + ["generation"] * 10 + ["generation_table", "done"]
+                                            "generate", "generate", "constraint_step", "constraint_step"] + \
+        ["generation"] * 10 + ["generation_table", "done"]
+    steps = [p for p in phases if p["phase"] == "constraint_step"]
+    assert [p["batch"] for p in steps] == [1, 8] and all(p["ms_per_step"] > 0 and p["codes_only"] for p in steps)
     profile = phases[7]
     assert profile["busy_ms"] > 0 and profile["busy_ms_by_kind"]["matmul"] > 0 and len(profile["top"]) == 10
     assert phases[1]["gradient_checkpointing"] == 0  # "auto" on a CPU with room to spare
