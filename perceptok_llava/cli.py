@@ -70,6 +70,8 @@ def load_samples(specs: list[str], seed: int) -> Iterator:
 
     sources = []
     for spec in specs:
+        if spec.endswith((".jsonl", ".json")) and not Path(spec).is_file():
+            raise FileNotFoundError(f"--data {spec}: no such file")
         if spec.startswith("synthetic:"):
             sources.append(synthetic_samples(int(spec.split(":", 1)[1]), seed=seed))
         elif spec.endswith(".jsonl"):

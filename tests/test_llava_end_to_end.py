@@ -583,6 +583,9 @@ def test_training_from_image_files_reads_them_in_the_workers_and_a_broken_one_is
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars, on a line of its own
     assert err.startswith("perceptok-llava: error: image ") and "2.png: cannot be read" in err, err
     assert "Traceback" not in err and "worker" not in err, err
+    missing = [a if a != str(coco) else str(tmp_path / "missing.json") for a in args]
+    assert llava_cli([*missing[:-1], str(tmp_path / "third")]) == 2  # said before the model is loaded
+    assert capsys.readouterr().err.strip() == f"perceptok-llava: error: --data {tmp_path / 'missing.json'}: no such file"
 
 
 def test_gradient_checkpointing_only_where_memory_needs_it(tmp_path):
