@@ -23,8 +23,9 @@ row of the last call it grew from (beam search reorders rows), advances its stat
 token with two gathers and masks the batch with one gather of mask rows and one
 ``masked_fill``. Nothing is read back to the host, so on a GPU the step never waits for the
 model's forward pass (a host sync there costs the overlap of the CPU's work with the GPU's,
-which a CUDA-graph decoding step makes visible), and the cost after a 700-token prompt is that
-after a short one. The first call reads each row whole on the host. A row that grew from no row
+which a CUDA-graph decoding step makes visible); no row is read whole again (the comparison
+grows with the sequence, one elementwise pass on the device). The first call reads each row
+whole on the host. A row that grew from no row
 of the last call (possible only outside ``generate``) is found from a flag copied to the host
 without waiting, and every row is read whole again at the next call. The rules' tables are CPU
 tensors whatever torch's default device is.
