@@ -62,11 +62,13 @@ def parse_tokenizers(spec: str) -> dict:
 
 
 def load_samples(specs: list[str], seed: int) -> Iterator:
-    """synthetic:N, a depth manifest (.jsonl), COCO instances (.json) or a folder of depth token
-    shards (``perceptok tokenize depth --out DIR``) → samples, read one at a time as they are
-    consumed (their images stay on disk until a batch needs them); a spec that is none of these
-    is an error at once."""
-    from perceptok_llava.sources import coco_samples, manifest_samples, shard_samples, synthetic_samples
+    """synthetic:N, a depth manifest (.jsonl), COCO instances (.json), a folder of depth token
+    shards (``perceptok tokenize depth --out DIR``) or a folder of RGB images → samples, read one
+    at a time as they are consumed (their images stay on disk until a batch needs them); a spec
+    that is none of these is an error at once."""
+    from perceptok_llava.sources import (
+        coco_samples, image_folder_samples, manifest_samples, shard_samples, synthetic_samples,
+    )
 
     sources = []
     for spec in specs:
@@ -80,9 +82,11 @@ def load_samples(specs: list[str], seed: int) -> Iterator:
             sources.append(coco_samples(spec))
         elif (Path(spec) / "metadata.json").is_file():
             sources.append(shard_samples(spec))
+        elif Path(spec).is_dir():
+            sources.append(image_folder_samples(spec))
         else:
-            raise ValueError(f"--data {spec!r}: expected synthetic:N, a manifest .jsonl, COCO instances .json or a "
-                             "folder of depth token shards (perceptok tokenize depth --out DIR)")
+            raise ValueError(f"--data {spec!r}: expected synthetic:N, a manifest .jsonl, COCO instances .json, a "
+                             "folder of depth token shards (perceptok tokenize depth --out DIR) or a folder of images")
     return itertools.chain.from_iterable(sources)
 
 
@@ -125,17 +129,22 @@ def _train(args: argparse.Namespace) -> None:
     from perceptok_llava.train import LlavaTrainConfig, train_llava
 
     tokenizers = parse_tokenizers(args.tokenizers)
-    dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
-    model = LlavaForConditionalGeneration.from_pretrained(args.model, dtype=dtype)
-    processor = AutoProcessor.from_pretrained(args.model)
     estimator = None
     if args.depth_model:
         from perceptok.depth.estimate import MonocularDepth
 
         estimator = MonocularDepth(args.depth_model, cache_dir=Path(args.out) / "depth_cache")
     builders = {k: tokenizers.get(k) or load(k) for k in ("depth", "boxes", "points")}
+    # the records first: bad data is said before the model is loaded, and the estimator is gone by then
     records = build_records(samples, builders["depth"], builders["boxes"], builders["points"],
                             seed=args.seed, estimator=estimator, progress=int(os.environ.get("RANK", "0")) == 0)
+    del estimator
+    if not records:
+        raise ValueError(f"--data {' '.join(args.data)} gave no training records: they hold neither depth maps nor "
+                         "boxes (images alone need --depth-model ID to estimate their depth)")
+    dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
+    model = LlavaForConditionalGeneration.from_pretrained(args.model, dtype=dtype)
+    processor = AutoProcessor.from_pretrained(args.model)
     cfg = LlavaTrainConfig(out=args.out, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=args.lora_dropout,
                            lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum, stages=args.stages,
                            samples_per_stage=args.samples_per_stage, schedule=args.schedule,
@@ -194,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tokenizers", default="depth,boxes,points",
                    help="comma-separated names, or name=preset_or_path (e.g. boxes=boxes:paligemma)")
     t.add_argument("--data", action="append", required=True,
-                   help="synthetic:N, a depth manifest .jsonl, COCO instances .json or a perceptok tokenize depth "
-                        "output folder; repeat to mix")
+                   help="synthetic:N, a depth manifest .jsonl, COCO instances .json, a perceptok tokenize depth "
+                        "output folder, or a folder of RGB images (with --depth-model); repeat to mix")
     t.add_argument("--out", required=True, help="folder for the adapter, the vocabulary, the processor, the "
                    "per-step log.jsonl and losses.png (and the checkpoint while training)")
     t.add_argument("--depth-model", help="monocular depth model for images without depth, e.g. "

@@ -1,5 +1,6 @@
-"""Where curriculum samples come from: synthetic scenes, RGB-D manifests, COCO detection files
-and ``perceptok tokenize depth`` folders, each as ``Sample`` objects for ``build_records``."""
+"""Where curriculum samples come from: synthetic scenes, RGB-D manifests, COCO detection files,
+``perceptok tokenize depth`` folders and folders of RGB images, each as ``Sample`` objects for
+``build_records``."""
 
 from __future__ import annotations
 
@@ -106,6 +107,16 @@ def shard_samples(folder: str | Path) -> Iterator[Sample]:
             seen.append((row, path))
         for (row, path), values in zip(seen, decode_rows(tok, [row for row, _ in seen])):  # (H, W) in the map's units
             yield Sample(row["id"], path, DepthMap(values, torch.isfinite(values), row["kind"]))
+
+
+def image_folder_samples(folder: str | Path) -> Iterator[Sample]:
+    """Every RGB image under ``folder`` (recursively, sorted; ids are paths relative to it), with
+    neither depth nor boxes: ``build_records`` with an estimator (``--depth-model``) gives them
+    depth, as AURORA did for ADE20k with Depth Anything."""
+    from perceptok.shards.sources import image_items
+
+    for item in image_items(folder, None):
+        yield Sample(item.id, item.source)
 
 
 def coco_samples(instances: str | Path, images_dir: str | Path | None = None) -> Iterator[Sample]:

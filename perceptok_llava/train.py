@@ -82,6 +82,9 @@ def train_llava(model: Any, processor: Any, tokenizers: dict, records: list[dict
     accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not cuda, dataloader_config=DataLoaderConfiguration(non_blocking=cuda))
     refuse_to_replace(cfg.out, cfg.overwrite)
+    if not records:
+        raise ValueError("no training records: the data holds neither depth maps nor boxes (images alone need "
+                         "depth estimated: --depth-model ID, or build_records(..., estimator=MonocularDepth(ID)))")
     torch.manual_seed(cfg.seed)
     task_names = sorted({r["task"] for r in records})
     key = run_key(dataclasses.asdict(cfg), records, accelerator.num_processes)

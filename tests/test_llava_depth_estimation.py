@@ -78,3 +78,32 @@ def test_records_estimate_the_depth_of_many_samples_at_once():
     assert calls == [RECORD_BATCH, 3] and len(records) == RECORD_BATCH + 3
     given = [dataclasses.replace(s, depth=m) for s, m in zip(rgb, estimate([s.image.load() for s in rgb]))]
     assert [r["target"] for r in records] == [r["target"] for r in build_records(given, **toks, tasks=["depth_generation"], seed=0)]
+
+
+def test_a_folder_of_images_is_a_curriculum_source_once_depth_is_estimated(tmp_path, capsys):
+    """``--data DIR`` of RGB images (AURORA's ADE20k route): every image becomes a sample read from
+    its file, with depth from the estimator; without one the CLI says, before loading any model,
+    that the images give no records and what to pass."""
+    from perceptok import BoxTokenizer, PointTokenizer, load
+    from perceptok.depth.estimate import MonocularDepth
+    from perceptok_llava.cli import load_samples, main as llava_cli
+    from perceptok_llava.data import build_records
+    from perceptok_llava.sources import synthetic_samples
+
+    (tmp_path / "images" / "sub").mkdir(parents=True)
+    for i, sample in enumerate(synthetic_samples(3, size=(48, 64))):
+        sample.image.load().save(tmp_path / "images" / ("sub" if i == 2 else "") / f"{i}.jpg", quality=95)
+    (tmp_path / "images" / "notes.txt").write_text("not an image")
+    samples = list(load_samples([str(tmp_path / "images")], seed=0))
+    assert [s.id for s in samples] == ["0.jpg", "1.jpg", "sub/2.jpg"]
+    assert all(s.depth is None and s.boxes is None and s.image.size == (64, 48) for s in samples)
+    toks = dict(depth=load("depth"), boxes=BoxTokenizer.from_preset("aurora"), points=PointTokenizer.from_preset("aurora"))
+    assert build_records(samples, **toks) == []
+    estimator = MonocularDepth(*tiny_depth_anything(), device=-1)
+    records = build_records(samples, **toks, estimator=estimator, tasks=["depth_generation"])
+    assert [r["id"] for r in records] == ["0.jpg/depth", "1.jpg/depth", "sub/2.jpg/depth"] and estimator.estimated == 3
+    assert records[0]["image"].load().size == (64, 64)  # read from its file and padded
+    args = ["train", "--model", str(tmp_path), "--data", str(tmp_path / "images"), "--out", str(tmp_path / "run")]
+    assert llava_cli(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "gave no training records" in err and "--depth-model" in err, err
