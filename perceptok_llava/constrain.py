@@ -27,7 +27,8 @@ which a CUDA-graph decoding step makes visible); no row is read whole again (the
 grows with the sequence, one elementwise pass on the device). The first call reads each row
 whole on the host. A row that grew from no row
 of the last call (possible only outside ``generate``) is found from a flag copied to the host
-without waiting, and every row is read whole again at the next call. The rules' tables are CPU
+without waiting, and every row is read whole again once the flag has arrived (at the next
+call under ``generate``, which reads the new tokens at every step). The rules' tables are CPU
 tensors whatever torch's default device is.
 """
 
@@ -166,11 +167,12 @@ class PerceptionLogitsProcessor:
         self.outside = torch.cat(outside) if outside else torch.zeros(0, dtype=torch.long, device="cpu")
         self._starts = {sp.start: k for k, sp in enumerate(self.spans)}
         self.automaton = _Automaton.shared(self, vocab, lm_tok)
-        # the last call's input_ids and each row's state after them, on their device; whether a
-        # row of that call grew from no row of the call before (a host copy, and its event)
+        # the last call's input_ids and each row's state after them, on their device; and, for
+        # the calls since the rows were last read whole, whether some row grew from no row of the
+        # call before (host copies not yet read, each with the event that says it has arrived)
         self._prev: torch.Tensor | None = None
         self._state: torch.Tensor | None = None
-        self._lost: tuple[torch.Tensor, torch.Event | None] | None = None
+        self._pending: list[tuple[torch.Tensor, torch.Event | None]] = []
 
     def _text_of(self, token: int) -> str:
         """An LM id's text (every id decoded once, the first time one is asked; "" past the LM's
@@ -242,25 +244,25 @@ class PerceptionLogitsProcessor:
         return tables.next[self._state[parent], tables.token_class[token]], ~match.any(1).all()
 
     def _was_lost(self) -> bool:
-        """Whether a row of the last call grew from no row of the call before (read from a copy
-        made without waiting, complete by now; its event is waited on for certainty)."""
-        if self._lost is None:
-            return False
-        flag, event = self._lost
-        if event is not None:
-            event.synchronize()
-        return bool(flag)
+        """Whether a row of an earlier call grew from no row of the call before, as far as the
+        flags that have arrived on the host say (never waiting: under ``generate`` each step's
+        flag has arrived by the next step; one still in flight is read at a later call)."""
+        arrived = [(flag, event) for flag, event in self._pending if event is None or event.query()]
+        self._pending = [p for p in self._pending if not any(p is a for a in arrived)]
+        return any(bool(flag) for flag, _ in arrived)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         tables = self.automaton.tables(scores.device, scores.shape[-1], self)
         states, lost = self._states(input_ids, tables)
-        self._prev, self._state, self._lost = input_ids.clone(), states, None
-        if lost is not None:
+        self._prev, self._state = input_ids.clone(), states
+        if lost is None:  # every row read whole: nothing earlier matters
+            self._pending = []
+        else:
             flag = lost.to("cpu", non_blocking=True)
             event = None if lost.device.type == "cpu" else torch.Event(device=lost.device)  # CUDA, XPU, MPS…
             if event is not None:
                 event.record()
-            self._lost = (flag, event)
+            self._pending.append((flag, event))
         return scores.masked_fill(tables.mask[tables.row[states]], float("-inf"))
 
 
