@@ -4,6 +4,7 @@ randomly initialised Depth Anything built from its config, and the cache."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -32,16 +33,16 @@ def test_batched_estimates_are_cached(tmp_path):
     images = [Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)) for _ in range(3)]
     maps = estimator(images)
     assert estimator.estimated == 3 and len(list(tmp_path.glob("*/*.npy"))) == 3
+    assert {np.load(p).dtype for p in tmp_path.glob("*/*.npy")} == {np.dtype(np.float16)}  # half the disk
     assert all(m.values.shape == (40, 60) and m.kind == "relative_inverse" for m in maps)
     again = estimator(images[:2] + [images[2].transpose(Image.FLIP_LEFT_RIGHT)])
     assert estimator.estimated == 4  # two from the cache, one new image
-    assert np.allclose(again[0].values.numpy(), maps[0].values.numpy())
+    assert np.array_equal(again[0].values.numpy(), maps[0].values.numpy())  # served as when it was estimated
+    assert again[0].values.dtype == torch.float32 and bool(again[0].valid.all())
 
 
 def test_another_model_does_not_reuse_the_cache(tmp_path):
     """Issue 13 (7): the cache keyed on image bytes alone served one model's estimates to another."""
-    import torch
-
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)) for _ in range(2)]
     torch.manual_seed(0)

@@ -27,7 +27,7 @@ class MonocularDepth:
         model: any Hub id or local folder of a depth-estimation model, or a loaded model.
         image_processor: with a loaded model, its processor.
         cache_dir: where estimates are kept (a folder per model fingerprint, one .npy per image
-            content hash); None = no cache.
+            content hash, in float16: 0.6 MB for a 640×480 photo, 12 GB for 20k); None = no cache.
         batch_size: images per forward pass.
         device: torch device for the pipeline (default: CUDA if available).
     """
@@ -78,12 +78,16 @@ class MonocularDepth:
                 pred = torch.as_tensor(out["predicted_depth"]).float().reshape(1, 1, *out["predicted_depth"].shape[-2:])
                 w, h = images[i].size
                 arr = F.interpolate(pred, size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
+                # float16 where it holds the values (any estimator's relative or metric depth), served
+                # now as from the cache: half the disk, a 0.05 % rounding far below the tokenizer's error
+                if np.isfinite(arr).all() and np.abs(arr).max() < 6e4:
+                    arr = arr.astype(np.float16)
                 results[i] = arr
                 self.estimated += 1
                 if self.cache_dir is not None:
                     atomic_write(self.cache_dir / f"{keys[i]}.npy", lambda tmp, a=arr: np.save(open(tmp, "wb"), a))
         maps = []
         for i in range(len(images)):
-            values = torch.from_numpy(results[i])
+            values = torch.from_numpy(results[i].astype(np.float32))
             maps.append(DepthMap(values, torch.isfinite(values), "relative_inverse"))
         return maps
