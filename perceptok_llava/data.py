@@ -32,6 +32,7 @@ from perceptok import BoxTokenizer, PointTokenizer
 from perceptok.depth import GridDepthTokenizer
 from perceptok.depth.normalize import normalize_depth
 from perceptok.io import DepthMap
+from perceptok.io.square import pad_square
 from perceptok_llava.images import ImageRecipe, SquareFrame
 from perceptok_llava.sources import Sample
 
@@ -51,15 +52,10 @@ def pad_to_square(sample: Sample) -> Sample:
     frame = SquareFrame(*sample.image.size)
     if frame.w == frame.h:
         return sample
-    depth = sample.depth
-    if depth is not None:
-        dh, dw = depth.values.shape
-        d = SquareFrame(dw, dh)
-        x0, y0 = d.offset
-        values = depth.values.new_full((d.side, d.side), float("nan"))
-        valid = depth.valid.new_zeros((d.side, d.side), dtype=torch.bool)
-        values[y0 : y0 + dh, x0 : x0 + dw], valid[y0 : y0 + dh, x0 : x0 + dw] = depth.values, depth.valid
-        depth = DepthMap(values, valid, depth.kind, depth.path)
+    if sample.depth_text is not None:
+        raise ValueError(f"sample {sample.id!r} carries depth tokens of its image as given, which padding would "
+                         "change: tokenize the padded map (perceptok tokenize depth --pad-square) or drop depth_text")
+    depth = pad_square(sample.depth) if sample.depth is not None else None
     boxes = sample.boxes
     if boxes is not None:
         boxes = np.asarray(boxes, np.float64) + np.tile(frame.offset, 2)
@@ -172,11 +168,12 @@ def build_records(samples: Iterable[Sample], depth: GridDepthTokenizer, boxes: B
             chunk[i] = dataclasses.replace(chunk[i], depth=estimate)
         if square:
             chunk = [pad_to_square(s) for s in chunk]
-        maps = [s.depth for s in chunk if s.depth is not None]
+        maps = [s.depth for s in chunk if s.depth is not None and s.depth_text is None]
         texts = iter(depth.to_text(depth.encode(maps)) if maps else [])  # with each map's grid marker where it has one
         for sample in chunk:
             if sample.depth is not None:
-                records += _depth_records(sample, next(texts), points, tasks, rng, point_counts)
+                text = sample.depth_text if sample.depth_text is not None else next(texts)
+                records += _depth_records(sample, text, points, tasks, rng, point_counts)
             if sample.boxes is not None and sample.labels:
                 records += _box_records(sample, boxes, tasks, rng)
         bar.update(len(chunk))

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
+from perceptok.io.square import square_offset
+
 # LLaVA-1.5's expand2square fill: CLIP's image mean × 255.
 PAD_COLOUR = (122, 116, 104)
 
@@ -20,18 +22,19 @@ PAD_COLOUR = (122, 116, 104)
 @dataclasses.dataclass(frozen=True)
 class SquareFrame:
     """Where a ``w × h`` image sits on the ``side × side`` square it is padded to (LLaVA-1.5's
-    ``pad`` aspect: centred, the rest filled with ``PAD_COLOUR``)."""
+    ``pad`` aspect: centred, the rest filled with ``PAD_COLOUR``; ``perceptok.io.square``'s rule,
+    by which depth maps are padded too)."""
 
     w: int
     h: int
 
     @property
     def side(self) -> int:
-        return max(self.w, self.h)
+        return square_offset(self.w, self.h)[2]
 
     @property
     def offset(self) -> tuple[int, int]:
-        return (self.side - self.w) // 2, (self.side - self.h) // 2
+        return square_offset(self.w, self.h)[:2]
 
     def pad_image(self, image: Image.Image) -> Image.Image:
         if self.w == self.h:

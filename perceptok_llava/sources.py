@@ -31,6 +31,9 @@ class Sample:
             an ``ImageRecipe``; held as an ``ImageRecipe``.
         depth: its depth map, if known.
         boxes: ``(N, 4)`` xyxy pixel boxes, if known; ``labels`` names them.
+        depth_text: the depth map's tokens as text, where they are known already (token shards
+            of padded maps): the records' depth target, instead of encoding ``depth`` again;
+            ``depth`` then only places the marked points.
     """
 
     id: str
@@ -38,6 +41,7 @@ class Sample:
     depth: DepthMap | None = None
     boxes: np.ndarray | None = None
     labels: list[str] | None = None
+    depth_text: str | None = None
 
     def __post_init__(self) -> None:
         self.image = ImageRecipe.of(self.image)
@@ -68,8 +72,11 @@ def shard_samples(folder: str | Path) -> Iterator[Sample]:
     curricula are built from it many times.
 
     Each row's map is decoded back to its units (``perceptok.shards.decode_rows``, a chunk of rows
-    at a time) and ``build_records`` re-encodes it on the square image the model sees (padding
-    changes the tokens). Images come from the row's source for ``--images`` runs and from the
+    at a time). A folder tokenized with ``--pad-square`` holds the tokens of the padded map that
+    the model's square image goes with: they are the records' depth targets as they are
+    (``Sample.depth_text``; the image comes padded), and the decoded map only places the marked
+    points. Otherwise ``build_records`` re-encodes the decoded map on the square image, a
+    reconstruction of a reconstruction (``benchmarks/llava_shard_targets.py``). Images come from the row's source for ``--images`` runs and from the
     manifest's ``rgb`` for ``--manifest`` runs; relative paths are read from the current folder, as
     the tokenize run saw them. The tokenizer named in the folder's metadata must still have the
     weights that made the tokens.
@@ -87,6 +94,7 @@ def shard_samples(folder: str | Path) -> Iterator[Sample]:
         raise ValueError(f"the tokens in {folder} were made by another {made_by['name']!r} tokenizer than the one "
                          "installed now (different weights or config); tokenize again with this one")
     kind, _, value = meta["options"]["source"].partition("=")
+    padded = meta["options"].get("pad") == "square"
     if kind == "images":
         rgb_of = None
     elif kind == "manifest":
@@ -106,7 +114,14 @@ def shard_samples(folder: str | Path) -> Iterator[Sample]:
                                         "the tokenize run was started in")
             seen.append((row, path))
         for (row, path), values in zip(seen, decode_rows(tok, [row for row, _ in seen])):  # (H, W) in the map's units
-            yield Sample(row["id"], path, DepthMap(values, torch.isfinite(values), row["kind"]))
+            if not padded:
+                yield Sample(row["id"], path, DepthMap(values, torch.isfinite(values), row["kind"]))
+                continue
+            image = ImageRecipe.of(path)
+            inside = torch.zeros(values.shape, dtype=torch.bool)
+            image.frame.crop(inside)[...] = True  # the photo's part of the square: no points on the padding
+            depth = DepthMap(torch.where(inside, values, torch.nan), inside & torch.isfinite(values), row["kind"])
+            yield Sample(row["id"], image.padded(), depth, depth_text=row["text"])
 
 
 def image_folder_samples(folder: str | Path) -> Iterator[Sample]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
 import torch
 import pytest
 
-from perceptok import BoxTokenizer, PointTokenizer, PooledDepthTokenizer
+from perceptok import BoxTokenizer, PointTokenizer, PooledDepthTokenizer, load
 from perceptok_llava.data import MULTI_TASKS, build_records, mark_points, pad_to_square
 from perceptok_llava.sources import Sample, coco_samples, manifest_samples, shard_samples, synthetic_samples
 
@@ -200,3 +201,30 @@ def test_token_shards_are_a_curriculum_source(shared_data, tmp_path):
     (out / "metadata.json").write_text(json.dumps(dict(meta, options=dict(meta["options"], source="folder=x:::"))))
     with pytest.raises(ValueError, match="needs the images"):
         next(shard_samples(out))
+
+
+def test_padded_token_shards_give_the_targets_of_the_maps_themselves(shared_data, tmp_path):
+    """Shards tokenized with ``--pad-square`` hold the tokens of the padded map, which the records
+    take as their depth targets as they are: the same targets as records built from the maps (not
+    a re-encoded reconstruction), marked points on the photo, never on the padding."""
+    pytest.importorskip("datasets")
+    from perceptok.cli.main import main as cli
+
+    manifest = shared_data / "depth" / "manifest.jsonl"
+    out = tmp_path / "tokens"
+    assert cli(["tokenize", "depth", "--manifest", str(manifest), "--out", str(out), "--pad-square", "--quiet"]) == 0
+    tasks, toks = ["depth_generation", "relative_depth_direct"], dict(TOKS, depth=load("depth"))  # the shards' tokenizer
+    direct = {r["id"]: r for r in build_records(manifest_samples(manifest), **toks, tasks=tasks)}
+    shards = {r["id"]: r for r in build_records(shard_samples(out), **toks, tasks=tasks)}
+    depth_ids = [k for k in direct if k.endswith("/depth")]
+    assert len(depth_ids) == 21 and all(shards[k]["target"] == direct[k]["target"] for k in depth_ids)
+    marked = [r for r in shards.values() if r["task"] == "relative_depth_direct"]
+    assert len(marked) >= 15
+    for r in marked:
+        image = r["image"]
+        (x0, y0), (w, h) = image.frame.offset, image.source_size
+        assert image.size[0] == image.size[1] == max(w, h)
+        assert all(x0 <= x < x0 + w and y0 <= y < y0 + h for x, y in r["points"]), r["id"]
+    sample = next(shard_samples(out))
+    with pytest.raises(ValueError, match="carries depth tokens"):
+        pad_to_square(dataclasses.replace(sample, image=sample.image.source))  # unpadded, with the padded map's tokens

@@ -87,6 +87,47 @@ def test_manifest_to_shards_and_back(shared_data, tmp_path):
     assert (out / "errors.jsonl").read_text() == ""
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_pad_square_tokenizes_each_map_centred_on_a_square(shared_data, tmp_path, capsys, workers):
+    """``--pad-square``: the ids of every real map are those of the map centred on a square of
+    no-measurement pixels (``perceptok.io.square``), read as codes by workers that prepare them or
+    as maps here; rows have the square's size; the option is part of the run's options."""
+    from perceptok.io import pad_square
+
+    manifest = str(shared_data / "depth" / "manifest.jsonl")
+    out = tmp_path / "tokens"
+    base = ["tokenize", "depth", "--manifest", manifest, "--out", str(out), "--workers", str(workers), "--quiet"]
+    assert cli([*base, "--pad-square"]) == 0
+    tok = perceptok.load("depth")
+    rows = rows_by_id(out)
+    entries = read_manifest(manifest)
+    assert any(e.load().values.shape[0] != e.load().values.shape[1] for e in entries)
+    for e in entries:
+        square = pad_square(e.load())
+        side = max(square.values.shape)
+        assert rows[e.id]["ids"] == tok.encode(square).ids.tolist(), e.id
+        assert (rows[e.id]["height"], rows[e.id]["width"]) == (side, side)
+    assert metadata(out)["options"]["pad"] == "square"
+    capsys.readouterr()
+    assert cli(base) == 2  # the same folder without it: other options
+    assert "pad" in capsys.readouterr().err
+
+
+def test_pad_square_keeps_codes_as_codes_where_the_table_has_a_blank():
+    from perceptok.io import pad_square
+    from perceptok.io.depth_files import DepthCodes
+
+    table = torch.arange(4, dtype=torch.float32)
+    table[0] = float("nan")
+    codes = DepthCodes(torch.tensor([[1, 2, 3]], dtype=torch.int32), table, "metric")
+    padded = pad_square(codes)
+    assert isinstance(padded, DepthCodes) and padded.codes.tolist() == [[0, 0, 0], [1, 2, 3], [0, 0, 0]]
+    full = DepthCodes(codes.codes, torch.arange(4, dtype=torch.float32) + 1, "metric")  # no blank code
+    expanded = pad_square(full)
+    assert not isinstance(expanded, DepthCodes) and expanded.valid.tolist() == [[False] * 3, [True] * 3, [False] * 3]
+    assert pad_square(padded) is padded
+
+
 def test_bad_inputs_are_skipped_with_their_reason(tmp_path, capsys):
     folder = tmp_path / "maps"
     good = write_maps(folder, 5)

@@ -41,7 +41,7 @@ def _depth(args: argparse.Namespace) -> None:
     summary = shards.tokenize_depth(items, args.out, tok, args.tokenizer, f"{sources[0]}={source[sources[0]]}",
                                     batch_size=args.batch_size, workers=args.workers, device=args.device,
                                     shard_size=args.shard_size, dataset=dataset, column=column,
-                                    estimator=estimator, progress=not args.quiet)
+                                    estimator=estimator, progress=not args.quiet, pad_square=args.pad_square)
     print(summary.line("maps"), file=sys.stderr)
 
 
@@ -120,6 +120,9 @@ def add_tokenize(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--folder", help="a folder of depth files (16-bit PNG, PGM, .npy, .npz, .pfm)")
     d.add_argument("--glob", help="with --folder or --images: which files (default: every depth or image file)")
     d.add_argument("--images", help="a folder of RGB images, given depth by --depth-model")
+    d.add_argument("--pad-square", action="store_true",
+                   help="centre each map on a square of no-measurement pixels first, as LLaVA-1.5 pads its images: "
+                        "the tokens perceptok-llava train --data OUT then trains on as they are")
     d.add_argument("--depth-model", help="with --images: a depth-estimation model (Hub id or folder); needs transformers")
     d.add_argument("--hf-dataset", help="a local Hugging Face dataset (save_to_disk folder or parquet files)")
     d.add_argument("--column", help="with --hf-dataset: the image or array column holding depth")

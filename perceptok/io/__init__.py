@@ -13,6 +13,8 @@ _LAZY = {
     "read_depth_codes": "perceptok.io.depth_files",
     "read_depth_folder": "perceptok.io.depth_files",
     "read_manifest": "perceptok.io.manifest",
+    "pad_square": "perceptok.io.square",
+    "square_offset": "perceptok.io.square",
 }
 __getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 __all__ = sorted(_LAZY)

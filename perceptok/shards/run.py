@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from perceptok.depth.grid import GridDepthTokenizer
 from perceptok.depth.outputs import DepthEncoding, PreparedDepth
 from perceptok.io.depth_files import DepthCodes, DepthMap, same_table
+from perceptok.io.square import pad_square as square
 from perceptok.shards.sources import DepthInputs, DepthItem, items_digest
 from perceptok.shards.store import ShardStore, TokenizeSummary, plan_shards, require_pyarrow, tokenizer_identity
 
@@ -211,6 +212,7 @@ def tokenize_depth(
     estimator: Callable[[list[Any]], list[DepthMap]] | None = None,
     progress: bool = True,
     workers_prepare: bool | None = None,
+    pad_square: bool = False,
 ) -> TokenizeSummary:
     """Tokenize ``items`` into Parquet shards in ``out`` (resuming what an earlier run left).
 
@@ -220,7 +222,9 @@ def tokenize_depth(
     ``workers_prepare``: whether the workers do the pixel work (normalisation, hole filling,
     resizing) of each map they read and run the network on each batch, sending back ids, or send
     the codes to be normalised and encoded in batches on ``device``; by default they do on a CPU
-    and do not on an accelerator.
+    and do not on an accelerator. ``pad_square``: each map centred on a square of no-measurement
+    pixels first (``perceptok.io.square``), so that the tokens describe the square image that
+    LLaVA-1.5 sees (the LLaVA plugin's curriculum then takes them as its targets as they are).
     """
     require_pyarrow()
     start = time.perf_counter()
@@ -228,14 +232,15 @@ def tokenize_depth(
     tok = tokenizer.to(device) if hasattr(tokenizer, "to") else tokenizer  # the pooled baseline has no network
     store = ShardStore(out, {"modality": "depth", "tokenizer": tokenizer_identity(tok, tokenizer_name),
                              "options": {"source": source, "shard_size": shard_size, "inputs": len(items),
-                                         "inputs_sha256": items_digest(items)}})
+                                         "inputs_sha256": items_digest(items),
+                                         **({"pad": "square"} if pad_square else {})}})
     todo, done_before = plan_shards(len(items), shard_size, store)
     order = [i for k in todo for i in range(k * shard_size, min((k + 1) * shard_size, len(items)))]
     # On the CPU each map's pixel work runs where it is read and the network where the batch is
     # made (in the workers, in parallel: the main process only writes); on an accelerator the maps
     # go there raw, a batch's codes as one tensor, and are normalised and encoded in batches.
     readers_encode = device.type == "cpu" if workers_prepare is None else workers_prepare
-    inputs = functools.partial(DepthInputs, items, dataset=dataset, column=column)
+    inputs = functools.partial(DepthInputs, items, dataset=dataset, column=column, pad_square=pad_square)
     collate = functools.partial(_collate, tokenizer=tok if readers_encode else None)
     if workers and order:  # the first input once here: the workers, forked after, inherit what that compiles
         collate([inputs(order[:1])[0]])  # and caches (numba's loops, oneDNN's kernels) instead of each redoing it
@@ -254,6 +259,7 @@ def tokenize_depth(
         if estimator is not None:
             readable = [(i, x) for i, x in batch if not isinstance(x, str)]
             maps = estimator([x for _, x in readable]) if readable else []
+            maps = [square(m) for m in maps] if pad_square else maps
             batch = [(i, x) for i, x in batch if isinstance(x, str)] + [(i, m) for (i, _), m in zip(readable, maps)]
         good = [(i, x) for i, x in batch if not isinstance(x, str)]
         bad = [(i, x) for i, x in batch if isinstance(x, str)]

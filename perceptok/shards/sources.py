@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from perceptok.io import read_manifest
+from perceptok.io.square import pad_square as square
 from perceptok.io.depth_files import (
     FLOAT_SUFFIXES, IMAGE_SUFFIXES, DepthCodes, DepthMap, read_depth, read_depth_codes, to_values,
 )
@@ -113,13 +114,13 @@ def _read(item: DepthItem) -> DepthMap | DepthCodes:
 
 
 class DepthInputs(Dataset):
-    """``items[i]`` → ``(i, map)`` (``DepthCodes`` or ``DepthMap``; an RGB image for the
-    estimator), or ``(i, reason)`` when it cannot be read. Runs in DataLoader workers; a dataset
+    """``items[i]`` → ``(i, map)`` (``DepthCodes`` or ``DepthMap``, padded to a square with
+    ``pad_square``; an RGB image for the estimator), or ``(i, reason)`` when it cannot be read. Runs in DataLoader workers; a dataset
     source is opened once per worker."""
 
     def __init__(self, items: Sequence[DepthItem], order: Sequence[int], dataset: str | None = None,
-                 column: str | None = None):
-        self.items, self.order = items, list(order)
+                 column: str | None = None, pad_square: bool = False):
+        self.items, self.order, self.pad_square = items, list(order), pad_square
         self.dataset_path, self.column = dataset, column
         self._dataset: Any = None
 
@@ -136,7 +137,9 @@ class DepthInputs(Dataset):
             if item.source.startswith("dataset:"):
                 if self._dataset is None:
                     self._dataset = open_dataset(self.dataset_path)
-                return i, _array_map(self._dataset[int(item.source[8:])][self.column], item)
-            return i, _read(item)
+                depth = _array_map(self._dataset[int(item.source[8:])][self.column], item)
+            else:
+                depth = _read(item)
+            return i, square(depth) if self.pad_square else depth
         except (ValueError, OSError, TypeError, UnidentifiedImageError) as err:
             return i, f"{type(err).__name__}: {err}"
