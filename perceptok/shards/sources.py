@@ -115,8 +115,8 @@ def _read(item: DepthItem) -> DepthMap | DepthCodes:
 
 class DepthInputs(Dataset):
     """``items[i]`` → ``(i, map)`` (``DepthCodes`` or ``DepthMap``, padded to a square with
-    ``pad_square``; an RGB image for the estimator), or ``(i, reason)`` when it cannot be read. Runs in DataLoader workers; a dataset
-    source is opened once per worker."""
+    ``pad_square``; an RGB image for the estimator), or ``(i, reason)`` when it cannot be read.
+    Runs in DataLoader workers; a dataset source is opened once per worker."""
 
     def __init__(self, items: Sequence[DepthItem], order: Sequence[int], dataset: str | None = None,
                  column: str | None = None, pad_square: bool = False):
