@@ -203,6 +203,18 @@ def test_torchrun_ranks_take_disjoint_shards_that_cover_the_input(tmp_path):
     assert sorted(int(p.stem[6:]) for p in out.glob("train-*.parquet")) == list(range(6))
 
 
+def test_each_rank_takes_its_own_accelerator(monkeypatch):
+    """Under torchrun ``--device cuda`` (and the depth model's default) is each rank's own GPU
+    (``LOCAL_RANK``), not every rank's the first; an explicit index and the CPU stay as given."""
+    from perceptok.distributed import local_device
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert local_device("cuda") == torch.device("cuda") and local_device(None) == torch.device("cpu")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert local_device("cuda") == torch.device("cuda", 3) and local_device(torch.device("xpu")) == torch.device("xpu", 3)
+    assert local_device("cuda:1") == torch.device("cuda", 1) and local_device("cpu") == torch.device("cpu")
+
+
 def test_hugging_face_dataset_source(tmp_path):
     rng = np.random.default_rng(0)
     maps = [(1.0 + rng.random((24, 32))).tolist() for _ in range(5)]

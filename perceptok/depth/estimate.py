@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from perceptok.checkpoint import atomic_write
+from perceptok.distributed import local_device
 from perceptok.io import DepthMap
 
 DEFAULT_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
@@ -29,7 +30,8 @@ class MonocularDepth:
         cache_dir: where estimates are kept (a folder per model fingerprint, one .npy per image
             content hash, in float16: 0.6 MB for a 640×480 photo, 12 GB for 20k); None = no cache.
         batch_size: images per forward pass.
-        device: torch device for the pipeline (default: CUDA if available).
+        device: torch device for the pipeline (default: CUDA if available; "cuda" under torchrun
+            is each rank's own GPU).
     """
 
     def __init__(self, model: Any = DEFAULT_MODEL, image_processor: Any = None, cache_dir: str | Path | None = None,
@@ -40,8 +42,10 @@ class MonocularDepth:
             raise ImportError("estimating depth from RGB images needs transformers: "
                               "pip install 'perceptok[llava]' (or pip install transformers)") from err
 
-        if device is None:
-            device = 0 if torch.cuda.is_available() else -1
+        if device is None:  # under torchrun each rank's own GPU
+            device = local_device("cuda") if torch.cuda.is_available() else -1
+        elif not isinstance(device, int):
+            device = local_device(device)
         self.pipe = pipeline("depth-estimation", model=model, image_processor=image_processor, device=device)
         self.model_key = self._model_key(self.pipe.model)
         # estimates of different models (or weights) never share a cache entry

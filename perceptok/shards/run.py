@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from perceptok.depth.grid import GridDepthTokenizer
 from perceptok.depth.outputs import DepthEncoding, PreparedDepth
+from perceptok.distributed import local_device
 from perceptok.io.depth_files import DepthCodes, DepthMap, same_table
 from perceptok.io.square import pad_square as square
 from perceptok.shards.sources import DepthInputs, DepthItem, items_digest
@@ -228,7 +229,7 @@ def tokenize_depth(
     """
     require_pyarrow()
     start = time.perf_counter()
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = local_device(device)  # "cuda" under torchrun: this rank's GPU
     tok = tokenizer.to(device) if hasattr(tokenizer, "to") else tokenizer  # the pooled baseline has no network
     store = ShardStore(out, {"modality": "depth", "tokenizer": tokenizer_identity(tok, tokenizer_name),
                              "options": {"source": source, "shard_size": shard_size, "inputs": len(items),

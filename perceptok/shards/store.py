@@ -17,13 +17,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from perceptok._version import __version__
 from perceptok.base import PerceptionTokenizer
 from perceptok.checkpoint import atomic_write, tensors_sha256
+from perceptok.distributed import rank_and_world
 
 FORMAT = "perceptok-token-shards/1"
 
@@ -34,11 +34,6 @@ def tokenizer_identity(tok: PerceptionTokenizer, name: str) -> dict[str, Any]:
     digest.update(tensors_sha256(tok.state_tensors()).encode())
     return {"type": tok.tokenizer_type, "name": name, "perceptok_version": __version__,
             "sha256": digest.hexdigest()}
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the number of processes, from torchrun / accelerate's environment."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
