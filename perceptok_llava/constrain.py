@@ -247,9 +247,14 @@ class PerceptionLogitsProcessor:
         """Whether a row of an earlier call grew from no row of the call before, as far as the
         flags that have arrived on the host say (never waiting: under ``generate`` each step's
         flag has arrived by the next step; one still in flight is read at a later call)."""
-        arrived = [(flag, event) for flag, event in self._pending if event is None or event.query()]
-        self._pending = [p for p in self._pending if not any(p is a for a in arrived)]
-        return any(bool(flag) for flag, _ in arrived)
+        lost, waiting = False, []
+        for flag, event in self._pending:
+            if event is None or event.query():
+                lost |= bool(flag)
+            else:
+                waiting.append((flag, event))
+        self._pending = waiting
+        return lost
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         tables = self.automaton.tables(scores.device, scores.shape[-1], self)

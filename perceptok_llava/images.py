@@ -75,6 +75,8 @@ def _open_rgb(path: str) -> Image.Image:
     try:
         with Image.open(path) as image:
             return image.convert("RGB")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image {path} not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"image {path}: cannot be read ({err}); replace or remove the file") from err
 
@@ -151,5 +153,7 @@ class ImageRecipe:
 
 
 def load_image(image: str | Path | Image.Image | ImageRecipe) -> Image.Image:
-    """An RGB image from a recipe, a file's path, or itself."""
-    return image if isinstance(image, Image.Image) else ImageRecipe.of(image).load()
+    """An RGB image from a recipe, a file's path (read once), or itself."""
+    if isinstance(image, Image.Image):
+        return image
+    return image.load() if isinstance(image, ImageRecipe) else _open_rgb(str(image))

@@ -76,9 +76,9 @@ def shard_samples(folder: str | Path) -> Iterator[Sample]:
     the model's square image goes with: they are the records' depth targets as they are
     (``Sample.depth_text``; the image comes padded), and the decoded map only places the marked
     points. Otherwise ``build_records`` re-encodes the decoded map on the square image, a
-    reconstruction of a reconstruction (``benchmarks/llava_shard_targets.py``). Images come from the row's source for ``--images`` runs and from the
-    manifest's ``rgb`` for ``--manifest`` runs; relative paths are read from the current folder, as
-    the tokenize run saw them. The tokenizer named in the folder's metadata must still have the
+    reconstruction of a reconstruction (``benchmarks/llava_shard_targets.py``). Images come from
+    the row's source for ``--images`` runs and from the manifest's ``rgb`` for ``--manifest`` runs;
+    relative paths are read from the current folder, as the tokenize run saw them. The tokenizer named in the folder's metadata must still have the
     weights that made the tokens.
     """
     from perceptok import load
@@ -118,7 +118,7 @@ def shard_samples(folder: str | Path) -> Iterator[Sample]:
                 yield Sample(row["id"], path, DepthMap(values, torch.isfinite(values), row["kind"]))
                 continue
             image = ImageRecipe.of(path)
-            inside = torch.zeros(values.shape, dtype=torch.bool)
+            inside = torch.zeros(values.shape, dtype=torch.bool, device=values.device)
             image.frame.crop(inside)[...] = True  # the photo's part of the square: no points on the padding
             depth = DepthMap(torch.where(inside, values, torch.nan), inside & torch.isfinite(values), row["kind"])
             yield Sample(row["id"], image.padded(), depth, depth_text=row["text"])
